@@ -1,0 +1,260 @@
+"""Self-describing checkpoints, and the one loader that serves the CLI, training and the app.
+
+Our format is a `torch.save` of plain data only (tensors, strings, numbers, lists, dicts), read back
+with `weights_only=True`, so loading a file never runs code:
+
+    format            FORMAT
+    model_config      ModelConfig as a dict
+    model_state_dict  the weights (float32, or float16 when saved with half=True), positions omitted
+    src_tokenizer     tokenizer JSON text (source language)
+    tgt_tokenizer     tokenizer JSON text (target language)
+    metadata          JSON-like dict: model card, training config, metrics (optional)
+    training_state    optimizer, scheduler, epoch, step, RNG state (optional; only for resuming)
+
+The loader also takes a checkpoint written by the tutorial (`tmodel_XX.pt`: a dict with
+`model_state_dict`, or a bare state dict from its oldest revisions) plus its two tokenizer files,
+and infers the model size from the tensor shapes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+from tokenizers import Tokenizer
+
+from core.config import ModelConfig
+from core.model import Transformer
+from core.tokenizer import load_tokenizer
+
+FORMAT = "transformer-attention-checkpoint/1"
+DEFAULT_TUTORIAL_HEADS = 8
+POSITION_KEYS = ("src_pos.pe", "tgt_pos.pe")
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be used as a checkpoint; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A model ready for inference (eval mode, float32) with its tokenizers and config."""
+
+    model: Transformer
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    config: ModelConfig
+    source: str
+    kind: str  # "native" or "tutorial"
+    metadata: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def atomic_torch_save(payload: dict, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a kill never leaves a broken file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, model: Transformer, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, *,
+                    metadata: dict | None = None, training_state: dict | None = None, half: bool = False) -> None:
+    """Write one self-describing checkpoint file atomically."""
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items() if k not in POSITION_KEYS}
+    if half:  # 16-bit storage halves the file; the loader turns the weights back into float32
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    payload = {
+        "format": FORMAT,
+        "model_config": model.config.to_dict(),
+        "model_state_dict": weights,
+        "src_tokenizer": src_tokenizer.to_str(),
+        "tgt_tokenizer": tgt_tokenizer.to_str(),
+        "metadata": metadata or {},
+    }
+    if training_state is not None:
+        payload["training_state"] = training_state
+    atomic_torch_save(payload, path)
+
+
+def read_checkpoint(source: str | Path | bytes | BinaryIO) -> object:
+    """Read a checkpoint file's content safely (no code runs); raise CheckpointError naming the problem."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        data = path.read_bytes()
+    elif isinstance(source, bytes):
+        data = source
+    else:
+        data = source.read()
+    if not data:
+        raise CheckpointError("empty file: not a checkpoint")
+    if not (data.startswith(ZIP_MAGIC) or data[:1] == b"\x80"):
+        raise CheckpointError("not a checkpoint: expected a PyTorch .pt file")
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad files: turn each into one clear line
+        message = str(exc)
+        if "Weights only load failed" in message or "Unsupported global" in message:
+            found = re.findall(r"GLOBAL ([\w.]+)", message)
+            what = f" ({', '.join(sorted(set(found)))})" if found else ""
+            raise CheckpointError(f"refused: the file holds Python objects{what} that would run code when "
+                                  "loaded; only plain tensors and values are accepted") from None
+        if data.startswith(ZIP_MAGIC) or isinstance(exc, (EOFError, ValueError)):
+            raise CheckpointError(f"truncated or corrupted checkpoint ({len(data):,} bytes): "
+                                  f"{message.splitlines()[0] if message else type(exc).__name__}") from None
+        raise CheckpointError(f"not a checkpoint: {type(exc).__name__}: {message.splitlines()[0]}") from None
+
+
+def _looks_like_state_dict(obj: object) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _tutorial_state_dict(state: dict) -> dict:
+    """Bring older tutorial layouts to the current one (renamed cross-attention, scalar norms)."""
+    d_model = state["src_embed.embedding.weight"].shape[1]
+    fixed = {}
+    for key, tensor in state.items():
+        key = key.replace(".source_attention_block.", ".cross_attention_block.")
+        if re.search(r"norm\.(alpha|bias)$", key) and tensor.shape == (1,):
+            tensor = tensor.expand(d_model).clone()  # one scalar gain/bias per norm: the same function
+        fixed[key] = tensor
+    return fixed
+
+
+def _infer_tutorial_config(state: dict, heads: int) -> ModelConfig:
+    required = ["src_embed.embedding.weight", "tgt_embed.embedding.weight", "src_pos.pe",
+                "encoder.layers.0.feed_forward_block.linear_1.weight", "projection_layer.proj.weight"]
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CheckpointError(f"not a Transformer checkpoint: missing {', '.join(missing)}")
+    layers = {int(m.group(1)) for k in state if (m := re.match(r"encoder\.layers\.(\d+)\.", k))}
+    try:
+        return ModelConfig(
+            src_vocab_size=state["src_embed.embedding.weight"].shape[0],
+            tgt_vocab_size=state["tgt_embed.embedding.weight"].shape[0],
+            d_model=state["src_embed.embedding.weight"].shape[1],
+            n_layers=max(layers) + 1,
+            n_heads=heads,
+            d_ff=state["encoder.layers.0.feed_forward_block.linear_1.weight"].shape[0],
+            seq_len=state["src_pos.pe"].shape[1],
+            attention_bias="encoder.layers.0.self_attention_block.w_q.bias" in state,
+        )
+    except ValueError as exc:
+        raise CheckpointError(f"cannot build a model for this checkpoint: {exc}") from None
+
+
+def _find_tutorial_tokenizer(source: object, lang: str) -> Path:
+    name = f"tokenizer_{lang}.json"
+    if isinstance(source, (str, Path)):
+        folder = Path(source).resolve().parent
+        for candidate in (folder / name, folder.parent / name):
+            if candidate.is_file():
+                return candidate
+    raise CheckpointError(f"missing tokenizer: a tutorial checkpoint needs {name} "
+                          "(pass it with --src-tokenizer/--tgt-tokenizer or upload it)")
+
+
+def _tokenizer(source: object, what: str) -> Tokenizer:
+    try:
+        return load_tokenizer(source)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"bad {what} tokenizer: {exc}") from None
+
+
+def _load_weights(model: Transformer, state: dict) -> None:
+    """load_state_dict(strict=True), but failing with one line that names the keys or shapes at fault."""
+    expected = model.state_dict()
+    unknown = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(state))
+    if unknown:
+        raise CheckpointError(f"unknown keys in checkpoint: {', '.join(unknown[:5])}"
+                              + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
+    if missing:
+        raise CheckpointError(f"missing keys in checkpoint: {', '.join(missing[:5])}"
+                              + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise CheckpointError(f"shape mismatch for {key}: checkpoint has {tuple(tensor.shape)}, "
+                                  f"the model needs {tuple(expected[key].shape)}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"corrupted checkpoint: {key} holds NaN or infinite values")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+
+
+def _check_vocab(config: ModelConfig, src: Tokenizer, tgt: Tokenizer) -> None:
+    for side, size, tok in (("source", config.src_vocab_size, src), ("target", config.tgt_vocab_size, tgt)):
+        if tok.get_vocab_size() != size:
+            raise CheckpointError(f"vocabulary size mismatch: the model's {side} embedding has {size} rows but "
+                                  f"the {side} tokenizer has {tok.get_vocab_size()} tokens")
+
+
+def load_checkpoint(source: str | Path | bytes | BinaryIO, src_tokenizer: object = None, tgt_tokenizer: object = None,
+                    heads: int | None = None, device: str | torch.device = "cpu") -> ModelBundle:
+    """Load our checkpoint or a tutorial one (with its tokenizers) into a ModelBundle in eval mode.
+
+    Tokenizers may be paths, JSON text/bytes or Tokenizer objects; for a tutorial checkpoint given
+    as a path they default to tokenizer_en.json / tokenizer_it.json beside it or one folder up.
+    `heads` is needed only for tutorial checkpoints (shapes do not record it; default 8).
+    """
+    payload = read_checkpoint(source)
+    name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "uploaded file")
+    notes: list[str] = []
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        kind, metadata = "native", dict(payload.get("metadata") or {})
+        try:
+            config = ModelConfig.from_dict(payload["model_config"])
+            state = dict(payload["model_state_dict"])
+            src = _tokenizer(src_tokenizer if src_tokenizer is not None else payload["src_tokenizer"], "source")
+            tgt = _tokenizer(tgt_tokenizer if tgt_tokenizer is not None else payload["tgt_tokenizer"], "target")
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(f"damaged checkpoint: bad or missing entry {exc}") from None
+        if heads is not None and heads != config.n_heads:
+            raise CheckpointError(f"this checkpoint records {config.n_heads} heads; --heads {heads} does not match")
+    elif isinstance(payload, dict) and ("model_state_dict" in payload or _looks_like_state_dict(payload)):
+        kind = "tutorial"
+        state = payload["model_state_dict"] if "model_state_dict" in payload else payload
+        if not _looks_like_state_dict(state):
+            raise CheckpointError("not a checkpoint: model_state_dict does not hold tensors")
+        state = _tutorial_state_dict(state) if "src_embed.embedding.weight" in state else state
+        config = _infer_tutorial_config(state, heads or DEFAULT_TUTORIAL_HEADS)
+        if heads is None:
+            notes.append(f"tutorial checkpoints do not record the head count; assumed {DEFAULT_TUTORIAL_HEADS}")
+        src = _tokenizer(src_tokenizer if src_tokenizer is not None else _find_tutorial_tokenizer(source, "en"),
+                         "source")
+        tgt = _tokenizer(tgt_tokenizer if tgt_tokenizer is not None else _find_tutorial_tokenizer(source, "it"),
+                         "target")
+        metadata = {k: payload[k] for k in ("epoch", "global_step") if k in payload and "model_state_dict" in payload}
+    else:
+        what = f"a dict with keys {sorted(map(str, payload))[:6]}" if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"not a checkpoint: the file holds {what}")
+
+    _check_vocab(config, src, tgt)
+    model = Transformer(config)
+    if kind == "native":
+        state.update({k: model.state_dict()[k] for k in POSITION_KEYS})
+    _load_weights(model, state)
+    model.to(device).eval()
+    return ModelBundle(model, src, tgt, config, name, kind, metadata, tuple(notes))

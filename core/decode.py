@@ -1,0 +1,147 @@
+"""Greedy decoding with a key/value cache, and teacher-forced passes, returning everything a viewer needs.
+
+Row labels are the tokens the decoder was really fed: [SOS] then each generated token (a final [EOS]
+is an output, never an input). Attention tensors are (L, H, T_query, T_key) for one sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from core.checkpoint import ModelBundle
+from core.model import Transformer, causal_mask
+from core.tokenizer import EOS_ID, SOS_ID, decode, detokenize, encode
+
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class Attention:
+    """Softmax attention of one sentence: every layer and head."""
+
+    encoder: Tensor  # (L, H, S, S) source tokens attending to source tokens
+    decoder: Tensor  # (L, H, T, T) decoder input tokens attending to earlier ones
+    cross: Tensor  # (L, H, T, S) decoder input tokens attending to source tokens
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One translated (or teacher-forced) sentence: ids, tokens and attention, labelled as the model saw them."""
+
+    source: str
+    translation: str  # generated text, or the reference text in teacher-forced mode
+    source_ids: list[int]  # encoder input: [SOS] + words + [EOS]
+    source_tokens: list[str]
+    target_ids: list[int]  # decoder input (the query rows): [SOS] then each generated/reference token
+    target_tokens: list[str]
+    output_ids: list[int]  # generated after [SOS], ending with [EOS] when produced; argmax per row if forced
+    top_ids: Tensor  # (T, TOP_K) most likely next tokens at each decoder position
+    top_probs: Tensor  # (T, TOP_K) their probabilities
+    attention: Attention
+    reference: str | None = None  # set in teacher-forced mode
+    unknown_words: tuple[str, ...] = ()  # source words the tokenizer mapped to [UNK]
+
+
+def _top(logits: Tensor) -> tuple[Tensor, Tensor]:
+    probs, ids = logits.float().softmax(-1).topk(min(TOP_K, logits.size(-1)), dim=-1)
+    return ids, probs
+
+
+@torch.no_grad()
+def greedy_decode(model: Transformer, src_ids: list[int], max_len: int):
+    """Encode once, then decode one token per step over a key/value cache.
+
+    Returns (decoder input ids, output ids, (T, k) top ids, (T, k) top probs, Attention). max_len counts
+    [SOS], as in the tutorial's loop: at most max_len decoder tokens. The model must be in eval mode.
+    """
+    device = next(model.parameters()).device
+    src = torch.tensor([src_ids], device=device)  # (1, S)
+    memory, enc_probs = model.encode(src, None, need_weights=True)  # no padding, so no source mask
+    caches = model.new_cache()
+    inputs, outputs, self_rows, cross_rows, top_ids, top_probs = [SOS_ID], [], [], [], [], []
+    last_row_only = False
+    while True:
+        token = torch.tensor([[inputs[-1]]], device=device)  # (1, 1): only the newest token is run
+        hidden, self_p, cross_p = model.decode(token, memory, None, None, True, caches, start=len(inputs) - 1)
+        self_rows.append(torch.stack(self_p)[:, 0, :, 0])  # (L, H, len(inputs))
+        cross_rows.append(torch.stack(cross_p)[:, 0, :, 0])  # (L, H, S)
+        ids, probs = _top(model.project(hidden[:, -1]))  # (1, k)
+        top_ids.append(ids[0])
+        top_probs.append(probs[0])
+        if last_row_only:
+            break
+        next_id = int(ids[0, 0])
+        outputs.append(next_id)
+        if next_id == EOS_ID:
+            break
+        inputs.append(next_id)
+        # At max_len the tutorial stops with the last token never fed; feed it once more, emitting
+        # nothing, so every generated token has its attention row as in a teacher-forced pass.
+        last_row_only = len(inputs) == max_len
+    t = len(inputs)
+    decoder = torch.zeros(model.config.n_layers, model.config.n_heads, t, t, device=device)
+    for i, row in enumerate(self_rows):
+        decoder[:, :, i, : i + 1] = row  # causal: keys after the query stay 0
+    attn = Attention(torch.stack(enc_probs)[:, 0], decoder, torch.stack(cross_rows, dim=2))
+    return inputs, outputs, torch.stack(top_ids), torch.stack(top_probs), attn
+
+
+@torch.no_grad()
+def teacher_forced(model: Transformer, src_ids: list[int], tgt_ids: list[int]):
+    """One full pass with decoder input [SOS] + tgt_ids; returns (inputs, argmax ids, top ids, top probs, Attention)."""
+    device = next(model.parameters()).device
+    src = torch.tensor([src_ids], device=device)
+    tgt = torch.tensor([[SOS_ID, *tgt_ids]], device=device)
+    logits, maps = model(src, tgt, None, causal_mask(tgt.size(1), device), return_attention=True)
+    ids, probs = _top(logits[0])
+    attn = Attention(maps.encoder[:, 0], maps.decoder[:, 0], maps.cross[:, 0])
+    return tgt[0].tolist(), ids[:, 0].tolist(), ids, probs, attn
+
+
+def _tokens(tokenizer, ids: list[int]) -> list[str]:
+    return [tokenizer.id_to_token(i) for i in ids]
+
+
+def _encode_checked(tokenizer, text: str, limit: int, what: str):
+    if not text or not text.strip():
+        raise ValueError(f"the {what} is empty: type a sentence to translate")
+    ids, tokens, words = encode(tokenizer, text)
+    if not ids:
+        raise ValueError(f"the {what} has no words the tokenizer can read")
+    if len(ids) > limit:
+        raise ValueError(f"the {what} is {len(ids)} tokens long; this model takes at most {limit} "
+                         f"(its seq_len {limit + 2} includes [SOS] and [EOS])" if what == "sentence" else
+                         f"the {what} is {len(ids)} tokens long; this model takes at most {limit}")
+    return ids, tokens, words
+
+
+def translate(bundle: ModelBundle, sentence: str, max_len: int | None = None,
+              reference: str | None = None) -> Translation:
+    """Translate one sentence greedily (or, given a reference, feed it to the decoder) with all attention maps.
+
+    Raises ValueError with a readable message for empty or overlong input.
+    """
+    model, src_tok, tgt_tok, seq_len = bundle.model, bundle.src_tokenizer, bundle.tgt_tokenizer, bundle.config.seq_len
+    ids, tokens, words = _encode_checked(src_tok, sentence, seq_len - 2, "sentence")
+    src_ids = [SOS_ID, *ids, EOS_ID]
+    unknown = tuple(w for w, t in zip(words, tokens) if t == src_tok.id_to_token(0))
+    if reference is not None:
+        ref_ids, ref_tokens, _ = _encode_checked(tgt_tok, reference, seq_len - 1, "reference translation")
+        inputs, outputs, top_ids, top_probs, attn = teacher_forced(model, src_ids, ref_ids)
+        text = detokenize(ref_tokens)
+    else:
+        max_len = seq_len if max_len is None else max_len
+        if not 2 <= max_len <= seq_len:
+            raise ValueError(f"max_len must be between 2 and the model's seq_len {seq_len}, got {max_len}")
+        inputs, outputs, top_ids, top_probs, attn = greedy_decode(model, src_ids, max_len)
+        text = decode(tgt_tok, outputs)
+    cpu = Attention(attn.encoder.cpu(), attn.decoder.cpu(), attn.cross.cpu())
+    return Translation(
+        source=sentence, translation=text, source_ids=src_ids, source_tokens=_tokens(src_tok, src_ids),
+        target_ids=inputs, target_tokens=_tokens(tgt_tok, inputs), output_ids=outputs,
+        top_ids=top_ids.cpu(), top_probs=top_probs.cpu(), attention=cpu, reference=reference,
+        unknown_words=unknown,
+    )

@@ -1,0 +1,286 @@
+"""The encoder-decoder Transformer of "Attention is all you need" (Vaswani et al., 2017), built the way
+the "Transformer from scratch" tutorial builds it.
+
+Module and parameter names match the tutorial's state dict key for key, and so do the numerics
+(embeddings scaled by sqrt(d_model), sinusoidal positions kept as a buffer, pre-norm residual blocks
+with the tutorial's own layer norm, a final norm after each stack, raw logits), so its checkpoints
+load unchanged and give the same outputs. What differs: attention probabilities come back as
+returned data when asked for (never stored on modules), the fused scaled_dot_product_attention
+kernel runs when they are not, and the decoder can run one token at a time over a key/value cache.
+
+Dimensions: B batch, S source length, T target length, D d_model, H heads, Dh = D / H,
+F d_ff, V vocabulary, L layers. Masks are boolean, True where a query may attend to a key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.config import ModelConfig
+
+
+def padding_mask(ids: Tensor, pad_id: int) -> Tensor:
+    """(B, S) token ids -> (B, 1, 1, S): keys that are not [PAD]."""
+    return (ids != pad_id)[:, None, None, :]
+
+
+def causal_mask(size: int, device: torch.device | None = None) -> Tensor:
+    """(1, 1, T, T): query i may attend to keys 0..i."""
+    return torch.ones(size, size, dtype=torch.bool, device=device).tril()[None, None]
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float, need_weights: bool):
+    """Scaled dot-product attention on (B, H, Tq, Dh) queries; returns (output, probabilities or None)."""
+    if not need_weights:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p), None
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, Tq, Tk)
+    if mask is not None:
+        # The tutorial fills with -1e9, which overflows float16; the dtype's most negative finite
+        # value gives the same probabilities and works in every dtype.
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    probs = scores.softmax(dim=-1)
+    return F.dropout(probs, dropout_p) @ v, probs  # weights reported before dropout
+
+
+@dataclass
+class KVCache:
+    """Keys and values of one attention block, (B, H, T_past, Dh), kept between decoding steps.
+
+    A self-attention cache grows by one position per step; a cross-attention cache (static=True)
+    holds the projected encoder output, computed once.
+    """
+
+    static: bool = False
+    k: Tensor | None = None
+    v: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class AttentionMaps:
+    """Softmax attention of every layer and head: (L, B, H, T_query, T_key) each."""
+
+    encoder: Tensor  # (L, B, H, S, S)
+    decoder: Tensor  # (L, B, H, T, T)
+    cross: Tensor  # (L, B, H, T, S)
+
+
+class InputEmbeddings(nn.Module):
+    def __init__(self, d_model: int, vocab_size: int):
+        super().__init__()
+        self.d_model = d_model
+        self.embedding = nn.Embedding(vocab_size, d_model)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.embedding(ids) * math.sqrt(self.d_model)  # (B, T, D), scaled as in the paper
+
+
+class PositionalEncoding(nn.Module):
+    def __init__(self, d_model: int, seq_len: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        position = torch.arange(seq_len, dtype=torch.float).unsqueeze(1)  # (seq_len, 1)
+        div_term = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
+        pe = torch.zeros(seq_len, d_model)
+        pe[:, 0::2] = torch.sin(position * div_term)
+        pe[:, 1::2] = torch.cos(position * div_term)
+        self.register_buffer("pe", pe.unsqueeze(0))  # (1, seq_len, D), saved like the tutorial's
+
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
+        end = start + x.size(1)
+        if end > self.pe.size(1):
+            raise ValueError(f"sequence of {end} positions is longer than this model's seq_len {self.pe.size(1)}")
+        return self.dropout(x + self.pe[:, start:end])
+
+
+class LayerNormalization(nn.Module):
+    def __init__(self, features: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.alpha = nn.Parameter(torch.ones(features))
+        self.bias = nn.Parameter(torch.zeros(features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # The tutorial's formula: unbiased std, eps added to the std (not inside a square root).
+        mean = x.mean(dim=-1, keepdim=True)
+        std = x.std(dim=-1, keepdim=True)
+        return self.alpha * (x - mean) / (std + self.eps) + self.bias
+
+
+class FeedForwardBlock(nn.Module):
+    def __init__(self, d_model: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.linear_1 = nn.Linear(d_model, d_ff)
+        self.dropout = nn.Dropout(dropout)
+        self.linear_2 = nn.Linear(d_ff, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear_2(self.dropout(torch.relu(self.linear_1(x))))  # (B, T, D) -> (B, T, F) -> (B, T, D)
+
+
+class MultiHeadAttentionBlock(nn.Module):
+    def __init__(self, d_model: int, h: int, dropout: float, bias: bool = False):
+        super().__init__()
+        self.h = h
+        self.w_q = nn.Linear(d_model, d_model, bias=bias)
+        self.w_k = nn.Linear(d_model, d_model, bias=bias)
+        self.w_v = nn.Linear(d_model, d_model, bias=bias)
+        self.w_o = nn.Linear(d_model, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+        return x.view(b, t, self.h, d // self.h).transpose(1, 2)  # (B, T, D) -> (B, H, T, Dh)
+
+    def forward(self, x_q: Tensor, x_kv: Tensor, mask: Tensor | None, need_weights: bool = False,
+                cache: KVCache | None = None):
+        """Attend from x_q (B, Tq, D) to x_kv (B, Tk, D); returns (output (B, Tq, D), probs or None)."""
+        q = self.split_heads(self.w_q(x_q))
+        if cache is not None and cache.static and cache.k is not None:
+            k, v = cache.k, cache.v
+        else:
+            k, v = self.split_heads(self.w_k(x_kv)), self.split_heads(self.w_v(x_kv))
+            if cache is not None:
+                if cache.k is not None:  # a self-attention cache: append this step's keys and values
+                    k, v = torch.cat([cache.k, k], dim=2), torch.cat([cache.v, v], dim=2)
+                cache.k, cache.v = k, v
+        dropout_p = self.dropout.p if self.training else 0.0
+        out, probs = attention(q, k, v, mask, dropout_p, need_weights)
+        b, _, t, _ = out.shape
+        return self.w_o(out.transpose(1, 2).reshape(b, t, -1)), probs  # (B, H, Tq, Dh) -> (B, Tq, D)
+
+
+class ResidualConnection(nn.Module):
+    def __init__(self, features: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.norm = LayerNormalization(features)
+
+    def forward(self, x: Tensor, sublayer):
+        """Pre-norm residual x + dropout(sublayer(norm(x))); the sublayer returns (output, probs)."""
+        out, probs = sublayer(self.norm(x))
+        return x + self.dropout(out), probs
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, d_model: int, attn: MultiHeadAttentionBlock, ffn: FeedForwardBlock, dropout: float):
+        super().__init__()
+        self.self_attention_block = attn
+        self.feed_forward_block = ffn
+        self.residual_connections = nn.ModuleList([ResidualConnection(d_model, dropout) for _ in range(2)])
+
+    def forward(self, x: Tensor, src_mask: Tensor | None, need_weights: bool):
+        x, probs = self.residual_connections[0](x, lambda y: self.self_attention_block(y, y, src_mask, need_weights))
+        x, _ = self.residual_connections[1](x, lambda y: (self.feed_forward_block(y), None))
+        return x, probs
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, d_model: int, self_attn: MultiHeadAttentionBlock, cross_attn: MultiHeadAttentionBlock,
+                 ffn: FeedForwardBlock, dropout: float):
+        super().__init__()
+        self.self_attention_block = self_attn
+        self.cross_attention_block = cross_attn
+        self.feed_forward_block = ffn
+        self.residual_connections = nn.ModuleList([ResidualConnection(d_model, dropout) for _ in range(3)])
+
+    def forward(self, x: Tensor, memory: Tensor, src_mask: Tensor | None, tgt_mask: Tensor | None,
+                need_weights: bool, cache: tuple[KVCache, KVCache] | None = None):
+        self_cache, cross_cache = cache if cache is not None else (None, None)
+        x, self_probs = self.residual_connections[0](
+            x, lambda y: self.self_attention_block(y, y, tgt_mask, need_weights, self_cache))
+        x, cross_probs = self.residual_connections[1](
+            x, lambda y: self.cross_attention_block(y, memory, src_mask, need_weights, cross_cache))
+        x, _ = self.residual_connections[2](x, lambda y: (self.feed_forward_block(y), None))
+        return x, self_probs, cross_probs
+
+
+class Encoder(nn.Module):
+    def __init__(self, d_model: int, layers: nn.ModuleList):
+        super().__init__()
+        self.layers = layers
+        self.norm = LayerNormalization(d_model)
+
+    def forward(self, x: Tensor, src_mask: Tensor | None, need_weights: bool = False):
+        probs = []
+        for layer in self.layers:
+            x, p = layer(x, src_mask, need_weights)
+            probs.append(p)
+        return self.norm(x), probs
+
+
+class Decoder(nn.Module):
+    def __init__(self, d_model: int, layers: nn.ModuleList):
+        super().__init__()
+        self.layers = layers
+        self.norm = LayerNormalization(d_model)
+
+    def forward(self, x: Tensor, memory: Tensor, src_mask: Tensor | None, tgt_mask: Tensor | None,
+                need_weights: bool = False, caches: list[tuple[KVCache, KVCache]] | None = None):
+        self_probs, cross_probs = [], []
+        for i, layer in enumerate(self.layers):
+            x, sp, cp = layer(x, memory, src_mask, tgt_mask, need_weights, None if caches is None else caches[i])
+            self_probs.append(sp)
+            cross_probs.append(cp)
+        return self.norm(x), self_probs, cross_probs
+
+
+class ProjectionLayer(nn.Module):
+    def __init__(self, d_model: int, vocab_size: int):
+        super().__init__()
+        self.proj = nn.Linear(d_model, vocab_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x)  # (B, T, D) -> (B, T, V) raw logits
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        d, h, f, p, bias = config.d_model, config.n_heads, config.d_ff, config.dropout, config.attention_bias
+        self.encoder = Encoder(d, nn.ModuleList(
+            EncoderBlock(d, MultiHeadAttentionBlock(d, h, p, bias), FeedForwardBlock(d, f, p), p)
+            for _ in range(config.n_layers)))
+        self.decoder = Decoder(d, nn.ModuleList(
+            DecoderBlock(d, MultiHeadAttentionBlock(d, h, p, bias), MultiHeadAttentionBlock(d, h, p, bias),
+                         FeedForwardBlock(d, f, p), p)
+            for _ in range(config.n_layers)))
+        self.src_embed = InputEmbeddings(d, config.src_vocab_size)
+        self.tgt_embed = InputEmbeddings(d, config.tgt_vocab_size)
+        self.src_pos = PositionalEncoding(d, config.seq_len, p)
+        self.tgt_pos = PositionalEncoding(d, config.seq_len, p)
+        self.projection_layer = ProjectionLayer(d, config.tgt_vocab_size)
+        for param in self.parameters():
+            if param.dim() > 1:
+                nn.init.xavier_uniform_(param)
+
+    def encode(self, src: Tensor, src_mask: Tensor | None, need_weights: bool = False):
+        """(B, S) ids -> memory (B, S, D) and per-layer encoder self-attention (B, H, S, S) or Nones."""
+        return self.encoder(self.src_pos(self.src_embed(src)), src_mask, need_weights)
+
+    def decode(self, tgt: Tensor, memory: Tensor, src_mask: Tensor | None, tgt_mask: Tensor | None,
+               need_weights: bool = False, caches: list[tuple[KVCache, KVCache]] | None = None, start: int = 0):
+        """(B, T) ids at positions start.. -> hidden (B, T, D), per-layer self (B, H, T, T_all) and cross (B, H, T, S)."""
+        return self.decoder(self.tgt_pos(self.tgt_embed(tgt), start), memory, src_mask, tgt_mask, need_weights, caches)
+
+    def project(self, x: Tensor) -> Tensor:
+        return self.projection_layer(x)
+
+    def new_cache(self) -> list[tuple[KVCache, KVCache]]:
+        """An empty (self, cross) key/value cache per decoder layer, for one decoding call."""
+        return [(KVCache(), KVCache(static=True)) for _ in range(self.config.n_layers)]
+
+    def forward(self, src: Tensor, tgt: Tensor, src_mask: Tensor | None, tgt_mask: Tensor | None,
+                return_attention: bool = False):
+        """Teacher-forced pass: logits (B, T, V), plus AttentionMaps when return_attention is set."""
+        memory, enc_probs = self.encode(src, src_mask, return_attention)
+        hidden, self_probs, cross_probs = self.decode(tgt, memory, src_mask, tgt_mask, return_attention)
+        logits = self.project(hidden)
+        if not return_attention:
+            return logits
+        return logits, AttentionMaps(torch.stack(enc_probs), torch.stack(self_probs), torch.stack(cross_probs))
