@@ -117,9 +117,16 @@ def read_checkpoint(source: str | Path | bytes | BinaryIO) -> object:
         message = str(exc)
         if "Weights only load failed" in message or "Unsupported global" in message:
             found = re.findall(r"GLOBAL ([\w.]+)", message)
-            what = f" ({', '.join(sorted(set(found)))})" if found else ""
-            raise CheckpointError(f"refused: the file holds Python objects{what} that would run code when "
-                                  "loaded; only plain tensors and values are accepted") from None
+            if found:
+                raise CheckpointError(f"refused: the file holds Python objects ({', '.join(sorted(set(found)))}) "
+                                      "that would run code when loaded; only plain tensors and values are "
+                                      "accepted") from None
+            # No named global (e.g. a pickle protocol or random bytes the safe unpickler cannot parse):
+            # say what stopped it rather than claim the file holds code.
+            reason = re.search(r"WeightsUnpickler error:\s*(.+)", message)
+            raise CheckpointError("refused: the safe loader cannot read this file"
+                                  f"{f' ({reason.group(1).strip()})' if reason else ''}; only plain tensors "
+                                  "and values saved with torch.save are accepted") from None
         if data.startswith(ZIP_MAGIC) or isinstance(exc, (EOFError, ValueError)):
             raise CheckpointError(f"truncated or corrupted checkpoint ({len(data):,} bytes): "
                                   f"{message.splitlines()[0] if message else type(exc).__name__}") from None

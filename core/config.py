@@ -50,3 +50,98 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run; defaults are the tutorial's. Every field is a command-line flag and a config-file key."""
+
+    data: tuple[str, ...] = ()  # local TSV files (en<TAB>it); PATH*N repeats a file N times in training
+    datasource: str = "Helsinki-NLP/opus_books"  # Hugging Face dataset used when no --data is given
+    lang_src: str = "en"
+    lang_tgt: str = "it"
+    batch_size: int = 8
+    max_tokens: int = 0  # >0: batches hold up to this many padded source+target tokens instead
+    epochs: int = 20  # total epochs, as in the tutorial
+    lr: float = 1e-4
+    warmup_steps: int = 0  # >0: linear warm-up to lr, then inverse square root decay (the paper's shape)
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0  # 0 disables clipping
+    seq_len: int = 350
+    d_model: int = 512
+    layers: int = 6
+    heads: int = 8
+    d_ff: int = 2048
+    dropout: float = 0.1
+    lowercase: bool = False  # lowercase both languages in the tokenizers' normalizer
+    min_frequency: int = 2
+    src_vocab_size: int = 0  # cap on the source vocabulary (0: no cap)
+    tgt_vocab_size: int = 0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.0  # >0: also hold out a test split, written to the run folder as test.tsv
+    seed: int = 0
+    model_folder: str = "weights"
+    model_basename: str = "tmodel_"
+    tokenizer_file: str = "tokenizer_{0}.json"  # inside model_folder
+    experiment_name: str = "runs/tmodel"
+    preload: str = "latest"  # "latest", an epoch number, or "none"
+    save_every: int = 0  # also checkpoint every N optimizer steps (0: only at epoch ends)
+    keep_last: int = 5
+    val_examples: int = 2  # validation sentences printed at each epoch end
+    val_sentences: int = 200  # validation sentences scored with BLEU, chrF, CER, WER
+    device: str = "auto"
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    amp: bool = False  # bfloat16 autocast (CUDA only)
+    compile: bool = False  # torch.compile (CUDA only)
+    save_half: bool = False  # store weights in 16 bits (smaller files; resume state stays float32)
+    max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "epochs", "seq_len", "d_model", "layers", "heads", "d_ff", "keep_last",
+                    "min_frequency")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        non_negative = ("max_tokens", "warmup_steps", "src_vocab_size", "tgt_vocab_size", "save_every",
+                        "val_examples", "val_sentences", "threads", "max_steps")
+        for name in non_negative:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.label_smoothing < 1 or not 0 <= self.dropout < 1:
+            raise ValueError("label_smoothing and dropout must be in [0, 1)")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")
+        if not 0 < self.val_fraction < 1 or not 0 <= self.test_fraction < 1 or self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction must be in (0, 1), test_fraction in [0, 1), and their sum below 1")
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+        if self.preload not in ("latest", "none") and not self.preload.isdigit():
+            raise ValueError(f"preload must be 'latest', 'none' or an epoch number, got {self.preload!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if "{0}" not in self.tokenizer_file:
+            raise ValueError("tokenizer_file must contain {0} (the language code)")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["data"] = list(self.data)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
+        data = dict(data)
+        if "data" in data:
+            data["data"] = tuple([data["data"]] if isinstance(data["data"], str) else data["data"])
+        if "preload" in data and data["preload"] is not None:
+            data["preload"] = str(data["preload"])
+        elif "preload" in data:
+            data["preload"] = "none"
+        return cls(**data)

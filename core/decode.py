@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from core.checkpoint import ModelBundle
-from core.model import Transformer, causal_mask
-from core.tokenizer import EOS_ID, SOS_ID, decode, detokenize, encode
+from core.model import Transformer, causal_mask, padding_mask
+from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, decode, detokenize, encode
 
 TOP_K = 5
 
@@ -145,3 +145,31 @@ def translate(bundle: ModelBundle, sentence: str, max_len: int | None = None,
         top_ids=top_ids.cpu(), top_probs=top_probs.cpu(), attention=cpu, reference=reference,
         unknown_words=unknown,
     )
+
+
+@torch.no_grad()
+def greedy_batch(model: Transformer, sources: list[list[int]], max_len: int) -> list[list[int]]:
+    """Greedy-decode several encoder inputs at once over a key/value cache, without attention maps.
+
+    Returns each sentence's generated ids (up to, not including, [EOS]); for validation and evaluation.
+    """
+    device = next(model.parameters()).device
+    width = max(len(s) for s in sources)
+    src = torch.full((len(sources), width), PAD_ID, dtype=torch.long, device=device)
+    for row, ids in enumerate(sources):
+        src[row, : len(ids)] = torch.tensor(ids, device=device)
+    src_mask = padding_mask(src, PAD_ID)  # (B, 1, 1, S)
+    memory, _ = model.encode(src, src_mask)
+    caches = model.new_cache()
+    tokens = torch.full((len(sources), 1), SOS_ID, dtype=torch.long, device=device)
+    done = torch.zeros(len(sources), dtype=torch.bool, device=device)
+    generated = []
+    for step in range(max_len - 1):
+        hidden, _, _ = model.decode(tokens, memory, src_mask, None, caches=caches, start=step)
+        tokens = model.project(hidden[:, -1]).argmax(-1, keepdim=True)  # (B, 1)
+        generated.append(tokens[:, 0])
+        done |= tokens[:, 0] == EOS_ID
+        if done.all():
+            break
+    out = torch.stack(generated, dim=1).tolist()
+    return [row[: row.index(EOS_ID)] if EOS_ID in row else row for row in out]

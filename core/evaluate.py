@@ -1,0 +1,75 @@
+"""Score a checkpoint on a test file: `python -m core.evaluate --checkpoint PATH --data FILE`.
+
+Prints corpus BLEU and chrF (sacrebleu), character and word error rates, as training does at each epoch end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+from tqdm import tqdm
+
+from core.checkpoint import CheckpointError, ModelBundle, load_checkpoint
+from core.data import DataError, encode_pairs, read_tsv
+from core.decode import greedy_batch
+from core.metrics import score
+from core.tokenizer import decode
+
+
+def lowercases(bundle: ModelBundle) -> bool:
+    """Whether the source tokenizer lowercases its input (then the references are compared lowercased)."""
+    return bundle.src_tokenizer.normalizer is not None and "Lowercase" in repr(bundle.src_tokenizer.normalizer)
+
+
+def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], batch_size: int = 64,
+             progress: bool = True) -> tuple[dict[str, float], list[str], list[tuple[str, str]]]:
+    """Greedy-translate the pairs that fit the model; returns (metrics, hypotheses, the pairs scored)."""
+    examples, kept = encode_pairs(pairs, bundle.src_tokenizer, bundle.tgt_tokenizer, bundle.config.seq_len)
+    hyps: list[str] = []
+    for start in tqdm(range(0, len(examples), batch_size), desc="translating", disable=not progress):
+        batch = examples[start:start + batch_size]
+        max_len = min(bundle.config.seq_len, max(len(e.tgt) for e in batch) * 2 + 10)
+        hyps += [decode(bundle.tgt_tokenizer, ids) for ids in greedy_batch(bundle.model, [e.src for e in batch], max_len)]
+    return score(hyps, [t for _, t in kept], lowercase=lowercases(bundle)), hyps, kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", required=True, action="append", help="TSV of en<TAB>it pairs (repeatable)")
+    parser.add_argument("--src-tokenizer")
+    parser.add_argument("--tgt-tokenizer")
+    parser.add_argument("--heads", type=int)
+    parser.add_argument("--limit", type=int, default=0, help="score only the first N pairs")
+    parser.add_argument("--examples", type=int, default=3, help="print this many translations")
+    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        bundle = load_checkpoint(args.checkpoint, args.src_tokenizer, args.tgt_tokenizer, args.heads)
+        pairs = [p for path in args.data for p in read_tsv(path)]
+    except (CheckpointError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.limit:
+        pairs = pairs[: args.limit]
+    metrics, hyps, kept = evaluate(bundle, pairs, progress=not args.json)
+    dropped = len(pairs) - len(kept)
+    if args.json:
+        print(json.dumps({**metrics, "sentences": len(kept), "dropped": dropped}))
+        return 0
+    for (src, ref), hyp in list(zip(kept, hyps))[: args.examples]:
+        tqdm.write(f"{'SOURCE:':>12} {src}\n{'TARGET:':>12} {ref}\n{'PREDICTED:':>12} {hyp}")
+    print(f"sentences {len(kept)} (dropped as too long: {dropped})")
+    print(f"BLEU {metrics['bleu']:.2f}  chrF {metrics['chrf']:.2f}  CER {metrics['cer']:.4f}  WER {metrics['wer']:.4f}"
+          + ("  (lowercased)" if lowercases(bundle) else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
