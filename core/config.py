@@ -97,6 +97,19 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # config files can hold any JSON/TOML type: check before comparing values
+            value, default = getattr(self, f.name), f.default
+            if f.name == "data":
+                ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+            elif isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
+            if not ok:
+                expected = "a list of file names" if f.name == "data" else type(default).__name__
+                raise ValueError(f"{f.name} must be {expected}, got {value!r}")
         positive = ("batch_size", "epochs", "seq_len", "d_model", "layers", "heads", "d_ff", "keep_last",
                     "min_frequency")
         for name in positive:

@@ -106,14 +106,14 @@ def encode_pairs(pairs: Sequence[Pair], src_tok: Tokenizer, tgt_tok: Tokenizer,
 def make_batches(examples: Sequence[Example], batch_size: int, max_tokens: int, seed: int) -> list[list[int]]:
     """Length-bucketed batches of example indices, shuffled by seed (e.g. seed + epoch).
 
-    Indices are shuffled, cut into pools of 100 batches, sorted by length inside each pool and
+    Indices are shuffled, cut into pools of about 100 batches, sorted by length inside each pool and
     batched, so each batch holds sentences of similar length; the batch order is then shuffled.
     With max_tokens, a batch grows while (its longest example) x (its size) x 2 fits the budget.
     """
     rng = random.Random(seed)
     order = list(range(len(examples)))
     rng.shuffle(order)
-    pool = batch_size * 100
+    pool = 100 * (max(1, max_tokens // 20) if max_tokens else batch_size)  # about 100 batches per sorted pool
     batches: list[list[int]] = []
     for start in range(0, len(order), pool):
         chunk = sorted(order[start:start + pool], key=lambda i: examples[i].size)

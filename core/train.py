@@ -210,9 +210,11 @@ def train(cfg: TrainConfig) -> Path | None:
         if main_process:
             tqdm.write(message)
 
+    if distributed and not main_process:
+        dist.barrier()  # wait until rank 0 has written the tokenizers (else two ranks race to write them)
     train_pairs, val_pairs, test_pairs, src_tok, tgt_tok = prepare_data(cfg, log)
-    if distributed:
-        dist.barrier()  # rank 0 may have just written the tokenizers
+    if distributed and main_process:
+        dist.barrier()
     train_set, kept_train = encode_pairs(train_pairs, src_tok, tgt_tok, cfg.seq_len)
     val_set, kept_val = encode_pairs(val_pairs, src_tok, tgt_tok, cfg.seq_len)
     dropped_train, dropped_val = len(train_pairs) - len(kept_train), len(val_pairs) - len(kept_val)
@@ -258,6 +260,8 @@ def train(cfg: TrainConfig) -> Path | None:
 
         writer = SummaryWriter(cfg.experiment_name)
 
+    loss_sum, loss_batches = 0.0, 0  # this epoch's training loss (the batches this process ran)
+
     def save(path: Path, metrics: dict | None = None) -> None:
         training_state = {
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
@@ -266,7 +270,8 @@ def train(cfg: TrainConfig) -> Path | None:
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         }
         metadata = {"train_config": cfg.to_dict(), "epoch": epoch, "global_step": global_step,
-                    "metrics": metrics or {}, "pairs": {"train": len(train_set), "validation": len(val_set)}}
+                    "metrics": metrics or {}, "train_loss": loss_sum / loss_batches if loss_batches else None,
+                    "pairs": {"train": len(train_set), "validation": len(val_set)}}
         save_checkpoint(path, model, src_tok, tgt_tok, metadata=metadata, training_state=training_state,
                         half=cfg.save_half)
         for old in run_checkpoints(cfg)[: -cfg.keep_last]:
@@ -282,6 +287,7 @@ def train(cfg: TrainConfig) -> Path | None:
         bar = tqdm(batches[batch_in_epoch:], desc=f"epoch {epoch:02d}", initial=batch_in_epoch,
                    total=len(batches), disable=not main_process, dynamic_ncols=True)
         tokens_seen, started = 0, time.perf_counter()
+        loss_sum, loss_batches = 0.0, 0
         for indices in bar:
             src, dec, lab = collate([train_set[i] for i in indices], device)
             src_mask = padding_mask(src, PAD_ID)
@@ -300,9 +306,11 @@ def train(cfg: TrainConfig) -> Path | None:
             batch_in_epoch += 1
             tokens_seen += int((src != PAD_ID).sum() + (lab != PAD_ID).sum()) * world
             rate = tokens_seen / (time.perf_counter() - started)
-            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:,.0f}")
+            loss_value = loss.item()
+            loss_sum, loss_batches = loss_sum + loss_value, loss_batches + 1
+            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:,.0f}")
             if writer is not None:
-                writer.add_scalar("train loss", loss.item(), global_step)
+                writer.add_scalar("train loss", loss_value, global_step)
                 writer.add_scalar("learning rate", scheduler.get_last_lr()[0], global_step)
                 writer.add_scalar("tokens per second", rate, global_step)
             if cfg.save_every and global_step % cfg.save_every == 0 and main_process:
@@ -313,6 +321,9 @@ def train(cfg: TrainConfig) -> Path | None:
                 break
         bar.close()
         if stop and batch_in_epoch < len(batches):
+            if main_process and not (cfg.save_every and global_step % cfg.save_every == 0):
+                last_path = folder / f"{cfg.model_basename}{epoch:02d}-step{global_step:08d}.pt"
+                save(last_path)  # stopped by --max-steps mid-epoch: keep the work, resumable
             break
         metrics = {}
         if main_process:
@@ -320,8 +331,9 @@ def train(cfg: TrainConfig) -> Path | None:
             log(f"epoch {epoch:02d}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
             for name, value in metrics.items():
                 writer.add_scalar(f"validation {name}", value, global_step)
-            writer.add_text("validation sample", f"{val_pairs[0][0]} → {greedy_text(model, val_set[0], tgt_tok)}",
-                            global_step)
+            if val_set:
+                writer.add_text("validation sample",
+                                f"{val_pairs[0][0]} → {greedy_text(model, val_set[0], tgt_tok)}", global_step)
         epoch, batch_in_epoch = epoch + 1, 0
         if main_process:
             last_path = folder / f"{cfg.model_basename}{epoch - 1:02d}.pt"

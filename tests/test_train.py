@@ -1,0 +1,264 @@
+"""Training pipeline: config from flags/files, loss falls, exact stop-and-resume, crash-safe checkpoints."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import load_checkpoint, translate
+from core.checkpoint import read_checkpoint
+from core.config import TrainConfig
+from core.train import config_from_args, main, run_checkpoints, train
+
+torch.set_num_threads(1)
+
+EN = ["red", "blue", "green", "cat", "dog", "house", "big", "small", "runs", "sleeps", "sees", "the"]
+IT = ["rosso", "blu", "verde", "gatto", "cane", "casa", "grande", "piccolo", "corre", "dorme", "vede", "il"]
+
+
+def write_corpus(path: Path, n: int = 120, seed: int = 0, lengths: tuple[int, int] = (2, 7)) -> Path:
+    """Word-by-word 'translations' of random word sequences: a task a tiny model learns in a few epochs."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        idx = [rng.randrange(len(EN)) for _ in range(rng.randint(*lengths))]
+        lines.append(" ".join(EN[i] for i in idx) + "\t" + " ".join(IT[i] for i in idx))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny_argv(run: Path, data: Path, *extra: str) -> list[str]:
+    return ["--data", str(data), "--model-folder", str(run / "weights"), "--experiment-name", str(run / "tb"),
+            "--d-model", "32", "--layers", "2", "--heads", "4", "--d-ff", "64", "--seq-len", "32",
+            "--batch-size", "8", "--min-frequency", "1", "--threads", "1", "--val-sentences", "4",
+            "--val-examples", "1", "--device", "cpu", "--lr", "1e-3", *extra]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)["model_state_dict"]
+
+
+# ---------------------------------------------------------------- a trained tiny model, shared by several tests
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("trained")
+    data = write_corpus(run / "pairs.tsv", n=200)
+    argv = tiny_argv(run, data, "--epochs", "8", "--batch-size", "16", "--dropout", "0.0",
+                      "--lr", "3e-3", "--keep-last", "10")
+    cfg = config_from_args(argv)
+    last = train(cfg)
+    return run, data, cfg, last
+
+
+def test_loss_falls_on_a_synthetic_corpus(trained):
+    _, _, cfg, _ = trained
+    files = run_checkpoints(cfg)
+    losses = [read_checkpoint(p)["metadata"]["train_loss"] for p in files]
+    assert [p.name for p in files] == [f"tmodel_{e:02d}.pt" for e in range(8)]
+    assert all(isinstance(x, float) for x in losses)
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert losses[-1] == min(losses) or losses[-1] < 1.05 * min(losses), losses
+
+
+def test_checkpoints_load_translate_and_record_the_config(trained):
+    run, _, cfg, last = trained
+    assert last == Path(cfg.model_folder) / "tmodel_07.pt"
+    bundle = load_checkpoint(last)
+    assert bundle.kind == "native"
+    assert bundle.config.d_model == 32 and bundle.config.n_layers == 2 and bundle.config.seq_len == 32
+    assert bundle.metadata["train_config"] == cfg.to_dict()
+    assert TrainConfig.from_dict(bundle.metadata["train_config"]) == cfg
+    assert bundle.metadata["epoch"] == 8 and bundle.metadata["global_step"] > 0
+    assert set(bundle.metadata["metrics"]) == {"bleu", "chrf", "cer", "wer"}
+    result = translate(bundle, "the red cat sleeps")
+    assert isinstance(result.translation, str) and result.source_tokens[0] == "[SOS]"
+    # tokenizers were written to the run folder and are reused by the next run
+    assert (Path(cfg.model_folder) / "tokenizer_en.json").is_file()
+    assert (Path(cfg.model_folder) / "tokenizer_it.json").is_file()
+    assert any((run / "tb").glob("events.out.tfevents.*"))  # TensorBoard scalars were written
+
+
+# ---------------------------------------------------------------- exact stop-and-resume
+
+
+def test_stop_and_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, capsys):
+    data = write_corpus(tmp_path / "pairs.tsv", n=100)
+    common = ("--epochs", "2", "--dropout", "0.2", "--seed", "3")
+    # A: stop mid-epoch 0 after 5 steps (a step checkpoint exists at step 5); B: resume it to the end
+    assert main(tiny_argv(tmp_path / "ab", data, *common, "--max-steps", "5", "--save-every", "5")) == 0
+    folder = tmp_path / "ab" / "weights"
+    assert [p.name for p in sorted(folder.glob("*.pt"))] == ["tmodel_00-step00000005.pt"]
+    state = read_checkpoint(folder / "tmodel_00-step00000005.pt")["training_state"]
+    assert (state["epoch"], state["batch_in_epoch"], state["global_step"]) == (0, 5, 5)
+    assert main(tiny_argv(tmp_path / "ab", data, *common, "--preload", "latest")) == 0
+    assert "resumed from" in capsys.readouterr().out
+    # C: the same run without interruption
+    assert main(tiny_argv(tmp_path / "c", data, *common)) == 0
+    resumed, straight = weights(folder / "tmodel_01.pt"), weights(tmp_path / "c" / "weights" / "tmodel_01.pt")
+    assert resumed.keys() == straight.keys()
+    for key in straight:
+        assert torch.equal(resumed[key], straight[key]), key
+    a_meta = read_checkpoint(folder / "tmodel_01.pt")["metadata"]
+    assert a_meta["global_step"] == read_checkpoint(tmp_path / "c" / "weights" / "tmodel_01.pt")["metadata"][
+        "global_step"]
+
+
+def test_max_steps_without_save_every_leaves_a_resumable_checkpoint(tmp_path):
+    data = write_corpus(tmp_path / "pairs.tsv", n=100)
+    assert main(tiny_argv(tmp_path, data, "--epochs", "1", "--max-steps", "3")) == 0
+    files = run_checkpoints(config_from_args(tiny_argv(tmp_path, data)))
+    assert [p.name for p in files] == ["tmodel_00-step00000003.pt"]
+    assert read_checkpoint(files[0])["training_state"]["global_step"] == 3
+
+
+def test_resume_from_an_epoch_number_and_bad_preload(tmp_path, capsys):
+    data = write_corpus(tmp_path / "pairs.tsv", n=60)
+    assert main(tiny_argv(tmp_path, data, "--epochs", "1")) == 0
+    assert main(tiny_argv(tmp_path, data, "--epochs", "2", "--preload", "0")) == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert main(tiny_argv(tmp_path, data, "--epochs", "3", "--preload", "7")) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- crash-safe saving
+
+
+def test_a_save_killed_midway_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch, capsys):
+    data = write_corpus(tmp_path / "pairs.tsv", n=60)
+    argv = tiny_argv(tmp_path, data, "--epochs", "2")
+    real_save = torch.save
+    calls = []
+
+    def dying_save(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the epoch-1 checkpoint: write part of it, then "die"
+            f.write(b"PK\x03\x04 partial checkpoint bytes")
+            raise KeyboardInterrupt
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    assert main(argv) == 130
+    monkeypatch.setattr(torch, "save", real_save)
+    folder = tmp_path / "weights"
+    assert sorted(p.name for p in folder.iterdir() if p.suffix != ".json") == ["tmodel_00.pt"]  # no temp left
+    before = (folder / "tmodel_00.pt").read_bytes()
+    assert load_checkpoint(folder / "tmodel_00.pt").metadata["epoch"] == 1
+    # a hard kill (no cleanup) leaves a temp file behind: it must not be taken for a checkpoint
+    (folder / ".tmodel_01.pt.abc123.tmp").write_bytes(b"PK\x03\x04 partial")
+    capsys.readouterr()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "tmodel_00.pt" in out and "warning" not in out
+    assert load_checkpoint(folder / "tmodel_01.pt").metadata["epoch"] == 2
+    assert (folder / "tmodel_00.pt").read_bytes() == before
+
+
+def test_an_unreadable_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    data = write_corpus(tmp_path / "pairs.tsv", n=60)
+    assert main(tiny_argv(tmp_path, data, "--epochs", "1")) == 0
+    folder = tmp_path / "weights"
+    (folder / "tmodel_01.pt").write_bytes(b"\x00garbage")  # newest by name
+    capsys.readouterr()
+    assert main(tiny_argv(tmp_path, data, "--epochs", "2")) == 0
+    out = capsys.readouterr().out
+    assert "cannot resume from" in out and "tmodel_01.pt" in out and "falling back" in out
+    assert "resumed from" in out and "tmodel_00.pt" in out
+    assert load_checkpoint(folder / "tmodel_01.pt").metadata["epoch"] == 2
+
+
+def test_keep_last_prunes_old_checkpoints(tmp_path):
+    data = write_corpus(tmp_path / "pairs.tsv", n=60)
+    assert main(tiny_argv(tmp_path, data, "--epochs", "3", "--keep-last", "2")) == 0
+    assert sorted(p.name for p in (tmp_path / "weights").glob("*.pt")) == ["tmodel_01.pt", "tmodel_02.pt"]
+
+
+def test_long_pairs_are_dropped_and_counted(tmp_path, capsys):
+    data = write_corpus(tmp_path / "pairs.tsv", n=60, lengths=(2, 5))
+    with data.open("a", encoding="utf-8") as f:
+        for _ in range(7):
+            f.write(" ".join(["the"] * 40) + "\t" + " ".join(["il"] * 40) + "\n")
+    assert main(tiny_argv(tmp_path, data, "--epochs", "1")) == 0
+    out = capsys.readouterr().out
+    assert "dropped as longer than seq_len 32" in out
+    counts = out.split("dropped as longer than seq_len 32:")[1].splitlines()[0]
+    train_dropped, val_dropped = (int(s.split()[0]) for s in counts.split(","))
+    assert train_dropped + val_dropped == 7  # all seven copies share a split (grouped by source sentence)
+
+
+# ---------------------------------------------------------------- configuration and clear errors
+
+
+def test_every_field_is_a_flag_and_config_files_are_read(tmp_path):
+    cfg = config_from_args(["--data", "a.tsv", "--data", "b.tsv*2", "--epochs", "3", "--batch-size", "4",
+                            "--lr", "0.001", "--seq-len", "64", "--d-model", "64", "--layers", "2", "--heads", "2",
+                            "--d-ff", "128", "--dropout", "0", "--model-folder", "m", "--preload", "none",
+                            "--seed", "7", "--amp", "--lowercase", "false"])
+    assert cfg.data == ("a.tsv", "b.tsv*2") and (cfg.epochs, cfg.batch_size, cfg.lr) == (3, 4, 0.001)
+    assert (cfg.seq_len, cfg.d_model, cfg.layers, cfg.heads, cfg.d_ff, cfg.dropout) == (64, 64, 2, 2, 128, 0.0)
+    assert (cfg.model_folder, cfg.preload, cfg.seed, cfg.amp, cfg.lowercase) == ("m", "none", 7, True, False)
+    assert config_from_args([]) == TrainConfig()  # tutorial defaults
+    assert (TrainConfig().batch_size, TrainConfig().seq_len, TrainConfig().d_model, TrainConfig().lr) == (
+        8, 350, 512, 1e-4)
+    (tmp_path / "c.json").write_text(json.dumps({"data": "x.tsv", "epochs": 5, "lr": 0.5, "preload": 2}))
+    cfg = config_from_args(["--config", str(tmp_path / "c.json"), "--epochs", "9"])
+    assert (cfg.data, cfg.epochs, cfg.lr, cfg.preload) == (("x.tsv",), 9, 0.5, "2")  # flags override the file
+    (tmp_path / "c.toml").write_text('data = ["x.tsv", "y.tsv"]\nbatch_size = 3\nwarmup_steps = 100\n')
+    cfg = config_from_args(["--config", str(tmp_path / "c.toml")])
+    assert (cfg.data, cfg.batch_size, cfg.warmup_steps) == (("x.tsv", "y.tsv"), 3, 100)
+
+
+@pytest.mark.parametrize(("content", "suffix", "needle"), [
+    ('{"epochs": 2, "bogus_key": 1}', ".json", "bogus_key"),
+    ('epochs = 2\nbatchsize = 4\n', ".toml", "batchsize"),
+    ('{"lr": "fast"}', ".json", "lr"),
+    ('{"batch_size": -4}', ".json", "batch_size"),
+    ('{"epochs": ', ".json", "Expecting value"),
+])
+def test_bad_config_files_exit_2_naming_the_problem(tmp_path, capsys, content, suffix, needle):
+    path = tmp_path / f"bad{suffix}"
+    path.write_text(content)
+    assert main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and needle in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--batch-size", "-1"], "batch_size must be a positive integer"),
+    (["--epochs", "0"], "epochs must be a positive integer"),
+    (["--dropout", "1.5"], "dropout"),
+    (["--preload", "garbage"], "preload must be"),
+    (["--d-model", "30", "--heads", "4"], "divisible"),
+    (["--device", "tpu"], "device must be"),
+    (["--val-fraction", "0"], "val_fraction"),
+    (["--config", "no/such/file.json"], "config file not found"),
+    (["--data", "no/such/pairs.tsv"], "data file not found: no/such/pairs.tsv"),
+])
+def test_bad_values_exit_2_with_a_clear_message(capsys, argv, needle):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_unknown_flag_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--bogus-flag", "3"])
+    assert exc.value.code == 2
+    assert "--bogus-flag" in capsys.readouterr().err
+
+
+def test_no_data_and_no_hub_points_to_data(tmp_path, monkeypatch, capsys):
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'Helsinki-NLP/opus_books' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=unreachable))
+    assert main(["--model-folder", str(tmp_path / "w"), "--experiment-name", str(tmp_path / "tb")]) == 2
+    err = capsys.readouterr().err
+    assert "Helsinki-NLP/opus_books" in err and "--data" in err and "Traceback" not in err

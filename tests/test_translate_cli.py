@@ -1,0 +1,104 @@
+"""The command line: python -m core.translate, run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "core.translate", *map(str, args)],
+        input=stdin,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_plain_output_one_line_per_sentence(tiny_checkpoint):
+    run = run_cli("--checkpoint", tiny_checkpoint, "--max-len", "5", "the cat sleeps .", "where is the station ?")
+    assert run.returncode == 0, run.stderr
+    assert len(run.stdout.splitlines()) == 2
+    assert run.stderr == ""
+
+
+def test_json_schema_and_shapes(tiny_checkpoint, tiny_config):
+    run = run_cli("--checkpoint", tiny_checkpoint, "--json", "--max-len", "6", "the cat sleeps .", "a dog")
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["source"] for r in records] == ["the cat sleeps .", "a dog"]
+    for record in records:
+        assert set(record) == {"source", "translation", "source_tokens", "target_tokens", "output_ids", "attention"}
+        s, t = len(record["source_tokens"]), len(record["target_tokens"])
+        assert record["source_tokens"][0] == "[SOS]" and record["source_tokens"][-1] == "[EOS]"
+        assert record["target_tokens"][0] == "[SOS]" and t <= 6
+        assert isinstance(record["translation"], str) and all(isinstance(i, int) for i in record["output_ids"])
+        expected = {"encoder": (s, s), "decoder": (t, t), "cross": (t, s)}
+        for name, (rows, cols) in expected.items():
+            maps = record["attention"][name]
+            assert len(maps) == tiny_config.n_layers and all(len(layer) == tiny_config.n_heads for layer in maps)
+            for head in (head for layer in maps for head in layer):
+                assert len(head) == rows and all(len(row) == cols for row in head)
+                assert all(abs(sum(row) - 1) < 1e-4 for row in head)
+
+
+def test_reference_mode(tiny_checkpoint):
+    run = run_cli("--checkpoint", tiny_checkpoint, "--json", "--reference", "il gatto dorme .", "the cat sleeps .")
+    assert run.returncode == 0, run.stderr
+    record = json.loads(run.stdout)
+    assert record["target_tokens"] == ["[SOS]", "il", "gatto", "dorme", "."]
+    assert record["translation"] == "il gatto dorme."
+
+
+def test_empty_sentence_is_an_error_but_others_are_translated(tiny_checkpoint):
+    run = run_cli("--checkpoint", tiny_checkpoint, "--max-len", "4", "the cat", "  ", "a dog")
+    assert run.returncode == 1
+    assert len(run.stdout.splitlines()) == 2
+    assert "error: the sentence is empty" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_overlong_sentence_names_the_limit(tiny_checkpoint, tiny_config):
+    run = run_cli("--checkpoint", tiny_checkpoint, " ".join(["cat"] * tiny_config.seq_len))
+    assert run.returncode == 1
+    assert f"at most {tiny_config.seq_len - 2}" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_bad_checkpoint_path(tmp_path):
+    run = run_cli("--checkpoint", tmp_path / "nope.pt", "hello")
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"error: checkpoint not found: {tmp_path / 'nope.pt'}"
+    assert run.stdout == ""
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    run = run_cli("--checkpoint", tmp_path / "notes.txt", "hello")
+    assert run.returncode == 2 and run.stderr.startswith("error: not a checkpoint") and "Traceback" not in run.stderr
+
+
+def test_sentences_from_stdin(tiny_checkpoint):
+    run = run_cli("--checkpoint", tiny_checkpoint, "--max-len", "4", stdin="the cat\n\na dog\n")
+    assert run.returncode == 0, run.stderr
+    assert len(run.stdout.splitlines()) == 2
+
+
+def test_tutorial_checkpoint_note(tmp_path):
+    from test_checkpoint import tutorial_state_dict, write_tokenizers, write_tutorial_checkpoint
+
+    write_tokenizers(tmp_path)
+    write_tutorial_checkpoint(tmp_path / "tmodel_00.pt", tutorial_state_dict())
+    run = run_cli("--checkpoint", tmp_path / "tmodel_00.pt", "--max-len", "3", "en1 en2")
+    assert run.returncode == 0, run.stderr
+    assert "note: tutorial checkpoints do not record the head count; assumed 8" in run.stderr
+    run = run_cli("--checkpoint", tmp_path / "tmodel_00.pt", "--heads", "4", "--max-len", "3", "en1 en2")
+    assert run.returncode == 0 and "note:" not in run.stderr
