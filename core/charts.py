@@ -24,6 +24,7 @@ KINDS = {
     "decoder": "Decoder self attention",
 }
 SCHEME = "blues"
+PAD = alt.AutoSizeParams(type="pad")  # width/height size the plot; axes and legend come on top (Streamlit fits otherwise)
 
 
 @dataclass(frozen=True)
@@ -122,17 +123,22 @@ def _cells(df: pd.DataFrame, queries: list[str], keys: list[str], show_labels: b
                     tooltip=tooltip))
 
 
-def heatmap(df: pd.DataFrame, queries: list[str], keys: list[str], title: str = "", cell: int = 22) -> alt.Chart:
-    """One head (or the head average): query tokens down, key tokens across, a weight legend."""
+def heatmap(df: pd.DataFrame, queries: list[str], keys: list[str], title: str = "", cell: int | None = None,
+            plot_width: int = 360) -> alt.Chart:
+    """One head (or the head average): query tokens down, key tokens across, a weight legend.
+
+    Cells are square, sized so the plot fits plot_width (12 to 26 px) unless cell is given."""
+    cell = cell or max(12, min(26, plot_width // max(len(keys), 1)))
     size = {"width": max(160, cell * len(keys)), "height": max(120, cell * len(queries))}
-    return _cells(df, queries, keys, True).properties(title=title, **size)
+    return _cells(df, queries, keys, True).properties(title=title, autosize=PAD, **size)
 
 
-def heads_grid(df: pd.DataFrame, queries: list[str], keys: list[str], columns: int = 4, cell: int = 110,
+def heads_grid(df: pd.DataFrame, queries: list[str], keys: list[str], columns: int = 4, cell: int = 85,
                title: str = "") -> alt.Chart:
     """Small multiples: every head of one layer (frame from grid_frame for that layer)."""
     chart = _cells(df, queries, keys, False, ("head",)).properties(width=cell, height=cell)
-    return chart.facet(facet=alt.Facet("head:O", title="head"), columns=columns, title=title)
+    return (chart.facet(facet=alt.Facet("head:O", title="head"), columns=columns, title=title)
+            .configure_legend(orient="bottom"))
 
 
 def layers_grid(df: pd.DataFrame, queries: list[str], keys: list[str], cell: int = 80,
@@ -171,7 +177,8 @@ def row_heatmap(df: pd.DataFrame, keys: list[str], title: str, cell: int = 26) -
                     color=alt.Color("weight:Q", scale=alt.Scale(scheme=SCHEME, domain=[0, 1])),
                     tooltip=[alt.Tooltip("head:O"), alt.Tooltip("key_token:N", title="key"),
                              alt.Tooltip("weight:Q", format=".3f")])
-            .properties(title=title, width=max(160, cell * len(keys)), height=max(60, 18 * df["head"].nunique())))
+            .properties(title=title, width=max(160, cell * len(keys)), height=max(40, 24 * df["head"].nunique()),
+                        autosize=PAD))
 
 
 def candidates_frame(top_ids, top_probs, row: int, id_to_token) -> pd.DataFrame:
@@ -185,10 +192,11 @@ def candidates_chart(df: pd.DataFrame) -> alt.Chart:
     """Horizontal bars of the top candidates, most likely first."""
     return (alt.Chart(df).mark_bar()
             .encode(x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
-                    y=alt.Y("rank:O", axis=alt.Axis(labelExpr=f"{json.dumps(list(df['token']))}[datum.value - 1]"),
+                    y=alt.Y("rank:O", axis=alt.Axis(labelExpr=f"{json.dumps(list(df['token']))}[datum.value - 1]",
+                                            labelOverlap=False),
                             title="candidate"),
                     tooltip=["token:N", alt.Tooltip("probability:Q", format=".3f")])
-            .properties(height=30 * len(df) + 20))
+            .properties(width=240, height=30 * len(df), autosize=PAD))
 
 
 def to_csv(df: pd.DataFrame) -> bytes:

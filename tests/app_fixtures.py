@@ -1,0 +1,43 @@
+"""Tiny checkpoints for the app tests (made in seconds, never trained): shared by test_app*.py and test_browser.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from core import ModelConfig, Transformer, save_checkpoint
+from core.tokenizer import build_tokenizer
+
+EN = ["the cat sat on the mat", "a dog runs in the park", "i like green tea", "the house is big"]
+IT = ["il gatto era sul tappeto", "un cane corre nel parco", "mi piace il tè verde", "la casa è grande"]
+
+
+def tiny_bundle_parts(layers: int = 2, heads: int = 2, seed: int = 0):
+    """(model, src tokenizer, tgt tokenizer) of a seeded, untrained 2-layer 2-head model."""
+    torch.manual_seed(seed)
+    src, tgt = build_tokenizer(EN, min_frequency=1), build_tokenizer(IT, min_frequency=1)
+    config = ModelConfig(src_vocab_size=src.get_vocab_size(), tgt_vocab_size=tgt.get_vocab_size(), d_model=16,
+                         n_layers=layers, n_heads=heads, d_ff=32, dropout=0.0, seq_len=24)
+    return Transformer(config).eval(), src, tgt
+
+
+def write_tiny_checkpoint(path: Path, layers: int = 2, heads: int = 2, seed: int = 0, card: bool = True) -> Path:
+    """Save a tiny native checkpoint (with a small model card) at path."""
+    model, src, tgt = tiny_bundle_parts(layers, heads, seed)
+    metadata = {"model_card": {"description": "tiny untrained test model", "data": "4 toy sentences",
+                               "metrics": {"bleu": 0.0}}} if card else {}
+    save_checkpoint(path, model, src, tgt, metadata=metadata)
+    return path
+
+
+def write_tutorial_files(folder: Path, layers: int = 2, heads: int = 2) -> tuple[Path, Path, Path]:
+    """A tutorial-style tmodel_00.pt (state dict only) plus tokenizer_en.json / tokenizer_it.json."""
+    model, src, tgt = tiny_bundle_parts(layers, heads)
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt = folder / "tmodel_00.pt"
+    torch.save({"epoch": 0, "model_state_dict": model.state_dict()}, ckpt)
+    src_path, tgt_path = folder / "tokenizer_en.json", folder / "tokenizer_it.json"
+    src.save(str(src_path))
+    tgt.save(str(tgt_path))
+    return ckpt, src_path, tgt_path

@@ -1,0 +1,308 @@
+"""AppTest tests of every page with a tiny checkpoint made here: translate, sliders, kinds, steps, uploads."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+from app_fixtures import IT, write_tiny_checkpoint, write_tutorial_files  # noqa: E402
+
+from core import load_checkpoint, translate  # noqa: E402
+from core.tokenizer import build_tokenizer  # noqa: E402
+
+torch.set_num_threads(1)
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+SENTENCE = "the cat sat on the mat"
+
+
+@pytest.fixture(scope="module")
+def ckpt_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("checkpoints")
+    write_tiny_checkpoint(folder / "tiny.pt")
+    return folder
+
+
+@pytest.fixture
+def app(ckpt_dir, monkeypatch) -> AppTest:
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(ckpt_dir))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    return at
+
+
+@pytest.fixture(scope="module")
+def bundle(ckpt_dir):
+    return load_checkpoint(ckpt_dir / "tiny.pt")
+
+
+def chart_rows(at: AppTest, index: int = 0):
+    """(rows as a DataFrame, spec dict) of the index-th Vega-Lite chart on the page."""
+    chart = at.get("vega_lite_chart")[index]
+    table = pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_all().to_pandas()
+    return table, json.loads(chart.proto.spec)
+
+
+def translate_in(at: AppTest, sentence: str, reference: str = "") -> AppTest:
+    at.text_input(key="sentence").input(sentence)
+    at.text_input(key="reference").input(reference)
+    return at.button(key="go").click().run()
+
+
+def expected_matrix(result, kind: str, layer: int, head: int | None):
+    maps = {"cross": result.attention.cross, "encoder": result.attention.encoder,
+            "decoder": result.attention.decoder}[kind][layer - 1]
+    return maps.mean(0) if head is None else maps[head - 1]
+
+
+def assert_focus_matches(at: AppTest, result, kind: str, layer: int, head: int | None) -> None:
+    rows, spec = chart_rows(at, 0)
+    want = expected_matrix(result, kind, layer, head)
+    got = torch.zeros_like(want)
+    got[rows["qi"].to_numpy().astype("int64"), rows["ki"].to_numpy().astype("int64")] = torch.tensor(rows["weight"].to_numpy().copy())
+    assert len(rows) == want.numel()
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    queries = result.source_tokens if kind == "encoder" else result.target_tokens
+    assert json.dumps([f"{i}·{t}" for i, t in enumerate(queries)]) in spec["encoding"]["y"]["axis"]["labelExpr"]
+
+
+def active_label(at: AppTest) -> str:
+    """The active model as shown: the sidebar (AppTest keeps it only after a session's first run) or the model card."""
+    return " ".join([m.value for m in at.markdown if "format" in m.value] + [h.value for h in at.subheader])
+
+
+def test_translate_page_shows_translation_tokens_and_charts(app, bundle):
+    assert "tiny.pt" in active_label(app) and "2 × 2" in " ".join(m.value for m in app.sidebar.markdown)
+    translate_in(app, SENTENCE)
+    assert not app.exception
+    result = translate(bundle, SENTENCE)
+    assert any(m.value == f"**Translation:** {result.translation}" for m in app.markdown)
+    assert "5·the" in " ".join(c.value for c in app.caption)  # repeated 'the' keeps its own position label
+    assert len(app.get("vega_lite_chart")) == 3  # focused head, heads of the layer, all layers x heads
+    assert_focus_matches(app, result, "cross", 1, 1)
+
+
+@pytest.mark.parametrize("kind", ["cross", "encoder", "decoder"])
+def test_kinds_and_sliders_show_the_models_attention(app, bundle, kind):
+    translate_in(app, SENTENCE)
+    result = translate(bundle, SENTENCE)
+    app.radio(key="kind").set_value(kind).run()
+    for layer, head in [(1, 2), (2, 1), (2, 2)]:
+        app.slider(key="layer").set_value(layer).run()
+        app.slider(key="head").set_value(head).run()
+        assert not app.exception
+        assert_focus_matches(app, result, kind, layer, head)
+    app.toggle(key="avg").set_value(True).run()
+    assert_focus_matches(app, result, kind, 2, None)
+    grid, _ = chart_rows(app, 2)
+    assert len(grid) == 2 * 2 * expected_matrix(result, kind, 1, 1).numel()
+    assert app.query_params["kind"] in (kind, [kind]) and app.query_params["layer"] in ("2", ["2"])
+
+
+def test_slider_change_does_not_rerun_the_model(app, monkeypatch):
+    import ui
+
+    calls = []
+    real = ui.translate
+    monkeypatch.setattr(ui, "translate", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    translate_in(app, "a dog runs in the green park")
+    assert calls == ["a dog runs in the green park"]
+    app.slider(key="layer").set_value(2).run()
+    app.slider(key="head").set_value(2).run()
+    app.radio(key="kind").set_value("encoder").run()
+    assert not app.exception and len(calls) == 1
+
+
+def test_reference_translation_feeds_the_decoder(app, bundle):
+    translate_in(app, SENTENCE, reference=IT[0])
+    assert not app.exception
+    result = translate(bundle, SENTENCE, reference=IT[0])
+    assert result.target_tokens == ["[SOS]", *IT[0].split()]
+    assert any(m.value.startswith("**Reference (teacher-forced):**") for m in app.markdown)
+    assert_focus_matches(app, result, "cross", 1, 1)
+
+
+def test_url_query_parameters_restore_the_view(ckpt_dir, monkeypatch, bundle):
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(ckpt_dir))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(sentence="i like green tea", kind="encoder", layer="2", head="2")
+    at.run()
+    assert not at.exception
+    assert at.text_input(key="sentence").value == "i like green tea"
+    assert at.radio(key="kind").value == "encoder" and at.slider(key="head").value == 2
+    assert_focus_matches(at, translate(bundle, "i like green tea"), "encoder", 2, 2)
+
+
+def test_empty_and_overlong_input_give_messages_not_tracebacks(app):
+    translate_in(app, "   ")
+    assert not app.exception and app.info
+    translate_in(app, " ".join(["cat"] * 40))
+    assert not app.exception
+    assert "at most" in app.warning[0].value
+
+
+def test_steps_page(app, bundle):
+    translate_in(app, SENTENCE)
+    app.switch_page("pages/steps.py").run()
+    assert not app.exception
+    assert app.text_input(key="sentence").value == SENTENCE  # the sentence follows the user across pages
+    result = translate(bundle, SENTENCE)
+    app.button(key="next").click().run()
+    app.button(key="next").click().run()
+    app.button(key="prev").click().run()
+    assert app.slider(key="step").value == 2
+    app.slider(key="step").set_value(4).run()
+    app.slider(key="step_layer").set_value(2).run()
+    assert not app.exception
+    cross, _ = chart_rows(app, 0)
+    want = result.attention.cross[1, :, 3]  # layer 2, decoder row of step 4: (H, S)
+    got = torch.zeros_like(want)
+    got[cross["head"].to_numpy().astype("int64") - 1, cross["ki"].to_numpy().astype("int64")] = torch.tensor(cross["weight"].to_numpy().copy())
+    torch.testing.assert_close(got, want)
+    self_rows, _ = chart_rows(app, 1)
+    assert len(self_rows) == 2 * 4  # heads x decoder inputs read so far
+    top, _ = chart_rows(app, 2)
+    torch.testing.assert_close(torch.tensor(top["probability"].to_numpy(), dtype=torch.float32), result.top_probs[3])
+
+
+def test_no_checkpoint_explains_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert "No model yet" in at.info[0].value and "upload" in at.info[0].value.lower()
+    for page in ("pages/steps.py", "pages/models.py"):
+        at.switch_page(page).run()
+        assert not at.exception
+
+
+# ---- Models page: uploads ---------------------------------------------------------------------------------
+
+
+def open_models(app: AppTest) -> AppTest:
+    return app.switch_page("pages/models.py").run()
+
+
+def upload(app: AppTest, data: bytes, name: str = "model.pt", tutorial: tuple | None = None,
+           heads: int = 2) -> AppTest:
+    if tutorial is not None:
+        app.radio(key="up_kind").set_value(app.radio(key="up_kind").options[1]).run()
+        for key, (fname, content) in zip(("up_src", "up_tgt"), tutorial):
+            if content is not None:
+                app.file_uploader(key=key).upload(fname, content, "application/json")
+        app.number_input(key="up_heads").set_value(heads)
+    app.file_uploader(key="up_ckpt").upload(name, data, "application/octet-stream").run()
+    return app.button(key="up_go").click().run()
+
+
+def test_models_page_shows_the_model_card(app):
+    open_models(app)
+    assert not app.exception
+    assert "tiny untrained test model" in " ".join(m.value for m in app.markdown)
+    assert any(m.label == "Layers × heads" and m.value == "2 × 2" for m in app.metric)
+
+
+def test_upload_native_checkpoint_is_used_by_this_session_only(app, tmp_path, ckpt_dir, monkeypatch):
+    path = write_tiny_checkpoint(tmp_path / "other.pt", layers=1, heads=4, seed=3)
+    upload(open_models(app), path.read_bytes(), "other.pt")
+    assert not app.exception and not app.error
+    assert "other.pt" in app.success[0].value and "other.pt" in active_label(app)
+    app.switch_page("pages/translate.py").run()
+    assert not app.exception and len(app.get("vega_lite_chart")) == 3  # 1 layer: no layer slider, no crash
+    other = AppTest.from_file(APP, default_timeout=60).run()  # another browser session
+    assert "tiny.pt" in active_label(other) and "other.pt" not in active_label(other)
+
+
+def test_upload_tutorial_checkpoint_with_tokenizers(app, tmp_path):
+    ckpt, src, tgt = write_tutorial_files(tmp_path / "tut")
+    upload(open_models(app), ckpt.read_bytes(), "tmodel_00.pt",
+           tutorial=(("tokenizer_en.json", src.read_bytes()), ("tokenizer_it.json", tgt.read_bytes())))
+    assert not app.exception and not app.error
+    assert "tmodel_00.pt" in active_label(app)
+
+
+class Payload:
+    """Unpickling this would create a marker file: a stand-in for a pickle that runs code."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def bad_files(tmp_path: Path) -> dict[str, tuple[bytes, str]]:
+    good = write_tiny_checkpoint(tmp_path / "good.pt").read_bytes()
+    payload = torch.load(io.BytesIO(good), weights_only=True)
+    payload["model_state_dict"]["src_embed.embedding.weight"] = torch.zeros(5, 16)
+    shapes = io.BytesIO()
+    torch.save(payload, shapes)
+    evil = Payload()
+    evil.marker = str(tmp_path / "pwned")
+    pickled = io.BytesIO()
+    torch.save({"model_state_dict": evil}, pickled)
+    return {
+        "not a checkpoint": (b"this is a text file, not a model\n", "not a checkpoint"),
+        "truncated": (good[: len(good) // 2], "truncated"),
+        "shapes": (shapes.getvalue(), "mismatch"),
+        "pickle that runs code": (pickled.getvalue(), "refused"),
+    }
+
+
+@pytest.mark.parametrize("case", ["not a checkpoint", "truncated", "shapes", "pickle that runs code"])
+def test_bad_upload_gets_a_message_and_keeps_the_previous_model(app, tmp_path, case):
+    data, words = bad_files(tmp_path)[case]
+    upload(open_models(app), data, "bad.pt")
+    assert not app.exception
+    assert words in app.error[0].value.lower() and "previous model stays active" in app.error[0].value
+    assert "tiny.pt" in active_label(app)
+    assert not (tmp_path / "pwned").exists()  # the payload never ran
+
+
+def test_tutorial_upload_missing_tokenizer(app, tmp_path):
+    ckpt, src, _ = write_tutorial_files(tmp_path / "tut")
+    upload(open_models(app), ckpt.read_bytes(), "tmodel_00.pt",
+           tutorial=(("tokenizer_en.json", src.read_bytes()), ("tokenizer_it.json", None)))
+    assert not app.exception and "missing tokenizer" in app.error[0].value
+    assert "tiny.pt" in active_label(app)
+
+
+def test_tutorial_upload_with_tokenizers_that_do_not_match(app, tmp_path):
+    ckpt, src, _ = write_tutorial_files(tmp_path / "tut")
+    small = build_tokenizer(IT[:1], min_frequency=1).to_str().encode()
+    upload(open_models(app), ckpt.read_bytes(), "tmodel_00.pt",
+           tutorial=(("tokenizer_en.json", src.read_bytes()), ("tokenizer_it.json", small)))
+    assert not app.exception and "mismatch" in app.error[0].value
+    assert "tiny.pt" in active_label(app)
+
+
+def test_upload_over_the_limit_is_refused(app, monkeypatch):
+    import streamlit
+
+    real = streamlit.get_option
+    monkeypatch.setattr(streamlit, "get_option", lambda key: 1 if key == "server.maxUploadSize" else real(key))
+    upload(open_models(app), b"\x80" + b"0" * (2 * 1024 * 1024), "huge.pt")
+    assert not app.exception
+    assert "over the upload limit of 1 MB" in app.error[0].value
+    assert "tiny.pt" in active_label(app)
+
+
+def test_two_sessions_each_get_their_own_attention(ckpt_dir, monkeypatch, bundle):
+    """Interleaved sessions share the cached model but never each other's results. (AppTest itself is not
+    thread-safe; tests/test_browser.py runs two real browser sessions at the same time.)"""
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(ckpt_dir))
+    sentences = ["the house is big", "a dog runs in the park"]
+    sessions = [AppTest.from_file(APP, default_timeout=60).run() for _ in sentences]
+    for at, sentence in zip(sessions, sentences):
+        translate_in(at, sentence)
+    for head in (2, 1):
+        for at, sentence in zip(sessions, sentences):
+            at.slider(key="head").set_value(head).run()
+            assert not at.exception
+            assert at.text_input(key="sentence").value == sentence
+            assert_focus_matches(at, translate(bundle, sentence), "cross", 1, head)

@@ -1,0 +1,197 @@
+"""Real-browser test: `streamlit run app.py` headless on a free port, driven by Playwright with Debian's chromium.
+
+Skipped when the playwright package or a chromium binary is missing (Playwright never downloads a browser
+here: `.ci/run` installs chromium with apt-get).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+from app_fixtures import write_tiny_checkpoint  # noqa: E402
+
+sync_api = pytest.importorskip("playwright.sync_api")
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = next((p for p in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"))
+                 if p), None)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+RUN_MS = 60_000
+
+WATCH_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.__watched) return;
+  app.__watched = true; window.__runs = window.__runs || 0;
+  let last = app.getAttribute('data-test-script-state');
+  new MutationObserver(() => {
+    const s = app.getAttribute('data-test-script-state');
+    if (s !== last) { if (s === 'notRunning') window.__runs++; last = s; }
+  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser_checkpoints")
+    write_tiny_checkpoint(folder / "tiny.pt")
+    port = free_port()
+    log = (folder / "streamlit.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, env={**os.environ, "ATTN_CHECKPOINT_DIR": str(folder)}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start: {(folder / 'streamlit.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def chromium_browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+def wait_idle(page) -> None:
+    app = page.locator("[data-testid='stApp']")
+    sync_api.expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=RUN_MS)
+    sync_api.expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=RUN_MS)
+    sync_api.expect(page.get_by_test_id("stSkeleton")).to_have_count(0, timeout=RUN_MS)
+    page.evaluate(WATCH_JS)
+
+
+def act(page, action) -> None:
+    """Do something that triggers a rerun and wait for that rerun to finish."""
+    page.evaluate(WATCH_JS)
+    before = page.evaluate("() => window.__runs || 0")
+    action()
+    page.wait_for_function(f"() => (window.__runs || 0) > {before}", timeout=RUN_MS)
+    wait_idle(page)
+
+
+def open_app(browser, url: str):
+    """A new browser context (a separate Streamlit session) showing the app."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+    page.goto(url)
+    wait_idle(page)
+    return page
+
+
+def type_sentence(page, sentence: str) -> None:
+    box = page.get_by_role("textbox", name="Sentence (English)")
+    box.fill(sentence)
+    act(page, lambda: box.press("Enter"))
+
+
+def focused_chart(page):
+    return page.get_by_test_id("stVegaLiteChart").first
+
+
+def slider(page, label: str):
+    return page.get_by_role("group", name=label, exact=True).get_by_role("slider")
+
+
+def assert_no_errors(page) -> None:
+    assert page.get_by_test_id("stException").count() == 0
+
+
+def test_deep_link_to_a_page_on_a_fresh_server_runs_the_router(server, chromium_browser):
+    """Kept first: the first session of a fresh server used to skip app.py for /steps (legacy pages/ mode)."""
+    page = open_app(chromium_browser, f"{server}/steps")
+    sync_api.expect(page.get_by_text("Active model")).to_be_visible()
+    sync_api.expect(page.get_by_role("heading", name="Decoding step by step")).to_be_visible()
+    sync_api.expect(page.get_by_test_id("stSidebarNav").get_by_role("link", name="Models")).to_be_visible()
+    assert_no_errors(page)
+    page.context.close()
+
+
+def test_translate_move_head_and_see_tokens(server, chromium_browser, tmp_path):
+    page = open_app(chromium_browser, server)
+    type_sentence(page, "the cat sat on the mat")
+    act(page, lambda: page.get_by_role("button", name="Translate", exact=True).click())
+    sync_api.expect(page.get_by_text("Translation:")).to_be_visible()
+    chart = focused_chart(page)
+    for label in ("2·cat", "5·the", "1·the"):  # key axis: every source token with its position
+        sync_api.expect(chart.locator("svg text", has_text=label)).to_have_count(1)
+    sync_api.expect(chart.get_by_text("head 1", exact=False)).to_have_count(1)
+    head = slider(page, "Head")
+    head.focus()
+    act(page, lambda: head.press("ArrowRight"))
+    sync_api.expect(focused_chart(page).get_by_text("head 2", exact=False)).to_have_count(1)
+    assert "head=2" in page.url  # the view is in the link
+    assert_no_errors(page)
+    page.screenshot(path=str(tmp_path / "translate.png"))
+    assert (tmp_path / "translate.png").stat().st_size > 10_000
+    page.context.close()
+
+
+def test_click_in_all_heads_grid_focuses_that_head(server, chromium_browser):
+    page = open_app(chromium_browser, f"{server}/?sentence=the+cat+sat&kind=cross&layer=1&head=1")
+    grid = page.get_by_test_id("stVegaLiteChart").nth(2)
+    grid.scroll_into_view_if_needed()
+    cells = grid.locator("svg.marks g.mark-rect.role-mark path")
+    sync_api.expect(cells.last).to_be_visible()
+    box = cells.last.bounding_box()  # the last panel: layer 2, head 2
+    act(page, lambda: page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2))
+    sync_api.expect(slider(page, "Head")).to_have_attribute("aria-valuetext", "2")
+    sync_api.expect(slider(page, "Layer")).to_have_attribute("aria-valuetext", "2")
+    assert_no_errors(page)
+    page.context.close()
+
+
+def test_two_sessions_at_the_same_time_see_their_own_attention(server, chromium_browser):
+    pages = [open_app(chromium_browser, server) for _ in range(2)]
+    sentences = ["the dog runs in the park", "i like green tea"]
+    for page in pages:
+        page.evaluate(WATCH_JS)
+    before = [p.evaluate("() => window.__runs || 0") for p in pages]
+    for page, sentence in zip(pages, sentences):  # both reruns are sent before either is awaited
+        box = page.get_by_role("textbox", name="Sentence (English)")
+        box.fill(sentence)
+        box.press("Enter")
+    for page, n in zip(pages, before):
+        page.wait_for_function(f"() => (window.__runs || 0) > {n}", timeout=RUN_MS)
+        wait_idle(page)
+    own, other = ["3·runs", "2·like"], ["2·like", "3·runs"]
+    for page, mine, theirs in zip(pages, own, other):
+        chart = focused_chart(page)
+        sync_api.expect(chart.locator("svg text", has_text=mine)).to_have_count(1)
+        sync_api.expect(chart.locator("svg text", has_text=theirs)).to_have_count(0)
+        assert_no_errors(page)
+        page.context.close()
