@@ -44,7 +44,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: f
         # value gives the same probabilities and works in every dtype.
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
     probs = scores.softmax(dim=-1)
-    return F.dropout(probs, dropout_p) @ v, probs  # weights reported before dropout
+    return (F.dropout(probs, dropout_p) if dropout_p else probs) @ v, probs  # weights reported before dropout
 
 
 @dataclass
@@ -106,8 +106,7 @@ class LayerNormalization(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # The tutorial's formula: unbiased std, eps added to the std (not inside a square root).
-        mean = x.mean(dim=-1, keepdim=True)
-        std = x.std(dim=-1, keepdim=True)
+        std, mean = torch.std_mean(x, dim=-1, keepdim=True)
         return self.alpha * (x - mean) / (std + self.eps) + self.bias
 
 
