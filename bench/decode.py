@@ -34,7 +34,7 @@ SIZES = {
 }
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def ours(model: Transformer, src_ids: list[int], steps: int) -> list[int]:
     """KV-cache greedy decoding, forced to run `steps` steps."""
     memory, _ = model.encode(torch.tensor([src_ids]), None, need_weights=True)  # (1, S, D)
@@ -47,7 +47,7 @@ def ours(model: Transformer, src_ids: list[int], steps: int) -> list[int]:
     return out
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def tutorial(model: Transformer, src_ids: list[int], steps: int) -> list[int]:
     """The tutorial's greedy decoding, forced to run `steps` steps."""
     src = torch.tensor([src_ids + [PAD_ID] * (model.config.seq_len - len(src_ids))])  # (1, seq_len)

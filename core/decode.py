@@ -50,7 +50,7 @@ def _top(logits: Tensor) -> tuple[Tensor, Tensor]:
     return ids, probs
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def greedy_decode(model: Transformer, src_ids: list[int], max_len: int):
     """Encode once, then decode one token per step over a key/value cache.
 
@@ -89,7 +89,7 @@ def greedy_decode(model: Transformer, src_ids: list[int], max_len: int):
     return inputs, outputs, torch.stack(top_ids), torch.stack(top_probs), attn
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def teacher_forced(model: Transformer, src_ids: list[int], tgt_ids: list[int]):
     """One full pass with decoder input [SOS] + tgt_ids; returns (inputs, argmax ids, top ids, top probs, Attention)."""
     device = next(model.parameters()).device
@@ -147,7 +147,7 @@ def translate(bundle: ModelBundle, sentence: str, max_len: int | None = None,
     )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def greedy_batch(model: Transformer, sources: list[list[int]], max_len: int) -> list[list[int]]:
     """Greedy-decode several encoder inputs at once over a key/value cache, without attention maps.
 
