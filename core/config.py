@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 
+def _reject_unknown_keys(cls: type, data: dict, what: str) -> None:
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {what} keys: {', '.join(unknown)}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes of the encoder-decoder Transformer; defaults are the tutorial's."""
@@ -45,10 +51,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
         """Build from a dict; unknown keys are an error, not silently dropped."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        _reject_unknown_keys(cls, data, "model config")
         return cls(**data)
 
 
@@ -146,10 +149,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
+        """Build from a dict (a config file's content); unknown keys are an error."""
+        _reject_unknown_keys(cls, data, "training config")
         data = dict(data)
         if "data" in data:
             data["data"] = tuple([data["data"]] if isinstance(data["data"], str) else data["data"])
