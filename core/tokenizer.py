@@ -74,12 +74,13 @@ def encode(tokenizer: Tokenizer, text: str) -> tuple[list[int], list[str], list[
 _NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}»…]+)(?= |$)")
 _NO_SPACE_AFTER = re.compile(r"(^| )([(\[{«¿¡]+) ")
 _APOSTROPHE = re.compile(r"(\w) ([’']) (?=\w)")
+_TRUNCATED = re.compile(r"\b([Pp]o|[Mm]o) ([’'])(?= |$)")  # "un po' di": a truncation, not an elision
 
 
 def detokenize(tokens: list[str]) -> str:
     """Join word-level tokens into readable text: 'l ' acqua , grazie !' -> "l'acqua, grazie!"."""
     text = " ".join(tokens)
-    text = _APOSTROPHE.sub(r"\1\2", text)
+    text = _APOSTROPHE.sub(r"\1\2", _TRUNCATED.sub(r"\1\2", text))
     text = _NO_SPACE_BEFORE.sub(r"\1", text)
     return _NO_SPACE_AFTER.sub(r"\1\2", text)
 

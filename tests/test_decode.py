@@ -148,6 +148,8 @@ def test_unknown_words_are_kept_and_listed(tiny_bundle):
         (["dov", "’", "è", "la", "stazione", "?"], "dov’è la stazione?"),
         (["(", "sì", ")", "e", "«", "no", "»", "."], "(sì) e «no»."),
         (["3", ",", "5", "%"], "3, 5%"),
+        (["un", "po", "'", "di", "sale", "."], "un po' di sale."),  # a truncation keeps its space
+        (["ancora", "un", "po", "'", "."], "ancora un po'."),
     ],
 )
 def test_detokenize_joins_punctuation(tokens, text):
