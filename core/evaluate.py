@@ -20,8 +20,9 @@ from core.tokenizer import decode
 
 
 def lowercases(bundle: ModelBundle) -> bool:
-    """Whether the source tokenizer lowercases its input (then the references are compared lowercased)."""
-    return bundle.src_tokenizer.normalizer is not None and "Lowercase" in repr(bundle.src_tokenizer.normalizer)
+    """Whether the target tokenizer lowercases (then its output can only be compared with lowercased references)."""
+    normalizer = bundle.tgt_tokenizer.normalizer
+    return normalizer is not None and "Lowercase" in repr(normalizer)
 
 
 def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], batch_size: int = 64,

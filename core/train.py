@@ -181,13 +181,12 @@ def validate(model: Transformer, examples, tgt_tok, cfg: TrainConfig, val_pairs,
     for start in range(0, len(chosen), 64):
         batch = [examples[i] for i in chosen[start:start + 64]]
         max_len = min(cfg.seq_len, max(len(e.tgt) for e in batch) * 2 + 10)
-        for ids, e in zip(greedy_batch(model, [e.src for e in batch], max_len), batch):
-            hyps.append(decode(tgt_tok, ids))
-            refs.append(decode(tgt_tok, e.tgt))
+        hyps += [decode(tgt_tok, ids) for ids in greedy_batch(model, [e.src for e in batch], max_len)]
+    refs = [val_pairs[i][1] for i in chosen]  # the real text, not its tokens: [UNK] must not match [UNK]
     for i in chosen[: cfg.val_examples]:
         log(f"{'SOURCE:':>12} {val_pairs[i][0]}\n{'TARGET:':>12} {val_pairs[i][1]}\n{'PREDICTED:':>12} {hyps[i]}")
     model.train()
-    return score(hyps, refs) if hyps else {}
+    return score(hyps, refs, lowercase=cfg.lowercase) if hyps else {}
 
 
 def train(cfg: TrainConfig) -> Path | None:
