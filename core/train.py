@@ -243,6 +243,11 @@ def train(cfg: TrainConfig) -> Path | None:
         state = payload["training_state"]
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if scheduler.base_lrs != [cfg.lr]:  # a new --lr on resume takes effect from here (flags win)
+            log(f"learning rate {scheduler.base_lrs[0]:g} -> {cfg.lr:g}")
+            scheduler.base_lrs = [cfg.lr]
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(scheduler.last_epoch, cfg.warmup_steps)
         epoch, batch_in_epoch, global_step = state["epoch"], state["batch_in_epoch"], state["global_step"]
         torch.set_rng_state(state["torch_rng"])
         random.setstate(_as_random_state(state["python_rng"]))

@@ -262,3 +262,13 @@ def test_no_data_and_no_hub_points_to_data(tmp_path, monkeypatch, capsys):
     assert main(["--model-folder", str(tmp_path / "w"), "--experiment-name", str(tmp_path / "tb")]) == 2
     err = capsys.readouterr().err
     assert "Helsinki-NLP/opus_books" in err and "--data" in err and "Traceback" not in err
+
+
+def test_a_new_learning_rate_on_resume_takes_effect(tmp_path, capsys):
+    data = write_corpus(tmp_path / "pairs.tsv", n=60)
+    assert main(tiny_argv(tmp_path, data, "--epochs", "1")) == 0  # --lr 1e-3
+    assert main(tiny_argv(tmp_path, data, "--epochs", "2", "--lr", "2e-4")) == 0
+    assert "learning rate 0.001 -> 0.0002" in capsys.readouterr().out
+    state = read_checkpoint(tmp_path / "weights" / "tmodel_01.pt")["training_state"]
+    assert state["scheduler"]["base_lrs"] == [2e-4]
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2e-4)
