@@ -67,6 +67,7 @@ def atomic_torch_save(payload: dict, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a checkpoint is as readable as any other file
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
