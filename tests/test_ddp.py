@@ -80,7 +80,7 @@ def test_two_gloo_processes_match_each_other_and_one_process(tmp_path, monkeypat
                            str(script), str(out), *argv_for(tmp_path / "ddp", data)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rank0, rank1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
+    rank0, rank1 = torch.load(out / "rank0.pt", weights_only=True), torch.load(out / "rank1.pt", weights_only=True)
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
     # only rank 0 writes: one checkpoint (the --max-steps stop) and one TensorBoard folder
