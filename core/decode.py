@@ -105,7 +105,8 @@ def _tokens(tokenizer, ids: list[int]) -> list[str]:
     return [tokenizer.id_to_token(i) for i in ids]
 
 
-def _encode_checked(tokenizer, text: str, limit: int, what: str):
+def _encode_checked(tokenizer, text: str, limit: int, what: str, specials: str):
+    """Ids, tokens and words of text, or a ValueError a user can act on (empty, unreadable, too long)."""
     if not text or not text.strip():
         raise ValueError(f"the {what} is empty: type a sentence to translate")
     ids, tokens, words = encode(tokenizer, text)
@@ -113,8 +114,7 @@ def _encode_checked(tokenizer, text: str, limit: int, what: str):
         raise ValueError(f"the {what} has no words the tokenizer can read")
     if len(ids) > limit:
         raise ValueError(f"the {what} is {len(ids)} tokens long; this model takes at most {limit} "
-                         f"(its seq_len {limit + 2} includes [SOS] and [EOS])" if what == "sentence" else
-                         f"the {what} is {len(ids)} tokens long; this model takes at most {limit}")
+                         f"(its seq_len includes {specials})")
     return ids, tokens, words
 
 
@@ -125,11 +125,11 @@ def translate(bundle: ModelBundle, sentence: str, max_len: int | None = None,
     Raises ValueError with a readable message for empty or overlong input.
     """
     model, src_tok, tgt_tok, seq_len = bundle.model, bundle.src_tokenizer, bundle.tgt_tokenizer, bundle.config.seq_len
-    ids, tokens, words = _encode_checked(src_tok, sentence, seq_len - 2, "sentence")
+    ids, tokens, words = _encode_checked(src_tok, sentence, seq_len - 2, "sentence", "[SOS] and [EOS]")
     src_ids = [SOS_ID, *ids, EOS_ID]
     unknown = tuple(w for w, t in zip(words, tokens) if t == src_tok.id_to_token(0))
     if reference is not None:
-        ref_ids, ref_tokens, _ = _encode_checked(tgt_tok, reference, seq_len - 1, "reference translation")
+        ref_ids, ref_tokens, _ = _encode_checked(tgt_tok, reference, seq_len - 1, "reference translation", "[SOS]")
         inputs, outputs, top_ids, top_probs, attn = teacher_forced(model, src_ids, ref_ids)
         text = detokenize(ref_tokens)
     else:
