@@ -1,8 +1,8 @@
 """Translate sentences from the command line, optionally as JSON with every attention map.
 
-    python -m core.translate --checkpoint checkpoints/model.pt "I love you." "Where is the station?"
+    python -m core.translate --checkpoint checkpoints/default.pt "I love you." "Where is the station?"
     python -m core.translate --checkpoint opus_books_weights/tmodel_19.pt --heads 8 --json "Hello."
-    echo "Good morning." | python -m core.translate --checkpoint checkpoints/model.pt
+    echo "Good morning." | python -m core.translate --checkpoint checkpoints/default.pt
 
 Exit status: 0 when every sentence was translated, 1 when some sentence was rejected (empty or too
 long; the others are still translated), 2 when the checkpoint could not be loaded.
