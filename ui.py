@@ -126,6 +126,18 @@ def active_model() -> ActiveModel | None:
     return resolve_model()[0]
 
 
+def require_model() -> ActiveModel | None:
+    """The active model, or None after telling the user how to train or upload one."""
+    model = active_model()
+    if model is None:
+        show_no_model_help()
+    return model
+
+
+def show_no_model_help() -> None:
+    st.info(NO_MODEL_HELP.format(folder=checkpoint_dir()))
+
+
 @st.cache_data(max_entries=64, show_spinner=False)  # about 0.6 MB each at full size
 def cached_translate(model_key: str, _bundle: ModelBundle, sentence: str, reference: str | None,
                      max_len: int | None = None) -> Translation:

@@ -262,7 +262,8 @@ def load_checkpoint(source: str | Path | bytes | BinaryIO, src_tokenizer: object
     _check_vocab(config, src, tgt)
     model = Transformer(config)
     if kind == "native":
-        state.update({k: model.state_dict()[k] for k in POSITION_KEYS})
+        positions = model.state_dict()
+        state.update({k: positions[k] for k in POSITION_KEYS})  # recomputed, never stored
     _load_weights(model, state)
     model.to(device).eval()
     return ModelBundle(model, src, tgt, config, name, kind, metadata, tuple(notes))

@@ -5,6 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 
+def _check_integers(config: object, names: tuple[str, ...], minimum: int) -> None:
+    """Raise ValueError unless each named field is an int (not a bool) of at least `minimum`."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            kind = "a positive" if minimum > 0 else "a non-negative"
+            raise ValueError(f"{name} must be {kind} integer, got {value!r}")
+
+
 def _reject_unknown_keys(cls: type, data: dict, what: str) -> None:
     unknown = sorted(set(data) - {f.name for f in fields(cls)})
     if unknown:
@@ -26,10 +35,8 @@ class ModelConfig:
     attention_bias: bool = False  # True only for tutorial checkpoints from before 2023-08-18
 
     def __post_init__(self) -> None:
-        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "seq_len"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        _check_integers(self, ("src_vocab_size", "tgt_vocab_size", "d_model", "n_layers", "n_heads", "d_ff",
+                               "seq_len"), minimum=1)
         if self.src_vocab_size < 4 or self.tgt_vocab_size < 4:
             raise ValueError("vocabularies must hold at least the 4 special tokens")
         if self.d_model % self.n_heads:
@@ -113,18 +120,10 @@ class TrainConfig:
             if not ok:
                 expected = "a list of file names" if f.name == "data" else type(default).__name__
                 raise ValueError(f"{f.name} must be {expected}, got {value!r}")
-        positive = ("batch_size", "epochs", "seq_len", "d_model", "layers", "heads", "d_ff", "keep_last",
-                    "min_frequency")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        non_negative = ("max_tokens", "warmup_steps", "src_vocab_size", "tgt_vocab_size", "save_every",
-                        "val_examples", "val_sentences", "threads", "max_steps")
-        for name in non_negative:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        _check_integers(self, ("batch_size", "epochs", "seq_len", "d_model", "layers", "heads", "d_ff", "keep_last",
+                               "min_frequency"), minimum=1)
+        _check_integers(self, ("max_tokens", "warmup_steps", "src_vocab_size", "tgt_vocab_size", "save_every",
+                               "val_examples", "val_sentences", "threads", "max_steps"), minimum=0)
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.label_smoothing < 1 or not 0 <= self.dropout < 1:

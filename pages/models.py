@@ -94,7 +94,7 @@ def page() -> None:
         st.radio("Active model", options, index=options.index(current), format_func=names.get, key="model_radio",
                  on_change=choose)
     else:
-        st.info(ui.NO_MODEL_HELP.format(folder=ui.checkpoint_dir()))
+        ui.show_no_model_help()
     readme = ui.checkpoint_dir() / "README.md"
     if readme.is_file():
         with st.expander("About the shipped checkpoints (checkpoints/README.md)"):

@@ -13,9 +13,8 @@ def move(delta: int, last: int) -> None:
 
 def page() -> None:
     st.title("Decoding step by step")
-    model = ui.active_model()
+    model = ui.require_model()
     if model is None:
-        st.info(ui.NO_MODEL_HELP.format(folder=ui.checkpoint_dir()))
         return
     st.text_input("Sentence (English)", max_chars=2000, **ui.bound("sentence", ui.EXAMPLES[1]))
     sentence = ui.view_state()["sentence"].strip()

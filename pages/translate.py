@@ -38,9 +38,8 @@ def use_example() -> None:
 
 def page() -> None:
     st.title("Translate & attention")
-    model = ui.active_model()
+    model = ui.require_model()
     if model is None:
-        st.info(ui.NO_MODEL_HELP.format(folder=ui.checkpoint_dir()))
         return
     cfg = model.bundle.config
     restore_from_url(cfg.n_layers, cfg.n_heads)
