@@ -130,7 +130,7 @@ def read_checkpoint(source: str | Path | bytes | BinaryIO) -> object:
                                   "and values saved with torch.save are accepted") from None
         if data.startswith(ZIP_MAGIC) or isinstance(exc, (EOFError, ValueError)):
             raise CheckpointError(f"truncated or corrupted checkpoint ({len(data):,} bytes): "
-                                  f"{message.splitlines()[0] if message else type(exc).__name__}") from None
+                                  f"{message.splitlines()[0].split('. ')[0] if message else type(exc).__name__}") from None
         raise CheckpointError(f"not a checkpoint: {type(exc).__name__}: {message.splitlines()[0]}") from None
 
 
