@@ -13,7 +13,7 @@ from torch import Tensor
 
 from core.checkpoint import ModelBundle
 from core.model import Transformer, causal_mask, padding_mask
-from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, decode, detokenize, encode
+from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, UNK, UNK_ID, detokenize, encode
 
 TOP_K = 5
 
@@ -43,6 +43,8 @@ class Translation:
     attention: Attention
     reference: str | None = None  # set in teacher-forced mode
     unknown_words: tuple[str, ...] = ()  # source words the tokenizer mapped to [UNK]
+    copied: tuple[tuple[int, int, str], ...] = ()  # (output position, source position, word shown): a
+    # generated [UNK] written in `translation` as the source word its cross-attention picked (copy_sources)
 
 
 def _top(logits: Tensor) -> tuple[Tensor, Tensor]:
@@ -101,6 +103,41 @@ def teacher_forced(model: Transformer, src_ids: list[int], tgt_ids: list[int]):
     return tgt[0].tolist(), ids[:, 0].tolist(), ids, probs, attn
 
 
+def copy_sources(cross: Tensor, output_ids: list[int], source_tokens: list[str],
+                 source_words: list[str]) -> list[tuple[int, int]]:
+    """Where each generated [UNK] copies from: (output position, source position), as in Luong et al. (2015).
+
+    cross is (T, S) attention of the decoder rows on the encoder input ([SOS] + words + [EOS]), averaged
+    over layers and heads; source_tokens/source_words are the words only. An [UNK] takes the most
+    attended source word that has a letter or digit, preferring words the model read as [UNK] itself
+    (a name or rare word it cannot translate is what it cannot spell either).
+    """
+    readable = [any(ch.isalnum() for ch in w) for w in source_words]
+    unknown = [r and t == UNK for r, t in zip(readable, source_tokens)]
+    allowed = torch.tensor(unknown if any(unknown) else readable, device=cross.device)
+    if not allowed.any():
+        return []
+    copies = []
+    for row, token_id in enumerate(output_ids):
+        if token_id == UNK_ID:
+            scores = cross[row, 1: len(source_words) + 1].masked_fill(~allowed, -1.0)
+            copies.append((row, int(scores.argmax()) + 1))
+    return copies
+
+
+def copied_words(tgt_tokenizer, copies: list[tuple[int, int]], source_words: list[str]) -> dict[int, str]:
+    """{output position: source word as the target side writes it (its tokenizer's normalizer applied)}."""
+    normalize = tgt_tokenizer.normalizer.normalize_str if tgt_tokenizer.normalizer else str
+    return {row: normalize(source_words[col - 1]) for row, col in copies}
+
+
+def copied_text(tgt_tokenizer, output_ids: list[int], replace: dict[int, str]) -> str:
+    """Output text with the generated [UNK] at each position of `replace` written as its word."""
+    tokens = [replace[row] if row in replace else tgt_tokenizer.id_to_token(token_id)
+              for row, token_id in enumerate(output_ids) if token_id not in (PAD_ID, SOS_ID, EOS_ID)]
+    return detokenize(tokens)
+
+
 def _tokens(tokenizer, ids: list[int]) -> list[str]:
     return [tokenizer.id_to_token(i) for i in ids]
 
@@ -119,15 +156,18 @@ def _encode_checked(tokenizer, text: str, limit: int, what: str, specials: str):
 
 
 def translate(bundle: ModelBundle, sentence: str, max_len: int | None = None,
-              reference: str | None = None) -> Translation:
+              reference: str | None = None, copy_unknown: bool = True) -> Translation:
     """Translate one sentence greedily (or, given a reference, feed it to the decoder) with all attention maps.
 
-    Raises ValueError with a readable message for empty or overlong input.
+    With copy_unknown, each [UNK] the model generates is shown in the text as the source word it attended
+    to most (tokens and ids keep the [UNK]). Raises ValueError with a readable message for empty or
+    overlong input.
     """
     model, src_tok, tgt_tok, seq_len = bundle.model, bundle.src_tokenizer, bundle.tgt_tokenizer, bundle.config.seq_len
     ids, tokens, words = _encode_checked(src_tok, sentence, seq_len - 2, "sentence", "[SOS] and [EOS]")
     src_ids = [SOS_ID, *ids, EOS_ID]
-    unknown = tuple(w for w, t in zip(words, tokens) if t == src_tok.id_to_token(0))
+    unknown = tuple(w for w, t in zip(words, tokens) if t == src_tok.id_to_token(UNK_ID))
+    copies: list[tuple[int, int, str]] = []
     if reference is not None:
         ref_ids, ref_tokens, _ = _encode_checked(tgt_tok, reference, seq_len - 1, "reference translation", "[SOS]")
         inputs, outputs, top_ids, top_probs, attn = teacher_forced(model, src_ids, ref_ids)
@@ -137,21 +177,26 @@ def translate(bundle: ModelBundle, sentence: str, max_len: int | None = None,
         if not 2 <= max_len <= seq_len:
             raise ValueError(f"max_len must be between 2 and the model's seq_len {seq_len}, got {max_len}")
         inputs, outputs, top_ids, top_probs, attn = greedy_decode(model, src_ids, max_len)
-        text = decode(tgt_tok, outputs)
+        if copy_unknown and UNK_ID in outputs:
+            sources = copy_sources(attn.cross.mean((0, 1)), outputs, tokens, words)
+            shown = copied_words(tgt_tok, sources, words)
+            copies = [(row, col, shown[row]) for row, col in sources]
+        text = copied_text(tgt_tok, outputs, {row: word for row, _, word in copies})
     cpu = Attention(attn.encoder.cpu(), attn.decoder.cpu(), attn.cross.cpu())
     return Translation(
         source=sentence, translation=text, source_ids=src_ids, source_tokens=_tokens(src_tok, src_ids),
         target_ids=inputs, target_tokens=_tokens(tgt_tok, inputs), output_ids=outputs,
         top_ids=top_ids.cpu(), top_probs=top_probs.cpu(), attention=cpu, reference=reference,
-        unknown_words=unknown,
+        unknown_words=unknown, copied=tuple(copies),
     )
 
 
 @torch.inference_mode()
-def greedy_batch(model: Transformer, sources: list[list[int]], max_len: int) -> list[list[int]]:
-    """Greedy-decode several encoder inputs at once over a key/value cache, without attention maps.
+def greedy_batch(model: Transformer, sources: list[list[int]], max_len: int, need_cross: bool = False):
+    """Greedy-decode several encoder inputs at once over a key/value cache; for validation and evaluation.
 
-    Returns each sentence's generated ids (up to, not including, [EOS]); for validation and evaluation.
+    Returns each sentence's generated ids (up to, not including, [EOS]); with need_cross, also each
+    sentence's (T, S) cross-attention averaged over layers and heads (for copy_sources).
     """
     device = next(model.parameters()).device
     width = max(len(s) for s in sources)
@@ -163,13 +208,18 @@ def greedy_batch(model: Transformer, sources: list[list[int]], max_len: int) -> 
     caches = model.new_cache()
     tokens = torch.full((len(sources), 1), SOS_ID, dtype=torch.long, device=device)
     done = torch.zeros(len(sources), dtype=torch.bool, device=device)
-    generated = []
+    generated, cross_rows = [], []
     for step in range(max_len - 1):
-        hidden, _, _ = model.decode(tokens, memory, src_mask, None, caches=caches, start=step)
+        hidden, _, cross = model.decode(tokens, memory, src_mask, None, need_cross, caches, start=step)
+        if need_cross:
+            cross_rows.append(torch.stack(cross)[:, :, :, -1].mean((0, 2)))  # (B, S)
         tokens = model.project(hidden[:, -1]).argmax(-1, keepdim=True)  # (B, 1)
         generated.append(tokens[:, 0])
         done |= tokens[:, 0] == EOS_ID
         if done.all():
             break
-    out = torch.stack(generated, dim=1).tolist()
-    return [row[: row.index(EOS_ID)] if EOS_ID in row else row for row in out]
+    out = [row[: row.index(EOS_ID)] if EOS_ID in row else row for row in torch.stack(generated, dim=1).tolist()]
+    if not need_cross:
+        return out
+    cross = torch.stack(cross_rows, dim=1).cpu()  # (B, T, S)
+    return out, [cross[b, : len(ids) + 1] for b, ids in enumerate(out)]

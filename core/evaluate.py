@@ -14,9 +14,9 @@ from tqdm import tqdm
 
 from core.checkpoint import CheckpointError, ModelBundle, load_checkpoint
 from core.data import DataError, encode_pairs, read_tsv
-from core.decode import greedy_batch
+from core.decode import copied_text, copied_words, copy_sources, greedy_batch
 from core.metrics import score
-from core.tokenizer import decode
+from core.tokenizer import UNK_ID, decode, encode
 
 
 def lowercases(bundle: ModelBundle) -> bool:
@@ -25,15 +25,26 @@ def lowercases(bundle: ModelBundle) -> bool:
     return normalizer is not None and "Lowercase" in repr(normalizer)
 
 
-def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], batch_size: int = 64,
-             progress: bool = True) -> tuple[dict[str, float], list[str], list[tuple[str, str]]]:
-    """Greedy-translate the pairs that fit the model; returns (metrics, hypotheses, the pairs scored)."""
-    examples, kept = encode_pairs(pairs, bundle.src_tokenizer, bundle.tgt_tokenizer, bundle.config.seq_len)
+def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], batch_size: int = 64, progress: bool = True,
+             copy_unknown: bool = True) -> tuple[dict[str, float], list[str], list[tuple[str, str]]]:
+    """Greedy-translate the pairs that fit the model; returns (metrics, hypotheses, the pairs scored).
+
+    The hypotheses are the text `translate` gives: with copy_unknown, a generated [UNK] shows the source
+    word it attended to; without, it stays "[UNK]".
+    """
+    src_tok, tgt_tok = bundle.src_tokenizer, bundle.tgt_tokenizer
+    examples, kept = encode_pairs(pairs, src_tok, tgt_tok, bundle.config.seq_len)
     hyps: list[str] = []
     for start in tqdm(range(0, len(examples), batch_size), desc="translating", disable=not progress):
         batch = examples[start:start + batch_size]
         max_len = min(bundle.config.seq_len, max(len(e.tgt) for e in batch) * 2 + 10)
-        hyps += [decode(bundle.tgt_tokenizer, ids) for ids in greedy_batch(bundle.model, [e.src for e in batch], max_len)]
+        outputs, crosses = greedy_batch(bundle.model, [e.src for e in batch], max_len, need_cross=True)
+        for (source, _), ids, cross in zip(kept[start:start + batch_size], outputs, crosses):
+            if copy_unknown and UNK_ID in ids:
+                _, tokens, words = encode(src_tok, source)
+                hyps.append(copied_text(tgt_tok, ids, copied_words(tgt_tok, copy_sources(cross, ids, tokens, words), words)))
+            else:
+                hyps.append(decode(tgt_tok, ids))
     return score(hyps, [t for _, t in kept], lowercase=lowercases(bundle)), hyps, kept
 
 
@@ -48,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=3, help="print this many translations")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--keep-unk", action="store_true",
+                        help="score generated [UNK] as '[UNK]' instead of the source word it attended to")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.limit:
         pairs = pairs[: args.limit]
-    metrics, hyps, kept = evaluate(bundle, pairs, progress=not args.json)
+    metrics, hyps, kept = evaluate(bundle, pairs, progress=not args.json, copy_unknown=not args.keep_unk)
     dropped = len(pairs) - len(kept)
     if args.json:
         print(json.dumps({**metrics, "sentences": len(kept), "dropped": dropped}))
@@ -68,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         tqdm.write(f"{'SOURCE:':>12} {src}\n{'TARGET:':>12} {ref}\n{'PREDICTED:':>12} {hyp}")
     print(f"sentences {len(kept)} (dropped as too long: {dropped})")
     print(f"BLEU {metrics['bleu']:.2f}  chrF {metrics['chrf']:.2f}  CER {metrics['cer']:.4f}  WER {metrics['wer']:.4f}"
-          + ("  (lowercased)" if lowercases(bundle) else ""))
+          + ("  (lowercased)" if lowercases(bundle) else "")
+          + ("  ([UNK] kept)" if args.keep_unk else "  (generated [UNK] shown as the source word attended to)"))
     return 0
 
 

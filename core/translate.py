@@ -35,6 +35,7 @@ def to_json(result: Translation) -> dict:
         "source_tokens": result.source_tokens,
         "target_tokens": result.target_tokens,
         "output_ids": result.output_ids,
+        "copied": [list(c) for c in result.copied],  # [output position, source position, word] per copied [UNK]
         "attention": {
             "encoder": _rounded(result.attention.encoder),  # [L][H][S][S]
             "decoder": _rounded(result.attention.decoder),  # [L][H][T][T]
@@ -53,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-len", type=int, help="most decoder tokens, [SOS] included (default: seq_len)")
     parser.add_argument("--reference", help="feed this translation to the decoder instead of decoding greedily")
     parser.add_argument("--json", action="store_true", help="one JSON object per sentence, with attention maps")
+    parser.add_argument("--keep-unk", action="store_true",
+                        help="print a generated [UNK] as [UNK], not as the source word it attended to")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     return parser.parse_args(argv)
 
@@ -72,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for sentence in sentences:
         try:
-            result = translate(bundle, sentence, max_len=args.max_len, reference=args.reference)
+            result = translate(bundle, sentence, max_len=args.max_len, reference=args.reference,
+                               copy_unknown=not args.keep_unk)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 1

@@ -64,6 +64,12 @@ def page() -> None:
                + "  \nDecoder input tokens: " + " ".join(f"`{t}`" for t in charts.labels(result.target_tokens)))
     if result.unknown_words:
         st.warning("Unknown to the model (read as [UNK]): " + ", ".join(result.unknown_words))
+    if result.copied:
+        st.caption("Not in the model's Italian vocabulary, so copied from the source word its cross-attention "
+                   "(mean of all layers and heads) picked: " + ", ".join(
+                       f"**{word}** for the `[UNK]` written at row `{row}·{result.target_tokens[row]}`, "
+                       f"whose cross-attention peaks on `{col}·{result.source_tokens[col]}`"
+                       for row, col, word in result.copied))
 
     kind = st.radio("Attention", list(KIND_LABELS), format_func=KIND_LABELS.get, horizontal=True,
                     **ui.bound("kind", "cross"))

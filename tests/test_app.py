@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from app_fixtures import IT, write_tiny_checkpoint, write_tutorial_files  # noqa: E402
 
-from core import load_checkpoint, translate  # noqa: E402
+from core import load_checkpoint, save_checkpoint, translate  # noqa: E402
 from core.tokenizer import build_tokenizer  # noqa: E402
 
 torch.set_num_threads(1)
@@ -306,3 +306,16 @@ def test_two_sessions_each_get_their_own_attention(ckpt_dir, monkeypatch, bundle
             assert not at.exception
             assert at.text_input(key="sentence").value == sentence
             assert_focus_matches(at, translate(bundle, sentence), "cross", 1, head)
+
+
+def test_generated_unk_is_shown_as_the_copied_source_word(tmp_path, monkeypatch):
+    bundle = load_checkpoint(write_tiny_checkpoint(tmp_path / "unk.pt"))
+    with torch.no_grad():
+        bundle.model.projection_layer.proj.bias[0] += 1e4  # writes [UNK] at every step
+    save_checkpoint(tmp_path / "unk.pt", bundle.model, bundle.src_tokenizer, bundle.tgt_tokenizer)
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(tmp_path))
+    at = translate_in(AppTest.from_file(APP, default_timeout=60).run(), "the zebra sat on the mat")
+    assert not at.exception
+    assert any(m.value == "**Translation:** " + " ".join(["zebra"] * 23) for m in at.markdown)
+    notes = " ".join(c.value for c in at.caption)
+    assert "**zebra** for the `[UNK]` written at row `0·[SOS]`" in notes and "`2·[UNK]`" in notes

@@ -9,9 +9,10 @@ import torch
 from conftest import digit_string
 
 from core import translate
-from core.decode import greedy_batch, teacher_forced
+from core.decode import copied_text, copied_words, copy_sources, greedy_batch, teacher_forced
+from core.evaluate import evaluate
 from core.model import Transformer, causal_mask, padding_mask
-from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, UNK_ID, decode, detokenize
+from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, UNK_ID, build_tokenizer, decode, detokenize
 
 
 @torch.no_grad()
@@ -168,3 +169,59 @@ def test_greedy_batch_matches_one_at_a_time(reverser_bundle, tiny_bundle):
         results = [translate(bundle, s, max_len=max_len) for s in sentences]
         batch = greedy_batch(bundle.model, [r.source_ids for r in results], max_len)
         assert batch == [[i for i in r.output_ids if i != EOS_ID] for r in results]
+
+
+# ---------------------------------------------------------------- generated [UNK]: copied from the source
+
+
+def always_unk(bundle):
+    """The bundle with its projection rigged to write [UNK] at every step."""
+    with torch.no_grad():
+        bundle.model.projection_layer.proj.bias[UNK_ID] += 1e4
+    return bundle
+
+
+def test_copy_sources_prefers_unknown_source_words_and_skips_punctuation():
+    cross = torch.tensor([[0.0, 0.1, 0.2, 0.0, 0.6, 0.1],  # (T, S) over [SOS] w1 w2 w3 w4 [EOS]
+                          [0.0, 0.5, 0.1, 0.3, 0.1, 0.0],
+                          [0.0, 0.1, 0.1, 0.2, 0.6, 0.0]])
+    words, output_ids = ["Kyoto", "is", "far", "!"], [UNK_ID, 9, UNK_ID]
+    assert copy_sources(cross, output_ids, ["[UNK]", "is", "[UNK]", "!"], words) == [(0, 1), (2, 3)]
+    # no unknown source word: any word with a letter or digit, never the "!" the row peaks on
+    assert copy_sources(cross, output_ids, ["kyoto", "is", "far", "!"], words) == [(0, 2), (2, 3)]
+    assert copy_sources(cross, output_ids, ["kyoto", "is", "far", "[UNK]"], ["a", "b", "c", "?"]) == [(0, 2), (2, 3)]
+    assert copy_sources(cross, output_ids, [".", ",", "!", "?"], [".", ",", "!", "?"]) == []
+
+
+def test_generated_unk_shows_the_attended_source_word(tiny_bundle):
+    bundle = always_unk(tiny_bundle)
+    sentence = "the Zebra sleeps on the sofa ."
+    kept = translate(bundle, sentence, max_len=4, copy_unknown=False)
+    result = translate(bundle, sentence, max_len=4)
+    assert kept.translation == "[UNK] [UNK] [UNK]" and kept.copied == ()
+    assert result.output_ids == kept.output_ids == [UNK_ID] * 3
+    assert result.target_tokens == ["[SOS]", "[UNK]", "[UNK]", "[UNK]"]  # labels stay what the model saw
+    mean_cross = result.attention.cross.mean((0, 1))  # (T, S)
+    expected = []
+    for row in range(3):
+        col = 2 if mean_cross[row, 2] >= mean_cross[row, 6] else 6  # "Zebra" and "sofa" are the unknown words
+        expected.append((row, col, {2: "Zebra", 6: "sofa"}[col]))  # this target tokenizer keeps case
+    assert result.copied == tuple(expected)
+    assert result.translation == " ".join(word for _, _, word in expected)
+
+
+def test_copied_word_is_normalized_like_the_target_side(tiny_bundle):
+    lowercasing = build_tokenizer(["il gatto"], min_frequency=1, lowercase=True)
+    assert copied_words(lowercasing, [(0, 2)], ["the", "Zebra"]) == {0: "zebra"}
+    gatto = lowercasing.token_to_id("gatto")
+    assert copied_text(lowercasing, [gatto, UNK_ID, EOS_ID], {1: "zebra"}) == "gatto zebra"
+
+
+def test_evaluate_scores_the_text_translate_shows(tiny_bundle):
+    bundle = always_unk(tiny_bundle)
+    pairs = [("the zebra sleeps .", "la zebra dorme ."), ("a Dog runs in the park !", "un cane corre nel parco !")]
+    for copy in (True, False):
+        _, hyps, _ = evaluate(bundle, pairs, progress=False, copy_unknown=copy)
+        max_len = min(bundle.config.seq_len, max(len(bundle.tgt_tokenizer.encode(t).ids) for _, t in pairs) * 2 + 10)
+        assert hyps == [translate(bundle, s, max_len=max_len, copy_unknown=copy).translation for s, _ in pairs]
+    assert hyps[0].startswith("[UNK] [UNK]")

@@ -44,3 +44,25 @@ def test_translates_everyday_sentences_into_italian(bundle, sentence, expected):
     assert any(e in text for e in expected), text
     assert result.attention.cross.shape == (bundle.config.n_layers, bundle.config.n_heads,
                                             len(result.target_tokens), len(result.source_tokens))
+
+
+def test_generated_unknown_word_is_copied_from_the_source(bundle):
+    result = translate(bundle, "I saw a zebra.")
+    assert "[UNK]" in result.target_tokens and "zebra" in result.translation
+    assert [(word, result.source_tokens[col]) for _, col, word in result.copied] == [("zebra", "[UNK]")]
+
+
+TATOEBA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tatoeba.en-it.tsv"
+
+
+@pytest.mark.skipif(not TATOEBA.is_file(), reason="../shared/data is not there")
+def test_held_out_tatoeba_scores_are_the_cards(bundle):
+    from core.data import read_tsv, split_pairs
+    from core.evaluate import evaluate
+
+    _, _, test = split_pairs(read_tsv(TATOEBA), 0.05, 0.05, 0)
+    metrics, _, kept = evaluate(bundle, test, progress=False)
+    card = bundle.metadata["model_card"]["metrics"]["tatoeba_test"]
+    assert len(kept) == card["sentences"] == 776
+    assert metrics["bleu"] == pytest.approx(card["bleu"], abs=0.01) and metrics["bleu"] >= 25
+    assert metrics["chrf"] == pytest.approx(card["chrf"], abs=0.01) and metrics["chrf"] >= 50

@@ -37,7 +37,8 @@ def test_json_schema_and_shapes(tiny_checkpoint, tiny_config):
     records = [json.loads(line) for line in run.stdout.splitlines()]
     assert [r["source"] for r in records] == ["the cat sleeps .", "a dog"]
     for record in records:
-        assert set(record) == {"source", "translation", "source_tokens", "target_tokens", "output_ids", "attention"}
+        assert set(record) == {"source", "translation", "source_tokens", "target_tokens", "output_ids", "copied",
+                               "attention"}
         s, t = len(record["source_tokens"]), len(record["target_tokens"])
         assert record["source_tokens"][0] == "[SOS]" and record["source_tokens"][-1] == "[EOS]"
         assert record["target_tokens"][0] == "[SOS]" and t <= 6
