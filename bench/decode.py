@@ -2,10 +2,12 @@
 
     python bench/decode.py [--threads 1] [--repeats 5] [--steps 20]
 
-Both ways decode exactly --steps tokens of a 20-token source sentence (they never stop at [EOS], so
-they do the same work) and return every attention map (need_weights=True):
-- ours: the source unpadded, encoded once; one new token per step through the decoder, with the keys
-  and values of earlier tokens (self-attention) and of the source (cross-attention) cached;
+Both ways decode exactly --steps tokens of a 20-token source sentence (the [EOS] logit is pushed down in
+the shared weights, so neither stops early) and compute every attention map (need_weights=True):
+- ours: `core.decode.greedy_decode`, what the app and `translate` run: the source unpadded, encoded once;
+  one new token per step through the decoder, with the keys and values of earlier tokens (self-attention)
+  and of the source (cross-attention) cached; it also feeds the last token once more for its attention
+  row, collects every map and the top-5 probabilities of every row;
 - the tutorial's: the source padded to seq_len with an encoder mask, encoded once; the decoder re-run
   over the whole prefix every step with a causal mask (cross-attention keys and values recomputed).
 Prints the median milliseconds of each, whether the generated ids agree, and ends with
@@ -24,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from core import ModelConfig, Transformer  # noqa: E402
+from core import ModelConfig, Transformer, decode  # noqa: E402
 from core.model import causal_mask, padding_mask  # noqa: E402
 from core.tokenizer import EOS_ID, PAD_ID, SOS_ID  # noqa: E402
 
@@ -34,17 +36,9 @@ SIZES = {
 }
 
 
-@torch.inference_mode()
 def ours(model: Transformer, src_ids: list[int], steps: int) -> list[int]:
-    """KV-cache greedy decoding, forced to run `steps` steps."""
-    memory, _ = model.encode(torch.tensor([src_ids]), None, need_weights=True)  # (1, S, D)
-    caches = model.new_cache()
-    token, out = torch.tensor([[SOS_ID]]), []
-    for step in range(steps):
-        hidden, _, _ = model.decode(token, memory, None, None, True, caches, start=step)  # (1, 1, D)
-        out.append(int(model.project(hidden[:, -1]).argmax(-1)))
-        token = torch.tensor([[out[-1]]])
-    return out
+    """KV-cache greedy decoding as the app runs it: `steps` tokens (max_len counts [SOS])."""
+    return decode.greedy_decode(model, src_ids, steps + 1)[1]
 
 
 @torch.inference_mode()
@@ -93,6 +87,8 @@ def main() -> None:
         config = SIZES[name]
         torch.manual_seed(0)
         model = Transformer(config).eval()
+        with torch.no_grad():
+            model.projection_layer.proj.bias[EOS_ID] = -1e4  # never stop early: both ways do `steps` steps
         gen = torch.Generator().manual_seed(1)
         src_ids = [SOS_ID, *torch.randint(4, config.src_vocab_size, (20,), generator=gen).tolist(), EOS_ID]
         ours_ms, ours_ids = median_ms(lambda m=model, s=src_ids: ours(m, s, args.steps), args.repeats)
@@ -104,7 +100,8 @@ def main() -> None:
         )
         print(f"  ours (kv cache):      {ours_ms:8.1f} ms")
         print(f"  tutorial (recompute): {tut_ms:8.1f} ms")
-        print(f"  same ids: {ours_ids == tut_ids} ({len(ours_ids)} tokens, {ours_ids.count(EOS_ID)} of them [EOS])")
+        print(f"  same ids: {ours_ids == tut_ids} ({len(ours_ids)} tokens, "
+              f"{ours_ids.count(EOS_ID)} of them [EOS])")
         mb = streamed_mb_per_step(model)
         print(f"  ours streams {mb:.0f} MB of weights per step: {mb * args.steps / ours_ms:.1f} GB/s "
               "of effective weight bandwidth")
