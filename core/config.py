@@ -95,6 +95,7 @@ class TrainConfig:
     tokenizer_file: str = "tokenizer_{0}.json"  # inside model_folder
     experiment_name: str = "runs/tmodel"
     preload: str = "latest"  # "latest", an epoch number, or "none"
+    init_from: str = ""  # start a new run from this checkpoint's weights and tokenizers (fine-tuning)
     save_every: int = 0  # also checkpoint every N optimizer steps (0: only at epoch ends)
     keep_last: int = 5
     val_examples: int = 2  # validation sentences printed at each epoch end

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from core.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from core.checkpoint import CheckpointError, ModelBundle, load_checkpoint, read_checkpoint, save_checkpoint
 from core.config import ModelConfig, TrainConfig
 from core.data import (
     DataError,
@@ -145,8 +145,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def prepare_data(cfg: TrainConfig, log):
-    """Read and split the pairs, load or build the tokenizers; returns (train, val, test pairs, tokenizers)."""
+def prepare_data(cfg: TrainConfig, log, init: ModelBundle | None = None):
+    """Read and split the pairs, load or build the tokenizers (or take init's); returns (train, val, test, tokenizers)."""
     if cfg.data:
         specs = [parse_data_spec(s) for s in cfg.data]
         files = [(read_tsv(path), times) for path, times in specs]
@@ -161,14 +161,18 @@ def prepare_data(cfg: TrainConfig, log):
     folder = Path(cfg.model_folder)
     paths = [folder / cfg.tokenizer_file.format(lang) for lang in (cfg.lang_src, cfg.lang_tgt)]
     tokenizers = []
-    for path, side, cap in zip(paths, (0, 1), (cfg.src_vocab_size, cfg.tgt_vocab_size)):
+    inherited = (init.src_tokenizer, init.tgt_tokenizer) if init else (None, None)
+    for path, side, cap, given in zip(paths, (0, 1), (cfg.src_vocab_size, cfg.tgt_vocab_size), inherited):
         if path.is_file():
-            tokenizers.append(load_tokenizer(path))
+            tok = load_tokenizer(path)
+            if given is not None and tok.get_vocab() != given.get_vocab():
+                raise ValueError(f"{path} is not the tokenizer of --init-from {cfg.init_from}: use a new model folder")
+            tokenizers.append(tok)
             continue
-        tok = build_tokenizer((p[side] for p in train), cfg.min_frequency, cap or None, cfg.lowercase)
+        tok = given or build_tokenizer((p[side] for p in train), cfg.min_frequency, cap or None, cfg.lowercase)
         path.parent.mkdir(parents=True, exist_ok=True)
         tok.save(str(path))
-        log(f"built {path} ({tok.get_vocab_size()} tokens)")
+        log(f"{'copied' if given else 'built'} {path} ({tok.get_vocab_size()} tokens)")
         tokenizers.append(tok)
     return train, val, test, tokenizers[0], tokenizers[1]
 
@@ -209,9 +213,12 @@ def train(cfg: TrainConfig) -> Path | None:
         if main_process:
             tqdm.write(message)
 
+    init = None
+    if cfg.init_from:
+        init = load_checkpoint(cfg.init_from)
     if distributed and not main_process:
         dist.barrier()  # wait until rank 0 has written the tokenizers (else two ranks race to write them)
-    train_pairs, val_pairs, test_pairs, src_tok, tgt_tok = prepare_data(cfg, log)
+    train_pairs, val_pairs, test_pairs, src_tok, tgt_tok = prepare_data(cfg, log, init)
     if distributed and main_process:
         dist.barrier()
     train_set, kept_train = encode_pairs(train_pairs, src_tok, tgt_tok, cfg.seq_len)
@@ -226,7 +233,8 @@ def train(cfg: TrainConfig) -> Path | None:
         log(f"held out {len(test_pairs)} test pairs in {test_path}")
 
     model_config = ModelConfig(src_tok.get_vocab_size(), tgt_tok.get_vocab_size(), cfg.d_model, cfg.layers,
-                               cfg.heads, cfg.d_ff, cfg.dropout, cfg.seq_len)
+                               cfg.heads, cfg.d_ff, cfg.dropout, cfg.seq_len,
+                               init.config.attention_bias if init else False)  # no flag: older tutorial layouts
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = Transformer(model_config).to(device)
@@ -254,6 +262,14 @@ def train(cfg: TrainConfig) -> Path | None:
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         log(f"resumed from {path}: epoch {epoch:02d}, batch {batch_in_epoch}, step {global_step}")
+    elif init is not None:
+        wanted = dataclasses.replace(init.config, dropout=cfg.dropout)
+        if wanted != model_config:
+            differ = [f"{f.name} {getattr(init.config, f.name)} (this run: {getattr(model_config, f.name)})"
+                      for f in dataclasses.fields(ModelConfig) if getattr(wanted, f.name) != getattr(model_config, f.name)]
+            raise ValueError(f"--init-from {cfg.init_from} has " + ", ".join(differ) + ": pass the same model flags")
+        model.load_state_dict(init.model.state_dict())
+        log(f"initialized from {cfg.init_from} ({init.kind} checkpoint)")
 
     net = DistributedDataParallel(model) if distributed else model
     if cfg.compile and device.type == "cuda":

@@ -272,3 +272,28 @@ def test_a_new_learning_rate_on_resume_takes_effect(tmp_path, capsys):
     state = read_checkpoint(tmp_path / "weights" / "tmodel_01.pt")["training_state"]
     assert state["scheduler"]["base_lrs"] == [2e-4]
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2e-4)
+
+
+def test_init_from_starts_a_new_run_from_a_trained_model(trained, tmp_path, capsys):
+    run, data, _, last = trained
+    source = load_checkpoint(last)
+    argv = tiny_argv(tmp_path, data, "--init-from", str(last), "--epochs", "1", "--lr", "1e-9", "--dropout", "0.0")
+    assert main(argv) == 0
+    assert "initialized from" in capsys.readouterr().out
+    tuned = load_checkpoint(tmp_path / "weights" / "tmodel_00.pt")
+    assert tuned.src_tokenizer.get_vocab() == source.src_tokenizer.get_vocab()
+    assert tuned.tgt_tokenizer.get_vocab() == source.tgt_tokenizer.get_vocab()
+    for key, value in source.model.state_dict().items():  # an lr of 1e-9 leaves the inherited weights
+        torch.testing.assert_close(tuned.model.state_dict()[key], value, atol=1e-5, rtol=0)
+    sentence = "the big dog sleeps"
+    assert translate(tuned, sentence).translation == translate(source, sentence).translation
+
+
+def test_init_from_with_other_model_flags_names_them(trained, tmp_path, capsys):
+    _, data, _, last = trained
+    argv = tiny_argv(tmp_path, data, "--init-from", str(last), "--epochs", "1", "--d-ff", "128")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "d_ff 64 (this run: 128)" in err and "Traceback" not in err
+    assert main(tiny_argv(tmp_path, data, "--init-from", str(tmp_path / "missing.pt"))) == 2
+    assert "missing.pt" in capsys.readouterr().err
