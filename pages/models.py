@@ -55,6 +55,9 @@ def show_card_entry(name: str, value) -> None:
         st.markdown(str(value))
     elif isinstance(value, dict) and all(isinstance(v, scalar) for v in value.values()):
         st.dataframe([{"name": k, "value": str(v)} for k, v in value.items()], hide_index=True)
+    elif isinstance(value, dict) and value and all(
+            isinstance(v, dict) and all(isinstance(x, scalar) for x in v.values()) for v in value.values()):
+        st.dataframe([{"": k, **v} for k, v in value.items()], hide_index=True)  # e.g. metrics per test set
     elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         st.dataframe(value, hide_index=True)
     else:

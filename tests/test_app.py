@@ -206,6 +206,8 @@ def test_models_page_shows_the_model_card(app):
     assert not app.exception
     assert "tiny untrained test model" in " ".join(m.value for m in app.markdown)
     assert any(m.label == "Layers × heads" and m.value == "2 × 2" for m in app.metric)
+    tables = [frame.value for frame in app.dataframe]  # scores per test set: one row each, not raw JSON
+    assert any("bleu" in t.columns and t.loc[t[""] == "toy_test", "bleu"].tolist() == [12.5] for t in tables)
 
 
 def test_upload_native_checkpoint_is_used_by_this_session_only(app, tmp_path, ckpt_dir, monkeypatch):
