@@ -125,10 +125,15 @@ def copy_sources(cross: Tensor, output_ids: list[int], source_tokens: list[str],
     return copies
 
 
-def copied_words(tgt_tokenizer, copies: list[tuple[int, int]], source_words: list[str]) -> dict[int, str]:
-    """{output position: source word as the target side writes it (its tokenizer's normalizer applied)}."""
+def copy_unknown_words(tgt_tokenizer, cross: Tensor, output_ids: list[int], source_tokens: list[str],
+                       source_words: list[str]) -> list[tuple[int, int, str]]:
+    """(output position, source position, word as shown) for each generated [UNK]; see copy_sources.
+
+    The word is written as the target side writes words (its tokenizer's normalizer applied).
+    """
     normalize = tgt_tokenizer.normalizer.normalize_str if tgt_tokenizer.normalizer else str
-    return {row: normalize(source_words[col - 1]) for row, col in copies}
+    return [(row, col, normalize(source_words[col - 1]))
+            for row, col in copy_sources(cross, output_ids, source_tokens, source_words)]
 
 
 def copied_text(tgt_tokenizer, output_ids: list[int], replace: dict[int, str]) -> str:
@@ -178,9 +183,7 @@ def translate(bundle: ModelBundle, sentence: str, max_len: int | None = None,
             raise ValueError(f"max_len must be between 2 and the model's seq_len {seq_len}, got {max_len}")
         inputs, outputs, top_ids, top_probs, attn = greedy_decode(model, src_ids, max_len)
         if copy_unknown and UNK_ID in outputs:
-            sources = copy_sources(attn.cross.mean((0, 1)), outputs, tokens, words)
-            shown = copied_words(tgt_tok, sources, words)
-            copies = [(row, col, shown[row]) for row, col in sources]
+            copies = copy_unknown_words(tgt_tok, attn.cross.mean((0, 1)), outputs, tokens, words)
         text = copied_text(tgt_tok, outputs, {row: word for row, _, word in copies})
     cpu = Attention(attn.encoder.cpu(), attn.decoder.cpu(), attn.cross.cpu())
     return Translation(

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from core.checkpoint import CheckpointError, ModelBundle, load_checkpoint
 from core.data import DataError, encode_pairs, read_tsv
-from core.decode import copied_text, copied_words, copy_sources, greedy_batch
+from core.decode import copied_text, copy_unknown_words, greedy_batch
 from core.metrics import score
 from core.tokenizer import UNK_ID, decode, encode
 
@@ -38,11 +38,13 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], batch_size: int 
     for start in tqdm(range(0, len(examples), batch_size), desc="translating", disable=not progress):
         batch = examples[start:start + batch_size]
         max_len = min(bundle.config.seq_len, max(len(e.tgt) for e in batch) * 2 + 10)
-        outputs, crosses = greedy_batch(bundle.model, [e.src for e in batch], max_len, need_cross=True)
+        decoded = greedy_batch(bundle.model, [e.src for e in batch], max_len, need_cross=copy_unknown)
+        outputs, crosses = decoded if copy_unknown else (decoded, [None] * len(decoded))
         for (source, _), ids, cross in zip(kept[start:start + batch_size], outputs, crosses):
-            if copy_unknown and UNK_ID in ids:
+            if cross is not None and UNK_ID in ids:
                 _, tokens, words = encode(src_tok, source)
-                hyps.append(copied_text(tgt_tok, ids, copied_words(tgt_tok, copy_sources(cross, ids, tokens, words), words)))
+                copies = copy_unknown_words(tgt_tok, cross, ids, tokens, words)
+                hyps.append(copied_text(tgt_tok, ids, {row: word for row, _, word in copies}))
             else:
                 hyps.append(decode(tgt_tok, ids))
     return score(hyps, [t for _, t in kept], lowercase=lowercases(bundle)), hyps, kept

@@ -9,7 +9,7 @@ import torch
 from conftest import digit_string
 
 from core import translate
-from core.decode import copied_text, copied_words, copy_sources, greedy_batch, teacher_forced
+from core.decode import copied_text, copy_sources, copy_unknown_words, greedy_batch, teacher_forced
 from core.evaluate import evaluate
 from core.model import Transformer, causal_mask, padding_mask
 from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, UNK_ID, build_tokenizer, decode, detokenize
@@ -212,7 +212,8 @@ def test_generated_unk_shows_the_attended_source_word(tiny_bundle):
 
 def test_copied_word_is_normalized_like_the_target_side(tiny_bundle):
     lowercasing = build_tokenizer(["il gatto"], min_frequency=1, lowercase=True)
-    assert copied_words(lowercasing, [(0, 2)], ["the", "Zebra"]) == {0: "zebra"}
+    cross = torch.tensor([[0.0, 0.2, 0.7, 0.1]])  # (T, S) over [SOS] the Zebra [EOS]
+    assert copy_unknown_words(lowercasing, cross, [UNK_ID], ["the", "[UNK]"], ["the", "Zebra"]) == [(0, 2, "zebra")]
     gatto = lowercasing.token_to_id("gatto")
     assert copied_text(lowercasing, [gatto, UNK_ID, EOS_ID], {1: "zebra"}) == "gatto zebra"
 
