@@ -136,8 +136,9 @@ def copy_unknown_words(tgt_tokenizer, cross: Tensor, output_ids: list[int], sour
             for row, col in copy_sources(cross, output_ids, source_tokens, source_words)]
 
 
-def copied_text(tgt_tokenizer, output_ids: list[int], replace: dict[int, str]) -> str:
-    """Output text with the generated [UNK] at each position of `replace` written as its word."""
+def copied_text(tgt_tokenizer, output_ids: list[int], copies: list[tuple[int, int, str]]) -> str:
+    """Output text with each copied [UNK] (copy_unknown_words) written as its word."""
+    replace = {row: word for row, _, word in copies}
     tokens = [replace[row] if row in replace else tgt_tokenizer.id_to_token(token_id)
               for row, token_id in enumerate(output_ids) if token_id not in (PAD_ID, SOS_ID, EOS_ID)]
     return detokenize(tokens)
@@ -184,7 +185,7 @@ def translate(bundle: ModelBundle, sentence: str, max_len: int | None = None,
         inputs, outputs, top_ids, top_probs, attn = greedy_decode(model, src_ids, max_len)
         if copy_unknown and UNK_ID in outputs:
             copies = copy_unknown_words(tgt_tok, attn.cross.mean((0, 1)), outputs, tokens, words)
-        text = copied_text(tgt_tok, outputs, {row: word for row, _, word in copies})
+        text = copied_text(tgt_tok, outputs, copies)
     cpu = Attention(attn.encoder.cpu(), attn.decoder.cpu(), attn.cross.cpu())
     return Translation(
         source=sentence, translation=text, source_ids=src_ids, source_tokens=_tokens(src_tok, src_ids),

@@ -43,8 +43,7 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], batch_size: int 
         for (source, _), ids, cross in zip(kept[start:start + batch_size], outputs, crosses):
             if cross is not None and UNK_ID in ids:
                 _, tokens, words = encode(src_tok, source)
-                copies = copy_unknown_words(tgt_tok, cross, ids, tokens, words)
-                hyps.append(copied_text(tgt_tok, ids, {row: word for row, _, word in copies}))
+                hyps.append(copied_text(tgt_tok, ids, copy_unknown_words(tgt_tok, cross, ids, tokens, words)))
             else:
                 hyps.append(decode(tgt_tok, ids))
     return score(hyps, [t for _, t in kept], lowercase=lowercases(bundle)), hyps, kept

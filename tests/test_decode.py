@@ -215,7 +215,7 @@ def test_copied_word_is_normalized_like_the_target_side(tiny_bundle):
     cross = torch.tensor([[0.0, 0.2, 0.7, 0.1]])  # (T, S) over [SOS] the Zebra [EOS]
     assert copy_unknown_words(lowercasing, cross, [UNK_ID], ["the", "[UNK]"], ["the", "Zebra"]) == [(0, 2, "zebra")]
     gatto = lowercasing.token_to_id("gatto")
-    assert copied_text(lowercasing, [gatto, UNK_ID, EOS_ID], {1: "zebra"}) == "gatto zebra"
+    assert copied_text(lowercasing, [gatto, UNK_ID, EOS_ID], [(1, 2, "zebra")]) == "gatto zebra"
 
 
 def test_evaluate_scores_the_text_translate_shows(tiny_bundle):
