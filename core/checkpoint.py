@@ -101,6 +101,10 @@ def read_checkpoint(source: str | Path | bytes | BinaryIO) -> object:
     """Read a checkpoint file's content safely (no code runs); raise CheckpointError naming the problem."""
     if isinstance(source, (str, Path)):
         path = Path(source)
+        if path.is_dir():
+            inside = sorted(p.name for p in path.glob("*.pt*"))[:5]
+            raise CheckpointError(f"{path} is a folder, not a checkpoint file"
+                                  + (f"; it holds {', '.join(inside)}" if inside else ""))
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
         data = path.read_bytes()

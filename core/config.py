@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict, dataclass, fields
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --threads: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _check_integers(config: object, names: tuple[str, ...], minimum: int) -> None:

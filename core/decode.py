@@ -152,6 +152,10 @@ def _encode_checked(tokenizer, text: str, limit: int, what: str, specials: str):
     """Ids, tokens and words of text, or a ValueError a user can act on (empty, unreadable, too long)."""
     if not text or not text.strip():
         raise ValueError(f"the {what} is empty: type a sentence to translate")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8, surrogate-escaped by Python (command line, stdin)
+        raise ValueError(f"the {what} is not UTF-8 text; save or type it as UTF-8") from None
     ids, tokens, words = encode(tokenizer, text)
     if not ids:
         raise ValueError(f"the {what} has no words the tokenizer can read")

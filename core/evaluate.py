@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from core.checkpoint import CheckpointError, ModelBundle, load_checkpoint
+from core.config import positive_int
 from core.data import DataError, encode_pairs, read_tsv
 from core.decode import copied_text, copy_unknown_words, greedy_batch
 from core.metrics import score
@@ -51,15 +52,15 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], batch_size: int 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True, help="our checkpoint file, or a tutorial tmodel_XX.pt")
     parser.add_argument("--data", required=True, action="append", help="TSV of en<TAB>it pairs (repeatable)")
-    parser.add_argument("--src-tokenizer")
-    parser.add_argument("--tgt-tokenizer")
-    parser.add_argument("--heads", type=int)
+    parser.add_argument("--src-tokenizer", help="source tokenizer JSON (tutorial checkpoints: tokenizer_en.json)")
+    parser.add_argument("--tgt-tokenizer", help="target tokenizer JSON (tutorial checkpoints: tokenizer_it.json)")
+    parser.add_argument("--heads", type=int, help="attention heads of a tutorial checkpoint (default 8)")
     parser.add_argument("--limit", type=int, default=0, help="score only the first N pairs")
     parser.add_argument("--examples", type=int, default=3, help="print this many translations")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--keep-unk", action="store_true",
                         help="score generated [UNK] as '[UNK]' instead of the source word it attended to")
     args = parser.parse_args(argv)

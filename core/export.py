@@ -49,7 +49,7 @@ def export(checkpoints: list[str | Path], out: str | Path, card: dict | None = N
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.export", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, nargs="+", help="one checkpoint, or several to average")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, help="file to write (for the app: checkpoints/NAME.pt)")
     parser.add_argument("--card", help="JSON file with the model card (description, data, metrics, examples, ...)")
     parser.add_argument("--float32", action="store_true", help="keep 32-bit weights (default: 16-bit storage)")
     args = parser.parse_args(argv)

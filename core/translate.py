@@ -4,8 +4,9 @@
     python -m core.translate --checkpoint opus_books_weights/tmodel_19.pt --heads 8 --json "Hello."
     echo "Good morning." | python -m core.translate --checkpoint checkpoints/default.pt
 
-Exit status: 0 when every sentence was translated, 1 when some sentence was rejected (empty or too
-long; the others are still translated), 2 when the checkpoint could not be loaded.
+Exit status: 0 when every sentence was translated, 1 when some sentence was rejected (empty, too long
+or not UTF-8 text; the others are still translated), 2 when the checkpoint could not be loaded or the
+arguments do not fit together.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import torch
 
 from core.checkpoint import CheckpointError, load_checkpoint
+from core.config import positive_int
 from core.decode import Translation, translate
 
 JSON_DECIMALS = 6
@@ -47,16 +49,17 @@ def to_json(result: Translation) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.translate", description=__doc__.splitlines()[0])
     parser.add_argument("sentences", nargs="*", help="sentences to translate (default: one per line from stdin)")
-    parser.add_argument("--checkpoint", required=True, help="our checkpoint, or a tutorial tmodel_XX.pt")
+    parser.add_argument("--checkpoint", required=True, help="our checkpoint file, or a tutorial tmodel_XX.pt")
     parser.add_argument("--src-tokenizer", help="source tokenizer JSON (tutorial checkpoints: tokenizer_en.json)")
     parser.add_argument("--tgt-tokenizer", help="target tokenizer JSON (tutorial checkpoints: tokenizer_it.json)")
     parser.add_argument("--heads", type=int, help="attention heads of a tutorial checkpoint (default 8)")
     parser.add_argument("--max-len", type=int, help="most decoder tokens, [SOS] included (default: seq_len)")
-    parser.add_argument("--reference", help="feed this translation to the decoder instead of decoding greedily")
+    parser.add_argument("--reference", help="feed this Italian translation to the decoder instead of decoding "
+                        "greedily (one sentence only)")
     parser.add_argument("--json", action="store_true", help="one JSON object per sentence, with attention maps")
     parser.add_argument("--keep-unk", action="store_true",
                         help="print a generated [UNK] as [UNK], not as the source word it attended to")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     return parser.parse_args(argv)
 
 
@@ -70,8 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for note in bundle.notes:
         print(f"note: {note}", file=sys.stderr)
-    # From stdin, blank lines separate nothing and are skipped; an empty argument is an error.
-    sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    # From stdin, blank lines separate nothing and are skipped; an empty argument is an error. Bytes that
+    # are not UTF-8 reach translate() (surrogate-escaped), which rejects that one sentence.
+    sys.stdin.reconfigure(errors="surrogateescape")
+    sentences = args.sentences or [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+    if args.reference is not None and len(sentences) > 1:
+        print(f"error: --reference is the translation of one sentence; got {len(sentences)} sentences",
+              file=sys.stderr)
+        return 2
     status = 0
     for sentence in sentences:
         try:

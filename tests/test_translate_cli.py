@@ -103,3 +103,30 @@ def test_tutorial_checkpoint_note(tmp_path):
     assert "note: tutorial checkpoints do not record the head count; assumed 8" in run.stderr
     run = run_cli("--checkpoint", tmp_path / "tmodel_00.pt", "--heads", "4", "--max-len", "3", "en1 en2")
     assert run.returncode == 0 and "note:" not in run.stderr
+
+
+def test_stdin_bytes_that_are_not_utf8_reject_that_line_only(tiny_checkpoint):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-m", "core.translate", "--checkpoint", str(tiny_checkpoint), "--json",
+                          "--max-len", "4"], input=b"\xff\xfe bad\r\nthe cat\r\n", cwd=ROOT, env=env,
+                         capture_output=True, timeout=60)
+    stderr = run.stderr.decode()
+    assert run.returncode == 1 and "Traceback" not in stderr
+    assert "error: the sentence is not UTF-8 text" in stderr
+    records = [json.loads(line) for line in run.stdout.decode().splitlines()]
+    assert [r["source"] for r in records] == ["the cat"]  # the Windows line ending is not part of the sentence
+
+
+def test_argument_errors_are_one_line(tiny_checkpoint, tmp_path):
+    run = run_cli("--checkpoint", tiny_checkpoint, "--threads", "0", "the cat")
+    assert run.returncode == 2 and "--threads: expected a whole number of at least 1" in run.stderr
+    run = run_cli("--checkpoint", tiny_checkpoint, "--reference", "il gatto .", "the cat", "a dog")
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.strip() == "error: --reference is the translation of one sentence; got 2 sentences"
+    (tmp_path / "runs" / "small").mkdir(parents=True)
+    (tmp_path / "runs" / "small" / "tmodel_05.pt").write_bytes(b"")
+    run = run_cli("--checkpoint", tmp_path / "runs", "the cat")
+    assert run.returncode == 2 and run.stderr.strip() == f"error: {tmp_path / 'runs'} is a folder, not a checkpoint file"
+    run = run_cli("--checkpoint", tmp_path / "runs" / "small", "the cat")
+    assert run.stderr.strip().endswith("is a folder, not a checkpoint file; it holds tmodel_05.pt")
+    assert "Traceback" not in run.stderr
