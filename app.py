@@ -13,8 +13,7 @@ def main() -> None:
     model, error = ui.resolve_model()
     ui.sidebar(model, error)
     st.navigation([
-        st.Page("pages/translate.py", title="Translate & attention", icon=":material/translate:", url_path="translate",
-                default=True),
+        st.Page("pages/translate.py", title="Translate & attention", icon=":material/translate:", default=True),
         st.Page("pages/steps.py", title="Decoding step by step", icon=":material/steppers:", url_path="steps"),
         st.Page("pages/models.py", title="Models", icon=":material/model_training:", url_path="models"),
     ]).run()

@@ -168,7 +168,7 @@ def step_frames(translation, layer: int, row: int) -> tuple[pd.DataFrame, pd.Dat
     return cross, self_
 
 
-def row_heatmap(df: pd.DataFrame, keys: list[str], title: str, cell: int = 26) -> alt.Chart:
+def row_heatmap(df: pd.DataFrame, keys: list[str], title: str = "", cell: int = 26) -> alt.Chart:
     """Heads down, key tokens across: one query row of every head of a layer."""
     numeric = df.drop(columns=["key"])
     return (alt.Chart(numeric).mark_rect()

@@ -51,6 +51,8 @@ def show_card_entry(name: str, value) -> None:
     scalar = (str, int, float, bool, type(None))
     if isinstance(value, str) and "command" in name:
         st.code(value, language="bash")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        st.markdown(f"{value:,}")
     elif isinstance(value, scalar):
         st.markdown(str(value))
     elif isinstance(value, dict) and all(isinstance(v, scalar) for v in value.values()):
@@ -67,15 +69,17 @@ def show_card_entry(name: str, value) -> None:
 def model_card(model: ui.ActiveModel) -> None:
     bundle = model.bundle
     st.subheader(f"Model card: {model.label}")
-    cols = st.columns(len(ui.model_facts(bundle)))
-    for col, (name, value) in zip(cols, ui.model_facts(bundle).items()):
-        col.metric(name, value)
+    facts = ui.model_facts(bundle)
+    for col, (name, value) in zip(st.columns(len(facts)), facts.items()):
+        col.markdown(f"{name}  \n**{value}**")  # plain text: st.metric's large digits get cut off here
     st.caption(f"Source: {model.origin} · format: {bundle.kind} · {bundle.num_parameters:,} parameters")
     for note in bundle.notes:
         st.info(note)
     card = dict(bundle.metadata.get("model_card") or {})
+    shown_above = {"parameters": bundle.num_parameters, "config": bundle.config.to_dict()}
     for name, value in card.items():
-        show_card_entry(str(name), value)
+        if shown_above.get(name) != value:  # a card that agrees with the file is not repeated
+            show_card_entry(str(name), value)
     rest = {k: v for k, v in bundle.metadata.items() if k != "model_card"}
     if rest:
         with st.expander("Other metadata"):

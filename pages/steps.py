@@ -42,10 +42,11 @@ def page() -> None:
     cross, self_rows = charts.step_frames(result, layer, row)
     left, right = st.columns([3, 2])
     with left:
-        st.altair_chart(charts.row_heatmap(cross, result.source_tokens,
-                                           f"Cross attention over the source · layer {layer}"), width="content")
-        st.altair_chart(charts.row_heatmap(self_rows, result.target_tokens[: row + 1],
-                                           f"Decoder self attention over its input · layer {layer}"), width="content")
+        # Titles above the charts, not in them: a short sentence makes a chart narrower than its title.
+        st.markdown(f"**Cross attention over the source** · layer {layer}")
+        st.altair_chart(charts.row_heatmap(cross, result.source_tokens), width="content")
+        st.markdown(f"**Decoder self attention over its input** · layer {layer}")
+        st.altair_chart(charts.row_heatmap(self_rows, result.target_tokens[: row + 1]), width="content")
     with right:
         top = charts.candidates_frame(result.top_ids, result.top_probs, row, tgt.id_to_token)
         st.markdown("**Five most likely next tokens**")

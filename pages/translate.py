@@ -19,6 +19,8 @@ def restore_from_url(n_layers: int, n_heads: int) -> None:
             view[key] = params[key][:2000]
     if params.get("kind") in KIND_LABELS:
         view["kind"] = params["kind"]
+    if params.get("avg") == "1":
+        view["avg"] = True
     for key, count in (("layer", n_layers), ("head", n_heads)):
         if str(params.get(key, "")).isdigit() and 1 <= int(params[key]) <= count:
             view[key] = int(params[key])
@@ -32,8 +34,13 @@ def pick_from_grid() -> None:
 
 
 def use_example() -> None:
+    """A picked example is a new sentence: a reference typed for the previous one no longer applies."""
     if st.session_state.get("example"):
-        ui.view_state()["sentence"] = st.session_state["example"]
+        ui.view_state().update(sentence=st.session_state["example"], reference="")
+
+
+def clear_reference() -> None:
+    ui.view_state()["reference"] = ""
 
 
 def page() -> None:
@@ -48,28 +55,36 @@ def page() -> None:
     left.text_input("Sentence (English)", max_chars=2000, **ui.bound("sentence", ui.EXAMPLES[1]))
     right.selectbox("Examples", ui.EXAMPLES, index=None, key="example", on_change=use_example,
                     placeholder="Pick an example sentence")
-    with st.expander("Compare with a reference translation"):
+    in_use = " (in use)" if view.get("reference", "").strip() else ""
+    with st.expander("Compare with a reference translation" + in_use):
         st.text_input("Reference translation (Italian): the decoder is fed it instead of its own output",
                       max_chars=2000, **ui.bound("reference", ""))
     st.button("Translate", key="go", type="primary")
     sentence, reference = view["sentence"].strip(), view["reference"].strip()
     if not sentence:
+        st.query_params.clear()  # a copied link must not bring back an earlier sentence
         st.info("Type an English sentence, or pick an example.")
         return
+    linked = {"sentence": sentence} | ({"reference": reference} if reference else {})
+    st.query_params.from_dict(linked)  # refined below once the view is known
     result = ui.run_translation(model, sentence, reference or None)
     if result is None:
         return
     st.markdown(f"**{'Reference (teacher-forced)' if reference else 'Translation'}:** {result.translation}")
+    if reference:
+        note, clear = st.columns([5, 1], vertical_alignment="center")
+        note.info("The decoder is fed your reference translation, not its own output: the maps show the "
+                  "attention the model puts on that text.")
+        clear.button("Clear reference", key="clear_reference", on_click=clear_reference)
     st.caption("Source tokens: " + " ".join(f"`{t}`" for t in charts.labels(result.source_tokens))
                + "  \nDecoder input tokens: " + " ".join(f"`{t}`" for t in charts.labels(result.target_tokens)))
     if result.unknown_words:
         st.warning("Unknown to the model (read as [UNK]): " + ", ".join(result.unknown_words))
     if result.copied:
-        st.caption("Not in the model's Italian vocabulary, so copied from the source word its cross-attention "
-                   "(mean of all layers and heads) picked: " + ", ".join(
-                       f"**{word}** for the `[UNK]` written at row `{row}·{result.target_tokens[row]}`, "
-                       f"whose cross-attention peaks on `{col}·{result.source_tokens[col]}`"
-                       for row, col, word in result.copied))
+        st.caption("Words outside the model's Italian vocabulary are copied from the source: " + "; ".join(
+            f"the `[UNK]` predicted at row `{row}·{result.target_tokens[row]}` is shown as **{word}**, the source "
+            f"word at `{col}·{result.source_tokens[col]}` on which that row's cross-attention (mean of all layers "
+            "and heads) peaks" for row, col, word in result.copied))
 
     kind = st.radio("Attention", list(KIND_LABELS), format_func=KIND_LABELS.get, horizontal=True,
                     **ui.bound("kind", "cross"))
@@ -79,8 +94,7 @@ def page() -> None:
     with c2:
         head = ui.index_slider("Head", cfg.n_heads, "head", disabled=view.get("avg", False))
     avg = c3.toggle("Average over heads", **ui.bound("avg", False))
-    st.query_params.from_dict({"sentence": sentence, "kind": kind, "layer": layer, "head": head}
-                              | ({"reference": reference} if reference else {}))
+    st.query_params.from_dict(linked | {"kind": kind, "layer": layer, "head": head} | ({"avg": 1} if avg else {}))
 
     view = charts.select_view(result, kind)
     focus = charts.attention_frame(charts.head_matrix(view, layer, None if avg else head), view.queries, view.keys)

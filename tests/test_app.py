@@ -17,6 +17,7 @@ from app_fixtures import IT, write_tiny_checkpoint, write_tutorial_files  # noqa
 
 from core import load_checkpoint, save_checkpoint, translate  # noqa: E402
 from core.tokenizer import build_tokenizer  # noqa: E402
+from ui import EXAMPLES  # noqa: E402
 
 torch.set_num_threads(1)
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -129,6 +130,28 @@ def test_reference_translation_feeds_the_decoder(app, bundle):
     assert_focus_matches(app, result, "cross", 1, 1)
 
 
+def test_reference_is_flagged_cleared_by_a_button_and_dropped_for_an_example(app, bundle):
+    translate_in(app, SENTENCE, reference=IT[0])
+    assert app.info[0].value.startswith("The decoder is fed your reference translation, not its own output")
+    app.button(key="clear_reference").click().run()
+    assert not app.exception and app.text_input(key="reference").value == ""
+    assert any(m.value == f"**Translation:** {translate(bundle, SENTENCE).translation}" for m in app.markdown)
+    translate_in(app, SENTENCE, reference=IT[0])
+    app.selectbox(key="example").set_value(EXAMPLES[2]).run()  # a new sentence: the old reference goes
+    assert not app.exception and app.text_input(key="reference").value == ""
+    assert any(m.value.startswith("**Translation:**") for m in app.markdown) and not app.info
+
+
+def test_link_follows_what_the_page_shows(app):
+    translate_in(app, SENTENCE)
+    app.toggle(key="avg").set_value(True).run()
+    assert app.query_params["avg"] in ("1", ["1"])
+    translate_in(app, " ".join(["cat"] * 40))  # refused: the link names this sentence, not the last good one
+    assert app.query_params["sentence"] in (" ".join(["cat"] * 40), [" ".join(["cat"] * 40)])
+    translate_in(app, "  ")
+    assert "sentence" not in app.query_params
+
+
 def test_url_query_parameters_restore_the_view(ckpt_dir, monkeypatch, bundle):
     monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(ckpt_dir))
     at = AppTest.from_file(APP, default_timeout=60)
@@ -138,6 +161,11 @@ def test_url_query_parameters_restore_the_view(ckpt_dir, monkeypatch, bundle):
     assert at.text_input(key="sentence").value == "i like green tea"
     assert at.radio(key="kind").value == "encoder" and at.slider(key="head").value == 2
     assert_focus_matches(at, translate(bundle, "i like green tea"), "encoder", 2, 2)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(sentence="i like green tea", kind="cross", layer="2", avg="1")
+    at.run()
+    assert at.toggle(key="avg").value is True
+    assert_focus_matches(at, translate(bundle, "i like green tea"), "cross", 2, None)
 
 
 def test_empty_and_overlong_input_give_messages_not_tracebacks(app):
@@ -205,7 +233,7 @@ def test_models_page_shows_the_model_card(app):
     open_models(app)
     assert not app.exception
     assert "tiny untrained test model" in " ".join(m.value for m in app.markdown)
-    assert any(m.label == "Layers × heads" and m.value == "2 × 2" for m in app.metric)
+    assert "Layers × heads  \n**2 × 2**" in [m.value for m in app.markdown]
     tables = [frame.value for frame in app.dataframe]  # scores per test set: one row each, not raw JSON
     assert any("bleu" in t.columns and t.loc[t[""] == "toy_test", "bleu"].tolist() == [12.5] for t in tables)
 
@@ -320,4 +348,4 @@ def test_generated_unk_is_shown_as_the_copied_source_word(tmp_path, monkeypatch)
     assert not at.exception
     assert any(m.value == "**Translation:** " + " ".join(["zebra"] * 23) for m in at.markdown)
     notes = " ".join(c.value for c in at.caption)
-    assert "**zebra** for the `[UNK]` written at row `0·[SOS]`" in notes and "`2·[UNK]`" in notes
+    assert "the `[UNK]` predicted at row `0·[SOS]` is shown as **zebra**, the source word at `2·[UNK]`" in notes
