@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 
 def positive_int(text: str) -> int:
@@ -74,50 +74,55 @@ class ModelConfig:
         return cls(**data)
 
 
+def _flag(default, help: str):
+    """A TrainConfig field with its command-line help."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A training run; defaults are the tutorial's. Every field is a command-line flag and a config-file key."""
 
-    data: tuple[str, ...] = ()  # local TSV files (en<TAB>it); PATH*N repeats a file N times in training
-    datasource: str = "Helsinki-NLP/opus_books"  # Hugging Face dataset used when no --data is given
-    lang_src: str = "en"
-    lang_tgt: str = "it"
-    batch_size: int = 8
-    max_tokens: int = 0  # >0: batches hold up to this many padded source+target tokens instead
-    epochs: int = 20  # total epochs, as in the tutorial
-    lr: float = 1e-4
-    warmup_steps: int = 0  # >0: linear warm-up to lr, then inverse square root decay (the paper's shape)
-    label_smoothing: float = 0.1
-    grad_clip: float = 1.0  # 0 disables clipping
-    seq_len: int = 350
-    d_model: int = 512
-    layers: int = 6
-    heads: int = 8
-    d_ff: int = 2048
-    dropout: float = 0.1
-    lowercase: bool = False  # lowercase both languages in the tokenizers' normalizer
-    min_frequency: int = 2
-    src_vocab_size: int = 0  # cap on the source vocabulary (0: no cap)
-    tgt_vocab_size: int = 0
-    val_fraction: float = 0.1
-    test_fraction: float = 0.0  # >0: also hold out a test split, written to the run folder as test.tsv
-    seed: int = 0
-    model_folder: str = "weights"
-    model_basename: str = "tmodel_"
-    tokenizer_file: str = "tokenizer_{0}.json"  # inside model_folder
-    experiment_name: str = "runs/tmodel"
-    preload: str = "latest"  # "latest", an epoch number, or "none"
-    init_from: str = ""  # start a new run from this checkpoint's weights and tokenizers (fine-tuning)
-    save_every: int = 0  # also checkpoint every N optimizer steps (0: only at epoch ends)
-    keep_last: int = 5
-    val_examples: int = 2  # validation sentences printed at each epoch end
-    val_sentences: int = 200  # validation sentences scored with BLEU, chrF, CER, WER
-    device: str = "auto"
-    threads: int = 0  # torch CPU threads (0: torch's default)
-    amp: bool = False  # bfloat16 autocast (CUDA only)
-    compile: bool = False  # torch.compile (CUDA only)
-    save_half: bool = False  # store weights in 16 bits (smaller files; resume state stays float32)
-    max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
+    data: tuple[str, ...] = _flag((), "TSV file of en<TAB>it pairs; repeatable; FILE*N repeats it N times in training")
+    datasource: str = _flag("Helsinki-NLP/opus_books", "Hugging Face dataset used when no --data is given")
+    lang_src: str = _flag("en", "source language code (dataset columns, tokenizer file names)")
+    lang_tgt: str = _flag("it", "target language code")
+    batch_size: int = _flag(8, "sentence pairs per batch (unless --max-tokens is set)")
+    max_tokens: int = _flag(0, "if > 0: batches hold up to this many padded source+target tokens instead")
+    epochs: int = _flag(20, "total epochs, as in the tutorial")
+    lr: float = _flag(1e-4, "learning rate (the peak, with --warmup-steps)")
+    warmup_steps: int = _flag(0, "if > 0: linear warm-up to --lr, then inverse square root decay (the paper's shape)")
+    label_smoothing: float = _flag(0.1, "label smoothing of the cross-entropy loss")
+    grad_clip: float = _flag(1.0, "clip the gradient norm to this (0: no clipping)")
+    seq_len: int = _flag(350, "most tokens per sentence, [SOS] and [EOS] included; longer pairs are dropped")
+    d_model: int = _flag(512, "model width")
+    layers: int = _flag(6, "encoder layers, and as many decoder layers")
+    heads: int = _flag(8, "attention heads (must divide --d-model)")
+    d_ff: int = _flag(2048, "feed-forward width")
+    dropout: float = _flag(0.1, "dropout probability")
+    lowercase: bool = _flag(False, "lowercase both languages in the tokenizers' normalizer")
+    min_frequency: int = _flag(2, "words seen fewer times than this in training become [UNK]")
+    src_vocab_size: int = _flag(0, "cap on the source vocabulary (0: no cap)")
+    tgt_vocab_size: int = _flag(0, "cap on the target vocabulary (0: no cap)")
+    val_fraction: float = _flag(0.1, "share of the pairs held out for validation")
+    test_fraction: float = _flag(0.0, "if > 0: also hold out a test split, written to the run folder as test.tsv")
+    seed: int = _flag(0, "seed of the split, the initial weights and the batch order")
+    model_folder: str = _flag("weights", "folder for this run's checkpoints and tokenizers")
+    model_basename: str = _flag("tmodel_", "checkpoint file name prefix")
+    tokenizer_file: str = _flag("tokenizer_{0}.json", "tokenizer file name inside --model-folder ({0}: language)")
+    experiment_name: str = _flag("runs/tmodel", "TensorBoard log folder")
+    preload: str = _flag("latest", "resume from: latest, an epoch number, or none")
+    init_from: str = _flag("", "start a new run from this checkpoint's weights and tokenizers (fine-tuning)")
+    save_every: int = _flag(0, "also checkpoint every N optimizer steps (0: only at epoch ends)")
+    keep_last: int = _flag(5, "how many of the newest checkpoints to keep")
+    val_examples: int = _flag(2, "validation sentences printed at each epoch end")
+    val_sentences: int = _flag(200, "validation sentences scored with BLEU, chrF, CER, WER")
+    device: str = _flag("auto", "auto, cpu, cuda or cuda:N")
+    threads: int = _flag(0, "torch CPU threads (0: torch's default)")
+    amp: bool = _flag(False, "bfloat16 autocast (CUDA only)")
+    compile: bool = _flag(False, "torch.compile (CUDA only)")
+    save_half: bool = _flag(False, "store weights in 16 bits (smaller files; resume state stays float32)")
+    max_steps: int = _flag(0, "stop after this many optimizer steps (0: run all epochs)")
 
     def __post_init__(self) -> None:
         for f in fields(self):  # config files can hold any JSON/TOML type: check before comparing values

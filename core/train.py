@@ -62,13 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="JSON or TOML file of TrainConfig fields (flags override it)")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata["help"]
         if f.name == "data":
-            parser.add_argument(flag, action="append", default=None, metavar="FILE",
-                                help="TSV file of en<TAB>it pairs; repeatable; FILE*N repeats it N times in training")
+            parser.add_argument(flag, action="append", default=None, metavar="FILE", help=help_text)
         elif isinstance(f.default, bool):
-            parser.add_argument(flag, type=_parse_bool, nargs="?", const=True, default=None, metavar="BOOL")
+            parser.add_argument(flag, type=_parse_bool, nargs="?", const=True, default=None, metavar="BOOL",
+                                help=f"{help_text} (a bare flag means true; default: {str(f.default).lower()})")
         else:
-            parser.add_argument(flag, type=type(f.default), default=None, help=f"default: {f.default}")
+            shown = f.default if f.default != "" else "none"
+            parser.add_argument(flag, type=type(f.default), default=None, help=f"{help_text} (default: {shown})")
     return parser
 
 

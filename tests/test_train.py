@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sys
@@ -194,6 +195,17 @@ def test_long_pairs_are_dropped_and_counted(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- configuration and clear errors
+
+
+def test_every_flag_says_what_it_does_and_its_default(capsys):
+    with pytest.raises(SystemExit):
+        config_from_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata.get("help"), f.name
+        assert " ".join(f.metadata["help"].split()) in text
+    assert "if > 0: batches hold up to this many padded source+target tokens instead (default: 0)" in text
+    assert "(a bare flag means true; default: false)" in text and "fine-tuning) (default: none)" in text
 
 
 def test_every_field_is_a_flag_and_config_files_are_read(tmp_path):
