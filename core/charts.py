@@ -168,8 +168,9 @@ def step_frames(translation, layer: int, row: int) -> tuple[pd.DataFrame, pd.Dat
     return cross, self_
 
 
-def row_heatmap(df: pd.DataFrame, keys: list[str], title: str = "", cell: int = 26) -> alt.Chart:
-    """Heads down, key tokens across: one query row of every head of a layer."""
+def row_heatmap(df: pd.DataFrame, keys: list[str], cell: int = 26) -> alt.Chart:
+    """Heads down, key tokens across: one query row of every head of a layer (untitled: a short sentence
+    makes the chart narrower than a title, so the page writes it above)."""
     numeric = df.drop(columns=["key"])
     return (alt.Chart(numeric).mark_rect()
             .transform_calculate(key_token=f"{json.dumps(labels(keys))}[datum.ki]")
@@ -177,7 +178,7 @@ def row_heatmap(df: pd.DataFrame, keys: list[str], title: str = "", cell: int = 
                     color=alt.Color("weight:Q", scale=alt.Scale(scheme=SCHEME, domain=[0, 1])),
                     tooltip=[alt.Tooltip("head:O"), alt.Tooltip("key_token:N", title="key"),
                              alt.Tooltip("weight:Q", format=".3f")])
-            .properties(title=title, width=max(160, cell * len(keys)), height=max(40, 24 * df["head"].nunique()),
+            .properties(width=max(160, cell * len(keys)), height=max(40, 24 * df["head"].nunique()),
                         autosize=PAD))
 
 

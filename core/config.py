@@ -74,9 +74,9 @@ class ModelConfig:
         return cls(**data)
 
 
-def _flag(default, help: str):
+def _flag(default, help_text: str):
     """A TrainConfig field with its command-line help."""
-    return field(default=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help_text})
 
 
 @dataclass(frozen=True)

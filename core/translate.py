@@ -46,6 +46,15 @@ def to_json(result: Translation) -> dict:
     }
 
 
+def stdin_sentences() -> list[str]:
+    """Non-blank lines of stdin (blank lines separate nothing; an empty argument, though, is an error).
+    Bytes that are not UTF-8 come through surrogate-escaped, so translate() rejects that sentence alone;
+    a Windows line ending is not part of a sentence."""
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="surrogateescape")
+    return [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.translate", description=__doc__.splitlines()[0])
     parser.add_argument("sentences", nargs="*", help="sentences to translate (default: one per line from stdin)")
@@ -73,10 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for note in bundle.notes:
         print(f"note: {note}", file=sys.stderr)
-    # From stdin, blank lines separate nothing and are skipped; an empty argument is an error. Bytes that
-    # are not UTF-8 reach translate() (surrogate-escaped), which rejects that one sentence.
-    sys.stdin.reconfigure(errors="surrogateescape")
-    sentences = args.sentences or [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+    sentences = args.sentences or stdin_sentences()
     if args.reference is not None and len(sentences) > 1:
         print(f"error: --reference is the translation of one sentence; got {len(sentences)} sentences",
               file=sys.stderr)

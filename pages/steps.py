@@ -42,7 +42,6 @@ def page() -> None:
     cross, self_rows = charts.step_frames(result, layer, row)
     left, right = st.columns([3, 2])
     with left:
-        # Titles above the charts, not in them: a short sentence makes a chart narrower than its title.
         st.markdown(f"**Cross attention over the source** · layer {layer}")
         st.altair_chart(charts.row_heatmap(cross, result.source_tokens), width="content")
         st.markdown(f"**Decoder self attention over its input** · layer {layer}")
