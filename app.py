@@ -12,11 +12,13 @@ def main() -> None:
     st.set_page_config(page_title="Transformer attention", page_icon="🔤", layout="wide")
     model, error = ui.resolve_model()
     ui.sidebar(model, error)
-    st.navigation([
-        st.Page("pages/translate.py", title="Translate & attention", icon=":material/translate:", default=True),
-        st.Page("pages/steps.py", title="Decoding step by step", icon=":material/steppers:", url_path="steps"),
-        st.Page("pages/models.py", title="Models", icon=":material/model_training:", url_path="models"),
-    ]).run()
+    st.navigation(
+        [
+            st.Page("pages/translate.py", title="Translate & attention", icon=":material/translate:", default=True),
+            st.Page("pages/steps.py", title="Decoding step by step", icon=":material/steppers:", url_path="steps"),
+            st.Page("pages/models.py", title="Models", icon=":material/model_training:", url_path="models"),
+        ]
+    ).run()
 
 
 main()

@@ -32,8 +32,8 @@ NO_MODEL_HELP = """
 - **Train one** (README, section *Training*), then copy a small weights-only file here and reload this page:
 
   ```bash
-  python -m core.train --data pairs.tsv --model-folder runs/small
-  python -m core.export --checkpoint runs/small/tmodel_05.pt --out checkpoints/default.pt
+  python -m core train --data pairs.tsv --model-folder runs/small
+  python -m core export --checkpoint runs/small/tmodel_05.pt --out checkpoints/default.pt
   ```
 - or **upload one** on the **Models** page: a checkpoint of this project, or a tutorial `tmodel_XX.pt`
   together with its `tokenizer_en.json` and `tokenizer_it.json`.
@@ -139,8 +139,9 @@ def show_no_model_help() -> None:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)  # about 0.6 MB each at full size
-def cached_translate(model_key: str, _bundle: ModelBundle, sentence: str, reference: str | None,
-                     max_len: int | None = None) -> Translation:
+def cached_translate(
+    model_key: str, _bundle: ModelBundle, sentence: str, reference: str | None, max_len: int | None = None
+) -> Translation:
     """translate(), computed once per model and input; later calls return a copy from the cache."""
     return translate(_bundle, sentence, max_len=max_len, reference=reference)
 
@@ -188,7 +189,8 @@ def model_facts(bundle: ModelBundle) -> dict[str, str]:
     return {
         "Layers × heads": f"{cfg.n_layers} × {cfg.n_heads}",
         "d_model / d_ff": f"{cfg.d_model} / {cfg.d_ff}",
-        "Parameters": f"{bundle.num_parameters / 1e6:.2f} M" if bundle.num_parameters >= 1e5
+        "Parameters": f"{bundle.num_parameters / 1e6:.2f} M"
+        if bundle.num_parameters >= 1e5
         else f"{bundle.num_parameters:,}",
         "Vocabulary (en / it)": f"{cfg.src_vocab_size:,} / {cfg.tgt_vocab_size:,}",
         "Max tokens": str(cfg.seq_len),

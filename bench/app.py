@@ -58,41 +58,48 @@ def main() -> None:
     bundle = full_size_bundle()
     cfg = bundle.config
     sentence = " ".join(f"w{i * 7}" for i in range(20))
-    print(f"model: {cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}, "
-          f"{bundle.num_parameters / 1e6:.1f} M parameters; torch threads: {torch.get_num_threads()}")
+    print(
+        f"model: {cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}, "
+        f"{bundle.num_parameters / 1e6:.1f} M parameters; torch threads: {torch.get_num_threads()}"
+    )
 
     t_translate, result = timed(lambda: translate(bundle, sentence, max_len=22), args.repeats)
-    print(f"translate (greedy, KV cache) + all attention maps, {len(result.source_tokens) - 2} source tokens -> "
-          f"{len(result.target_tokens)} decoder tokens: {t_translate:.1f} ms (target < 300 ms)")
+    print(
+        f"translate (greedy, KV cache) + all attention maps, {len(result.source_tokens) - 2} source tokens -> "
+        f"{len(result.target_tokens)} decoder tokens: {t_translate:.1f} ms (target < 300 ms)"
+    )
 
-    view = charts.select_view(result, "cross")
+    att = result.attention
+    queries, keys = att.queries("cross"), att.keys("cross")
 
     def focused() -> str:
-        df = charts.attention_frame(charts.head_matrix(view, 3, 5), view.queries, view.keys)
-        return charts.heatmap(df, view.queries, view.keys, "cross · layer 3 · head 5").to_json(indent=None)
+        df = charts.attention_frame(charts.head_matrix(att, "cross", 3, 5), queries, keys)
+        return charts.heatmap(df, queries, keys, "cross · layer 3 · head 5").to_json(indent=None)
 
     t_focus, spec = timed(focused, args.repeats)
     print(f"focused-head chart built + serialized: {t_focus:.1f} ms, {len(spec) / 1024:.1f} KB (target < 50 ms)")
 
     def layer_heads() -> str:
-        df = charts.grid_frame(view.weights[2], view.queries, view.keys, first_layer=3)
-        return charts.heads_grid(df, view.queries, view.keys).to_json(indent=None)
+        df = charts.grid_frame(att.cross[2], queries, keys, first_layer=3)
+        return charts.heads_grid(df, queries, keys).to_json(indent=None)
 
     t_layer, spec = timed(layer_heads, args.repeats)
     print(f"heads of one layer (8 small multiples) built + serialized: {t_layer:.1f} ms, {len(spec) / 1024:.1f} KB")
 
-    grid_df = charts.grid_frame(view.weights, view.queries, view.keys)
+    grid_df = charts.grid_frame(att.cross, queries, keys)
 
     def all_heads() -> alt.Chart:
-        df = charts.grid_frame(view.weights, view.queries, view.keys)
-        return charts.layers_grid(df, view.queries, view.keys)
+        df = charts.grid_frame(att.cross, queries, keys)
+        return charts.layers_grid(df, queries, keys)
 
     t_grid_build, grid = timed(all_heads, args.repeats)
     t_grid_json, size = timed(lambda: charts.spec_size(grid), max(3, args.repeats // 3))
     arrow = charts.arrow_size(grid_df.drop(columns=["query", "key"]))
-    print(f"all layers x heads: {len(grid_df):,} cells; frame + chart built in {t_grid_build:.1f} ms; "
-          f"inline Vega-Lite JSON {size / 1e6:.2f} MB in {t_grid_json:.0f} ms (target < 2 MB); "
-          f"Streamlit sends the spec plus an Arrow table of {arrow / 1024:.0f} KB")
+    print(
+        f"all layers x heads: {len(grid_df):,} cells; frame + chart built in {t_grid_build:.1f} ms; "
+        f"inline Vega-Lite JSON {size / 1e6:.2f} MB in {t_grid_json:.0f} ms (target < 2 MB); "
+        f"Streamlit sends the spec plus an Arrow table of {arrow / 1024:.0f} KB"
+    )
     t_png, png = timed(lambda: charts.chart_image(grid, "png", scale=1.0), 2)
     print(f"all layers x heads as PNG (vl-convert, optional export): {t_png:.0f} ms, {len(png) / 1024:.0f} KB")
 
@@ -100,8 +107,10 @@ def main() -> None:
 
     ui.cached_translate("bench", bundle, sentence, None, 22)  # fill the cache
     t_cached, _ = timed(lambda: ui.cached_translate("bench", bundle, sentence, None, 22), args.repeats)
-    print(f"slider change: cached translation fetched in {t_cached:.2f} ms instead of re-running the model "
-          f"({t_translate:.1f} ms)")
+    print(
+        f"slider change: cached translation fetched in {t_cached:.2f} ms instead of re-running the model "
+        f"({t_translate:.1f} ms)"
+    )
     print(f"speedup: {t_translate / t_cached:.0f}x (cached translation on a slider change vs running translate again)")
 
 

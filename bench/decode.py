@@ -28,7 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from core import ModelConfig, Transformer, decode  # noqa: E402
+from core import ModelConfig, Transformer  # noqa: E402
+from core.decoding import greedy_decode  # noqa: E402
 from core.model import causal_mask, padding_mask  # noqa: E402
 from core.tokenizer import EOS_ID, PAD_ID, SOS_ID  # noqa: E402
 
@@ -40,7 +41,7 @@ SIZES = {
 
 def ours(model: Transformer, src_ids: list[int], steps: int) -> list[int]:
     """KV-cache greedy decoding as the app runs it: `steps` tokens (max_len counts [SOS])."""
-    return decode.greedy_decode(model, src_ids, steps + 1)[1]
+    return greedy_decode(model, src_ids, steps + 1)[1]
 
 
 @torch.inference_mode()
@@ -61,8 +62,11 @@ def streamed_linears(model: Transformer) -> list[torch.nn.Linear]:
     """The layers whose weights one cached decoding step must read: the decoder's (less the cross-attention
     keys/values, computed once) and the projection."""
     skip = (".cross_attention_block.w_k", ".cross_attention_block.w_v")
-    decoder = [m for n, m in model.decoder.named_modules()
-               if isinstance(m, torch.nn.Linear) and not any(("." + n).endswith(s) for s in skip)]
+    decoder = [
+        m
+        for n, m in model.decoder.named_modules()
+        if isinstance(m, torch.nn.Linear) and not any(("." + n).endswith(s) for s in skip)
+    ]
     return decoder + [model.projection_layer.proj]
 
 
@@ -92,7 +96,9 @@ def interleaved_medians(ways: dict, repeats: int) -> tuple[dict[str, float], dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each way (interleaved), after one warm-up")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed runs of each way (interleaved), after one warm-up"
+    )
     parser.add_argument("--steps", type=int, default=20, help="tokens generated per run")
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["small", "full"])
     args = parser.parse_args()
@@ -108,11 +114,14 @@ def main() -> None:
         gen = torch.Generator().manual_seed(1)
         src_ids = [SOS_ID, *torch.randint(4, config.src_vocab_size, (20,), generator=gen).tolist(), EOS_ID]
         linears = streamed_linears(model)
-        ms, ids = interleaved_medians({
-            "ours": lambda m=model, s=src_ids: ours(m, s, args.steps),
-            "tutorial": lambda m=model, s=src_ids: tutorial(m, s, args.steps),
-            "weights": lambda ls=linears: weights_only(ls, args.steps),
-        }, args.repeats)
+        ms, ids = interleaved_medians(
+            {
+                "ours": lambda m=model, s=src_ids: ours(m, s, args.steps),
+                "tutorial": lambda m=model, s=src_ids: tutorial(m, s, args.steps),
+                "weights": lambda ls=linears: weights_only(ls, args.steps),
+            },
+            args.repeats,
+        )
         ours_ms, tut_ms, floor_ms = ms["ours"], ms["tutorial"], ms["weights"]
         ours_ids, tut_ids = ids["ours"], ids["tutorial"]
         ratio = tut_ms / ours_ms
@@ -122,12 +131,13 @@ def main() -> None:
         )
         print(f"  ours (kv cache):      {ours_ms:8.1f} ms")
         print(f"  tutorial (recompute): {tut_ms:8.1f} ms")
-        print(f"  same ids: {ours_ids == tut_ids} ({len(ours_ids)} tokens, "
-              f"{ours_ids.count(EOS_ID)} of them [EOS])")
+        print(f"  same ids: {ours_ids == tut_ids} ({len(ours_ids)} tokens, {ours_ids.count(EOS_ID)} of them [EOS])")
         mb = sum(p.numel() * p.element_size() for m in linears for p in m.parameters()) / 1e6
-        print(f"  reading the {mb:.0f} MB of weights a cached step needs, {args.steps + 1} times, and nothing else: "
-              f"{floor_ms:.1f} ms ({mb * (args.steps + 1) / floor_ms:.1f} GB/s); tutorial / that: "
-              f"{tut_ms / floor_ms:.1f}x")
+        print(
+            f"  reading the {mb:.0f} MB of weights a cached step needs, {args.steps + 1} times, and nothing else: "
+            f"{floor_ms:.1f} ms ({mb * (args.steps + 1) / floor_ms:.1f} GB/s); tutorial / that: "
+            f"{tut_ms / floor_ms:.1f}x"
+        )
         print(f"  ratio: {ratio:.1f}x")
         if name == "full" or speedup is None:
             speedup = ratio

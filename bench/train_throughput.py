@@ -81,8 +81,9 @@ def tutorial_batch(examples: list[Example], seq_len: int):
     return src, dec, lab
 
 
-def measure(name: str, config: ModelConfig, batches, seconds: float, warmup: int, seed: int,
-            real_per_step: float | None = None) -> dict:
+def measure(
+    name: str, config: ModelConfig, batches, seconds: float, warmup: int, seed: int, real_per_step: float | None = None
+) -> dict:
     """Train on batches (cycled) for about `seconds` after `warmup` untimed steps; tokens per second.
 
     real_per_step: for fixed-shape batches, whose step time does not depend on the sentences in them,
@@ -96,8 +97,7 @@ def measure(name: str, config: ModelConfig, batches, seconds: float, warmup: int
         src_mask = padding_mask(src, PAD_ID)
         tgt_mask = padding_mask(dec, PAD_ID) & causal_mask(dec.size(1))
         logits = model(src, dec, src_mask, tgt_mask)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), lab.view(-1), ignore_index=PAD_ID,
-                               label_smoothing=0.1)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), lab.view(-1), ignore_index=PAD_ID, label_smoothing=0.1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -116,12 +116,20 @@ def measure(name: str, config: ModelConfig, batches, seconds: float, warmup: int
     measured = real / elapsed
     if real_per_step is not None:
         real = real_per_step * steps
-    result = {"steps": steps, "seconds": elapsed, "real_tok_s": real / elapsed, "padded_tok_s": padded / elapsed,
-              "pad_fraction": 1 - real / padded}
+    result = {
+        "steps": steps,
+        "seconds": elapsed,
+        "real_tok_s": real / elapsed,
+        "padded_tok_s": padded / elapsed,
+        "pad_fraction": 1 - real / padded,
+    }
     note = f"; {measured:,.1f} in the batches timed" if real_per_step is not None else ""
-    print(f"{name:>9}: {steps} steps in {elapsed:.1f} s ({elapsed / steps:.2f} s/step), "
-          f"{result['real_tok_s']:,.1f} real source+target tokens/s{note} "
-          f"({result['padded_tok_s']:,.0f} with padding; {result['pad_fraction']:.0%} padding)", flush=True)
+    print(
+        f"{name:>9}: {steps} steps in {elapsed:.1f} s ({elapsed / steps:.2f} s/step), "
+        f"{result['real_tok_s']:,.1f} real source+target tokens/s{note} "
+        f"({result['padded_tok_s']:,.0f} with padding; {result['pad_fraction']:.0%} padding)",
+        flush=True,
+    )
     return result
 
 
@@ -149,32 +157,48 @@ def main(argv: list[str] | None = None) -> int:
         args.d_model, args.layers, args.heads, args.d_ff, args.src_vocab, args.tgt_vocab = 128, 2, 4, 512, 8000, 8000
     torch.set_num_threads(args.threads)
 
-    config = ModelConfig(args.src_vocab, args.tgt_vocab, args.d_model, args.layers, args.heads, args.d_ff, 0.1,
-                         args.seq_len)
+    config = ModelConfig(
+        args.src_vocab, args.tgt_vocab, args.d_model, args.layers, args.heads, args.d_ff, 0.1, args.seq_len
+    )
     lengths, source = length_mix(args.data_dir, args.sample, args.seq_len, args.seed)
     examples = make_examples(lengths, args.src_vocab, args.tgt_vocab, args.seed)
     mean_src = sum(len(e.src) for e in examples) / len(examples)
     mean_tgt = sum(len(e.tgt) + 1 for e in examples) / len(examples)
-    print(f"model: d_model {args.d_model}, {args.layers} layers, {args.heads} heads, d_ff {args.d_ff}, "
-          f"vocab {args.src_vocab}/{args.tgt_vocab}; {args.threads} thread(s)")
-    print(f"length mix: {len(examples):,} pairs from {source}; mean {mean_src:.1f} source / {mean_tgt:.1f} target "
-          "tokens with specials")
+    print(
+        f"model: d_model {args.d_model}, {args.layers} layers, {args.heads} heads, d_ff {args.d_ff}, "
+        f"vocab {args.src_vocab}/{args.tgt_vocab}; {args.threads} thread(s)"
+    )
+    print(
+        f"length mix: {len(examples):,} pairs from {source}; mean {mean_src:.1f} source / {mean_tgt:.1f} target "
+        "tokens with specials"
+    )
 
     ours_batches = make_batches(examples, args.batch_size or 8, 0 if args.batch_size else args.max_tokens, args.seed)
     rng = random.Random(args.seed)
     order = list(range(len(examples)))
     rng.shuffle(order)
     k = args.tutorial_batch
-    tutorial_batches = [order[i:i + k] for i in range(0, len(order) - k + 1, k)]
+    tutorial_batches = [order[i : i + k] for i in range(0, len(order) - k + 1, k)]
     how = f"batch size {args.batch_size}" if args.batch_size else f"max {args.max_tokens} padded tokens"
     print(f"ours: bucketed, {how}, padded per batch; tutorial: batch {k}, padded to {args.seq_len}")
 
-    ours = measure("ours", config, lambda i: collate([examples[j] for j in ours_batches[i % len(ours_batches)]]),
-                   args.seconds, args.warmup, args.seed)
-    tutorial = measure("tutorial", config,
-                       lambda i: tutorial_batch([examples[j] for j in tutorial_batches[i % len(tutorial_batches)]],
-                                                args.seq_len),
-                       args.seconds, args.warmup, args.seed, real_per_step=k * (mean_src + mean_tgt))
+    ours = measure(
+        "ours",
+        config,
+        lambda i: collate([examples[j] for j in ours_batches[i % len(ours_batches)]]),
+        args.seconds,
+        args.warmup,
+        args.seed,
+    )
+    tutorial = measure(
+        "tutorial",
+        config,
+        lambda i: tutorial_batch([examples[j] for j in tutorial_batches[i % len(tutorial_batches)]], args.seq_len),
+        args.seconds,
+        args.warmup,
+        args.seed,
+        real_per_step=k * (mean_src + mean_tgt),
+    )
     print(f"speedup: {ours['real_tok_s'] / tutorial['real_tok_s']:.1f}x")
     return 0
 

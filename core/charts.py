@@ -11,47 +11,18 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 
 import altair as alt
 import numpy as np
 import pandas as pd
 from torch import Tensor
 
-KINDS = {
-    "cross": "Encoder-decoder cross attention",
-    "encoder": "Encoder self attention",
-    "decoder": "Decoder self attention",
-}
+from core.attention import Attention
+
 SCHEME = "blues"
-PAD = alt.AutoSizeParams(type="pad")  # width/height size the plot; axes and legend come on top (Streamlit fits otherwise)
-
-
-@dataclass(frozen=True)
-class AttentionView:
-    """One kind of attention of one sentence: (L, H, Tq, Tk) weights and the tokens on each axis."""
-
-    kind: str
-    weights: np.ndarray  # (L, H, Tq, Tk) float32
-    queries: list[str]
-    keys: list[str]
-
-    @property
-    def n_layers(self) -> int:
-        return self.weights.shape[0]
-
-    @property
-    def n_heads(self) -> int:
-        return self.weights.shape[1]
-
-
-def select_view(translation, kind: str) -> AttentionView:
-    """Pick encoder / decoder / cross attention of a core Translation, with its query and key tokens."""
-    src, tgt = list(translation.source_tokens), list(translation.target_tokens)
-    att = translation.attention
-    tensor, queries, keys = {"encoder": (att.encoder, src, src), "decoder": (att.decoder, tgt, tgt),
-                             "cross": (att.cross, tgt, src)}[kind]
-    return AttentionView(kind, _numpy(tensor), queries, keys)
+PAD = alt.AutoSizeParams(
+    type="pad"
+)  # width/height size the plot; axes and legend come on top (Streamlit fits otherwise)
 
 
 def _numpy(weights: Tensor | np.ndarray) -> np.ndarray:
@@ -70,9 +41,9 @@ def head_average(weights: Tensor | np.ndarray) -> np.ndarray:
     return _numpy(weights).mean(axis=-3)
 
 
-def head_matrix(view: AttentionView, layer: int, head: int | None) -> np.ndarray:
-    """(Tq, Tk) weights of one 1-based layer and head; head None means the average over heads."""
-    layer_maps = view.weights[layer - 1]
+def head_matrix(attention: Attention, kind: str, layer: int, head: int | None) -> np.ndarray:
+    """(Tq, Tk) weights of one kind, 1-based layer and head; head None means the average over heads."""
+    layer_maps = _numpy(attention.weights(kind)[layer - 1])
     return head_average(layer_maps) if head is None else layer_maps[head - 1]
 
 
@@ -82,12 +53,18 @@ def attention_frame(weights: Tensor | np.ndarray, queries: list[str], keys: list
     if w.shape != (len(queries), len(keys)):
         raise ValueError(f"weights {w.shape} do not match {len(queries)} query and {len(keys)} key tokens")
     qi, ki = np.indices(w.shape).reshape(2, -1)
-    return pd.DataFrame({"qi": qi, "ki": ki, "query": np.asarray(queries, dtype=object)[qi],
-                         "key": np.asarray(keys, dtype=object)[ki], "weight": w.reshape(-1)})
+    return pd.DataFrame(
+        {
+            "qi": qi,
+            "ki": ki,
+            "query": np.asarray(queries, dtype=object)[qi],
+            "key": np.asarray(keys, dtype=object)[ki],
+            "weight": w.reshape(-1),
+        }
+    )
 
 
-def grid_frame(weights: Tensor | np.ndarray, queries: list[str], keys: list[str],
-               first_layer: int = 1) -> pd.DataFrame:
+def grid_frame(weights: Tensor | np.ndarray, queries: list[str], keys: list[str], first_layer: int = 1) -> pd.DataFrame:
     """(L, H, Tq, Tk) or (H, Tq, Tk) weights -> rows layer, head, qi, ki, query, key, weight (1-based layer/head)."""
     w = _numpy(weights)
     if w.ndim == 3:
@@ -95,36 +72,63 @@ def grid_frame(weights: Tensor | np.ndarray, queries: list[str], keys: list[str]
     if w.shape[2:] != (len(queries), len(keys)):
         raise ValueError(f"weights {w.shape} do not match {len(queries)} query and {len(keys)} key tokens")
     layer, head, qi, ki = np.indices(w.shape).reshape(4, -1)
-    return pd.DataFrame({"layer": (layer + first_layer).astype(np.int16), "head": (head + 1).astype(np.int16),
-                         "qi": qi.astype(np.int16), "ki": ki.astype(np.int16),
-                         "query": np.asarray(queries, dtype=object)[qi], "key": np.asarray(keys, dtype=object)[ki],
-                         "weight": w.reshape(-1)})
+    return pd.DataFrame(
+        {
+            "layer": (layer + first_layer).astype(np.int16),
+            "head": (head + 1).astype(np.int16),
+            "qi": qi.astype(np.int16),
+            "ki": ki.astype(np.int16),
+            "query": np.asarray(queries, dtype=object)[qi],
+            "key": np.asarray(keys, dtype=object)[ki],
+            "weight": w.reshape(-1),
+        }
+    )
 
 
 def _axis(field: str, title: str, tokens: list[str], show_labels: bool, angle: int = 0) -> dict:
-    axis = alt.Axis(labelExpr=f"{json.dumps(labels(tokens))}[datum.value]", labelAngle=angle, labelLimit=120,
-                    labelOverlap=False) if show_labels else alt.Axis(labels=False, ticks=False, title=None)
+    axis = (
+        alt.Axis(
+            labelExpr=f"{json.dumps(labels(tokens))}[datum.value]", labelAngle=angle, labelLimit=120, labelOverlap=False
+        )
+        if show_labels
+        else alt.Axis(labels=False, ticks=False, title=None)
+    )
     return {"field": field, "type": "ordinal", "title": title if show_labels else None, "axis": axis}
 
 
-def _cells(df: pd.DataFrame, queries: list[str], keys: list[str], show_labels: bool,
-           extra_tooltip: tuple[str, ...] = ()) -> alt.Chart:
+def _cells(
+    df: pd.DataFrame, queries: list[str], keys: list[str], show_labels: bool, extra_tooltip: tuple[str, ...] = ()
+) -> alt.Chart:
     """Heatmap cells on numeric-only data; token tooltips are computed in Vega from the label arrays."""
     numeric = df.drop(columns=[c for c in ("query", "key") if c in df.columns])
     tooltip = [alt.Tooltip(f"{c}:O") for c in extra_tooltip] + [
-        alt.Tooltip("query_token:N", title="query"), alt.Tooltip("key_token:N", title="key"),
-        alt.Tooltip("weight:Q", format=".3f")]
-    return (alt.Chart(numeric).mark_rect()
-            .transform_calculate(query_token=f"{json.dumps(labels(queries))}[datum.qi]",
-                                 key_token=f"{json.dumps(labels(keys))}[datum.ki]")
-            .encode(x=alt.X(**_axis("ki", "key", keys, show_labels, -45)),
-                    y=alt.Y(**_axis("qi", "query", queries, show_labels)),
-                    color=alt.Color("weight:Q", title="weight", scale=alt.Scale(scheme=SCHEME, domain=[0, 1])),
-                    tooltip=tooltip))
+        alt.Tooltip("query_token:N", title="query"),
+        alt.Tooltip("key_token:N", title="key"),
+        alt.Tooltip("weight:Q", format=".3f"),
+    ]
+    return (
+        alt.Chart(numeric)
+        .mark_rect()
+        .transform_calculate(
+            query_token=f"{json.dumps(labels(queries))}[datum.qi]", key_token=f"{json.dumps(labels(keys))}[datum.ki]"
+        )
+        .encode(
+            x=alt.X(**_axis("ki", "key", keys, show_labels, -45)),
+            y=alt.Y(**_axis("qi", "query", queries, show_labels)),
+            color=alt.Color("weight:Q", title="weight", scale=alt.Scale(scheme=SCHEME, domain=[0, 1])),
+            tooltip=tooltip,
+        )
+    )
 
 
-def heatmap(df: pd.DataFrame, queries: list[str], keys: list[str], title: str = "", cell: int | None = None,
-            plot_width: int = 360) -> alt.Chart:
+def heatmap(
+    df: pd.DataFrame,
+    queries: list[str],
+    keys: list[str],
+    title: str = "",
+    cell: int | None = None,
+    plot_width: int = 360,
+) -> alt.Chart:
     """One head (or the head average): query tokens down, key tokens across, a weight legend.
 
     Cells are square, sized so the plot fits plot_width (12 to 26 px) unless cell is given."""
@@ -133,36 +137,39 @@ def heatmap(df: pd.DataFrame, queries: list[str], keys: list[str], title: str = 
     return _cells(df, queries, keys, True).properties(title=title, autosize=PAD, **size)
 
 
-def heads_grid(df: pd.DataFrame, queries: list[str], keys: list[str], columns: int = 4, cell: int = 85,
-               title: str = "") -> alt.Chart:
+def heads_grid(
+    df: pd.DataFrame, queries: list[str], keys: list[str], columns: int = 4, cell: int = 85, title: str = ""
+) -> alt.Chart:
     """Small multiples: every head of one layer (frame from grid_frame for that layer)."""
     chart = _cells(df, queries, keys, False, ("head",)).properties(width=cell, height=cell)
-    return (chart.facet(facet=alt.Facet("head:O", title="head"), columns=columns, title=title)
-            .configure_legend(orient="bottom"))
+    return chart.facet(facet=alt.Facet("head:O", title="head"), columns=columns, title=title).configure_legend(
+        orient="bottom"
+    )
 
 
-def layers_grid(df: pd.DataFrame, queries: list[str], keys: list[str], cell: int = 80,
-                selectable: bool = True) -> alt.Chart:
+def layers_grid(
+    df: pd.DataFrame, queries: list[str], keys: list[str], cell: int = 80, selectable: bool = True
+) -> alt.Chart:
     """All layers (rows) by all heads (columns); a click selects a (layer, head) cell when selectable."""
     chart = _cells(df, queries, keys, False, ("layer", "head")).properties(width=cell, height=cell)
     if selectable:
         chart = chart.add_params(alt.selection_point(name="pick", fields=["layer", "head"], on="click"))
-    return chart.facet(row=alt.Row("layer:O", title="layer"), column=alt.Column("head:O", title="head"),
-                       spacing=4)
+    return chart.facet(row=alt.Row("layer:O", title="layer"), column=alt.Column("head:O", title="head"), spacing=4)
 
 
 def step_rows(weights: np.ndarray, tokens: list[str]) -> pd.DataFrame:
     """(H, Tk) per-head weights of one query row -> rows head, ki, key, weight."""
     w = _numpy(weights)
     head, ki = np.indices(w.shape).reshape(2, -1)
-    return pd.DataFrame({"head": head + 1, "ki": ki, "key": np.asarray(tokens, dtype=object)[ki],
-                         "weight": w.reshape(-1)})
+    return pd.DataFrame(
+        {"head": head + 1, "ki": ki, "key": np.asarray(tokens, dtype=object)[ki], "weight": w.reshape(-1)}
+    )
 
 
-def step_frames(translation, layer: int, row: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def step_frames(att: Attention, layer: int, row: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Decoder row `row` (0-based) of 1-based `layer`: (cross attention over the source, self attention over
     the decoder inputs up to and including this row), each as rows head, ki, key, weight."""
-    att, src, tgt = translation.attention, translation.source_tokens, translation.target_tokens
+    src, tgt = att.source_tokens, att.target_tokens
     cross = step_rows(_numpy(att.cross[layer - 1, :, row]), src)  # (H, S)
     self_ = step_rows(_numpy(att.decoder[layer - 1, :, row, : row + 1]), tgt[: row + 1])  # (H, row + 1)
     return cross, self_
@@ -172,40 +179,56 @@ def row_heatmap(df: pd.DataFrame, keys: list[str], cell: int = 26) -> alt.Chart:
     """Heads down, key tokens across: one query row of every head of a layer (untitled: a short sentence
     makes the chart narrower than a title, so the page writes it above)."""
     numeric = df.drop(columns=["key"])
-    return (alt.Chart(numeric).mark_rect()
-            .transform_calculate(key_token=f"{json.dumps(labels(keys))}[datum.ki]")
-            .encode(x=alt.X(**_axis("ki", "key", keys, True, -45)), y=alt.Y("head:O", title="head"),
-                    color=alt.Color("weight:Q", scale=alt.Scale(scheme=SCHEME, domain=[0, 1])),
-                    tooltip=[alt.Tooltip("head:O"), alt.Tooltip("key_token:N", title="key"),
-                             alt.Tooltip("weight:Q", format=".3f")])
-            .properties(width=max(160, cell * len(keys)), height=max(40, 24 * df["head"].nunique()),
-                        autosize=PAD))
+    return (
+        alt.Chart(numeric)
+        .mark_rect()
+        .transform_calculate(key_token=f"{json.dumps(labels(keys))}[datum.ki]")
+        .encode(
+            x=alt.X(**_axis("ki", "key", keys, True, -45)),
+            y=alt.Y("head:O", title="head"),
+            color=alt.Color("weight:Q", scale=alt.Scale(scheme=SCHEME, domain=[0, 1])),
+            tooltip=[
+                alt.Tooltip("head:O"),
+                alt.Tooltip("key_token:N", title="key"),
+                alt.Tooltip("weight:Q", format=".3f"),
+            ],
+        )
+        .properties(width=max(160, cell * len(keys)), height=max(40, 24 * df["head"].nunique()), autosize=PAD)
+    )
 
 
 def candidates_frame(top_ids, top_probs, row: int, id_to_token) -> pd.DataFrame:
     """The five most likely next tokens of one decoder row: rank, token, probability."""
     probs, ids = _numpy(top_probs[row]), [int(i) for i in top_ids[row]]
-    return pd.DataFrame({"rank": range(1, len(ids) + 1), "token": [id_to_token(i) for i in ids],
-                         "probability": probs.astype(float)})
+    return pd.DataFrame(
+        {"rank": range(1, len(ids) + 1), "token": [id_to_token(i) for i in ids], "probability": probs.astype(float)}
+    )
 
 
 def candidates_chart(df: pd.DataFrame) -> alt.Chart:
     """Horizontal bars of the top candidates, most likely first."""
-    return (alt.Chart(df).mark_bar()
-            .encode(x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
-                    y=alt.Y("rank:O", axis=alt.Axis(labelExpr=f"{json.dumps(list(df['token']))}[datum.value - 1]",
-                                            labelOverlap=False),
-                            title="candidate"),
-                    tooltip=["token:N", alt.Tooltip("probability:Q", format=".3f")])
-            .properties(width=240, height=30 * len(df), autosize=PAD))
+    return (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y(
+                "rank:O",
+                axis=alt.Axis(labelExpr=f"{json.dumps(list(df['token']))}[datum.value - 1]", labelOverlap=False),
+                title="candidate",
+            ),
+            tooltip=["token:N", alt.Tooltip("probability:Q", format=".3f")],
+        )
+        .properties(width=240, height=30 * len(df), autosize=PAD)
+    )
 
 
-def to_csv(df: pd.DataFrame) -> bytes:
+def attention_csv(df: pd.DataFrame) -> bytes:
     """The shown attention as CSV (UTF-8), one row per cell."""
     return df.to_csv(index=False).encode("utf-8")
 
 
-def to_json(df: pd.DataFrame, **context) -> bytes:
+def attention_json(df: pd.DataFrame, **context) -> bytes:
     """The shown attention as JSON: context (sentence, kind, layer, head...), tokens and the weight matrix."""
     queries = df.drop_duplicates("qi").sort_values("qi")["query"].tolist()
     keys = df.drop_duplicates("ki").sort_values("ki")["key"].tolist()

@@ -78,8 +78,16 @@ def atomic_torch_save(payload: dict, path: str | Path) -> None:
         raise
 
 
-def save_checkpoint(path: str | Path, model: Transformer, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, *,
-                    metadata: dict | None = None, training_state: dict | None = None, half: bool = False) -> None:
+def save_checkpoint(
+    path: str | Path,
+    model: Transformer,
+    src_tokenizer: Tokenizer,
+    tgt_tokenizer: Tokenizer,
+    *,
+    metadata: dict | None = None,
+    training_state: dict | None = None,
+    half: bool = False,
+) -> None:
     """Write one self-describing checkpoint file atomically."""
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items() if k not in POSITION_KEYS}
     if half:  # 16-bit storage halves the file; the loader turns the weights back into float32
@@ -103,8 +111,9 @@ def read_checkpoint(source: str | Path | bytes | BinaryIO) -> object:
         path = Path(source)
         if path.is_dir():
             inside = sorted(p.name for p in path.glob("*.pt*"))[:5]
-            raise CheckpointError(f"{path} is a folder, not a checkpoint file"
-                                  + (f"; it holds {', '.join(inside)}" if inside else ""))
+            raise CheckpointError(
+                f"{path} is a folder, not a checkpoint file" + (f"; it holds {', '.join(inside)}" if inside else "")
+            )
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
         data = path.read_bytes()
@@ -123,18 +132,24 @@ def read_checkpoint(source: str | Path | bytes | BinaryIO) -> object:
         if "Weights only load failed" in message or "Unsupported global" in message:
             found = re.findall(r"GLOBAL ([\w.]+)", message)
             if found:
-                raise CheckpointError(f"refused: the file holds Python objects ({', '.join(sorted(set(found)))}) "
-                                      "that would run code when loaded; only plain tensors and values are "
-                                      "accepted") from None
+                raise CheckpointError(
+                    f"refused: the file holds Python objects ({', '.join(sorted(set(found)))}) "
+                    "that would run code when loaded; only plain tensors and values are "
+                    "accepted"
+                ) from None
             # No named global (e.g. a pickle protocol or random bytes the safe unpickler cannot parse):
             # say what stopped it rather than claim the file holds code.
             reason = re.search(r"WeightsUnpickler error:\s*(.+)", message)
-            raise CheckpointError("refused: the safe loader cannot read this file"
-                                  f"{f' ({reason.group(1).strip()})' if reason else ''}; only plain tensors "
-                                  "and values saved with torch.save are accepted") from None
+            raise CheckpointError(
+                "refused: the safe loader cannot read this file"
+                f"{f' ({reason.group(1).strip()})' if reason else ''}; only plain tensors "
+                "and values saved with torch.save are accepted"
+            ) from None
         if data.startswith(ZIP_MAGIC) or isinstance(exc, (EOFError, ValueError)):
-            raise CheckpointError(f"truncated or corrupted checkpoint ({len(data):,} bytes): "
-                                  f"{message.splitlines()[0].split('. ')[0] if message else type(exc).__name__}") from None
+            raise CheckpointError(
+                f"truncated or corrupted checkpoint ({len(data):,} bytes): "
+                f"{message.splitlines()[0].split('. ')[0] if message else type(exc).__name__}"
+            ) from None
         raise CheckpointError(f"not a checkpoint: {type(exc).__name__}: {message.splitlines()[0]}") from None
 
 
@@ -155,8 +170,13 @@ def _tutorial_state_dict(state: dict) -> dict:
 
 
 def _infer_tutorial_config(state: dict, heads: int) -> ModelConfig:
-    required = ["src_embed.embedding.weight", "tgt_embed.embedding.weight", "src_pos.pe",
-                "encoder.layers.0.feed_forward_block.linear_1.weight", "projection_layer.proj.weight"]
+    required = [
+        "src_embed.embedding.weight",
+        "tgt_embed.embedding.weight",
+        "src_pos.pe",
+        "encoder.layers.0.feed_forward_block.linear_1.weight",
+        "projection_layer.proj.weight",
+    ]
     missing = [k for k in required if k not in state]
     if missing:
         raise CheckpointError(f"not a Transformer checkpoint: missing {', '.join(missing)}")
@@ -183,8 +203,10 @@ def _find_tutorial_tokenizer(source: object, lang: str) -> Path:
         for candidate in (folder / name, folder.parent / name):
             if candidate.is_file():
                 return candidate
-    raise CheckpointError(f"missing tokenizer: a tutorial checkpoint needs {name} "
-                          "(pass it with --src-tokenizer/--tgt-tokenizer or upload it)")
+    raise CheckpointError(
+        f"missing tokenizer: a tutorial checkpoint needs {name} "
+        "(pass it with --src-tokenizer/--tgt-tokenizer or upload it)"
+    )
 
 
 def _tokenizer(source: object, what: str) -> Tokenizer:
@@ -200,15 +222,21 @@ def _load_weights(model: Transformer, state: dict) -> None:
     unknown = sorted(set(state) - set(expected))
     missing = sorted(set(expected) - set(state))
     if unknown:
-        raise CheckpointError(f"unknown keys in checkpoint: {', '.join(unknown[:5])}"
-                              + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
+        raise CheckpointError(
+            f"unknown keys in checkpoint: {', '.join(unknown[:5])}"
+            + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        )
     if missing:
-        raise CheckpointError(f"missing keys in checkpoint: {', '.join(missing[:5])}"
-                              + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+        raise CheckpointError(
+            f"missing keys in checkpoint: {', '.join(missing[:5])}"
+            + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        )
     for key, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise CheckpointError(f"shape mismatch for {key}: checkpoint has {tuple(tensor.shape)}, "
-                                  f"the model needs {tuple(expected[key].shape)}")
+            raise CheckpointError(
+                f"shape mismatch for {key}: checkpoint has {tuple(tensor.shape)}, "
+                f"the model needs {tuple(expected[key].shape)}"
+            )
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"corrupted checkpoint: {key} holds NaN or infinite values")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
@@ -217,12 +245,19 @@ def _load_weights(model: Transformer, state: dict) -> None:
 def _check_vocab(config: ModelConfig, src: Tokenizer, tgt: Tokenizer) -> None:
     for side, size, tok in (("source", config.src_vocab_size, src), ("target", config.tgt_vocab_size, tgt)):
         if tok.get_vocab_size() != size:
-            raise CheckpointError(f"vocabulary size mismatch: the model's {side} embedding has {size} rows but "
-                                  f"the {side} tokenizer has {tok.get_vocab_size()} tokens")
+            raise CheckpointError(
+                f"vocabulary size mismatch: the model's {side} embedding has {size} rows but "
+                f"the {side} tokenizer has {tok.get_vocab_size()} tokens"
+            )
 
 
-def load_checkpoint(source: str | Path | bytes | BinaryIO, src_tokenizer: object = None, tgt_tokenizer: object = None,
-                    heads: int | None = None, device: str | torch.device = "cpu") -> ModelBundle:
+def load_checkpoint(
+    source: str | Path | bytes | BinaryIO,
+    src_tokenizer: object = None,
+    tgt_tokenizer: object = None,
+    heads: int | None = None,
+    device: str | torch.device = "cpu",
+) -> ModelBundle:
     """Load our checkpoint or a tutorial one (with its tokenizers) into a ModelBundle in eval mode.
 
     Tokenizers may be paths, JSON text/bytes or Tokenizer objects; for a tutorial checkpoint given
@@ -254,13 +289,17 @@ def load_checkpoint(source: str | Path | bytes | BinaryIO, src_tokenizer: object
         config = _infer_tutorial_config(state, heads or DEFAULT_TUTORIAL_HEADS)
         if heads is None:
             notes.append(f"tutorial checkpoints do not record the head count; assumed {DEFAULT_TUTORIAL_HEADS}")
-        src = _tokenizer(src_tokenizer if src_tokenizer is not None else _find_tutorial_tokenizer(source, "en"),
-                         "source")
-        tgt = _tokenizer(tgt_tokenizer if tgt_tokenizer is not None else _find_tutorial_tokenizer(source, "it"),
-                         "target")
+        src = _tokenizer(
+            src_tokenizer if src_tokenizer is not None else _find_tutorial_tokenizer(source, "en"), "source"
+        )
+        tgt = _tokenizer(
+            tgt_tokenizer if tgt_tokenizer is not None else _find_tutorial_tokenizer(source, "it"), "target"
+        )
         metadata = {k: payload[k] for k in ("epoch", "global_step") if k in payload and "model_state_dict" in payload}
     else:
-        what = f"a dict with keys {sorted(map(str, payload))[:6]}" if isinstance(payload, dict) else type(payload).__name__
+        what = (
+            f"a dict with keys {sorted(map(str, payload))[:6]}" if isinstance(payload, dict) else type(payload).__name__
+        )
         raise CheckpointError(f"not a checkpoint: the file holds {what}")
 
     _check_vocab(config, src, tgt)
@@ -271,3 +310,37 @@ def load_checkpoint(source: str | Path | bytes | BinaryIO, src_tokenizer: object
     _load_weights(model, state)
     model.to(device).eval()
     return ModelBundle(model, src, tgt, config, name, kind, metadata, tuple(notes))
+
+
+def average(bundles: list[ModelBundle]) -> None:
+    """Replace the first bundle's weights with the mean of all bundles' weights (same config and vocabularies)."""
+    first = bundles[0]
+    for other in bundles[1:]:
+        if (
+            other.config != first.config
+            or other.tgt_tokenizer.get_vocab() != first.tgt_tokenizer.get_vocab()
+            or other.src_tokenizer.get_vocab() != first.src_tokenizer.get_vocab()
+        ):
+            raise CheckpointError(f"cannot average {other.source} with {first.source}: different model or vocabulary")
+    states = [b.model.state_dict() for b in bundles]
+    with torch.no_grad():
+        for key, tensor in first.model.state_dict().items():
+            tensor.copy_(torch.stack([state[key].float() for state in states]).mean(0))
+
+
+def export_checkpoint(
+    checkpoints: list[str | Path], out: str | Path, card: dict | None = None, half: bool = True
+) -> Path:
+    """Write `out` with the (averaged) weights, tokenizers, config and metadata of the checkpoints, plus the card:
+    a weights-only file to ship or share (16-bit storage unless half=False)."""
+    bundles = [load_checkpoint(path) for path in checkpoints]
+    if len(bundles) > 1:
+        average(bundles)
+    first = bundles[0]
+    metadata = dict(first.metadata)
+    if len(bundles) > 1:
+        metadata["averaged_from"] = [Path(b.source).name for b in bundles]
+    if card:
+        metadata["model_card"] = card
+    save_checkpoint(out, first.model, first.src_tokenizer, first.tgt_tokenizer, metadata=metadata, half=half)
+    return Path(out)

@@ -47,8 +47,9 @@ class ModelConfig:
     attention_bias: bool = False  # True only for tutorial checkpoints from before 2023-08-18
 
     def __post_init__(self) -> None:
-        _check_integers(self, ("src_vocab_size", "tgt_vocab_size", "d_model", "n_layers", "n_heads", "d_ff",
-                               "seq_len"), minimum=1)
+        _check_integers(
+            self, ("src_vocab_size", "tgt_vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "seq_len"), minimum=1
+        )
         if self.src_vocab_size < 4 or self.tgt_vocab_size < 4:
             raise ValueError("vocabularies must hold at least the 4 special tokens")
         if self.d_model % self.n_heads:
@@ -134,21 +135,43 @@ class TrainConfig:
             elif isinstance(default, float):
                 ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             else:
-                ok = isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
+                ok = isinstance(value, type(default)) and not (
+                    isinstance(value, bool) and not isinstance(default, bool)
+                )
             if not ok:
                 expected = "a list of file names" if f.name == "data" else type(default).__name__
                 raise ValueError(f"{f.name} must be {expected}, got {value!r}")
-        _check_integers(self, ("batch_size", "epochs", "seq_len", "d_model", "layers", "heads", "d_ff", "keep_last",
-                               "min_frequency"), minimum=1)
-        _check_integers(self, ("max_tokens", "warmup_steps", "src_vocab_size", "tgt_vocab_size", "save_every",
-                               "val_examples", "val_sentences", "threads", "max_steps"), minimum=0)
+        _check_integers(
+            self,
+            ("batch_size", "epochs", "seq_len", "d_model", "layers", "heads", "d_ff", "keep_last", "min_frequency"),
+            minimum=1,
+        )
+        _check_integers(
+            self,
+            (
+                "max_tokens",
+                "warmup_steps",
+                "src_vocab_size",
+                "tgt_vocab_size",
+                "save_every",
+                "val_examples",
+                "val_sentences",
+                "threads",
+                "max_steps",
+            ),
+            minimum=0,
+        )
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.label_smoothing < 1 or not 0 <= self.dropout < 1:
             raise ValueError("label_smoothing and dropout must be in [0, 1)")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")
-        if not 0 < self.val_fraction < 1 or not 0 <= self.test_fraction < 1 or self.val_fraction + self.test_fraction >= 1:
+        if (
+            not 0 < self.val_fraction < 1
+            or not 0 <= self.test_fraction < 1
+            or self.val_fraction + self.test_fraction >= 1
+        ):
             raise ValueError("val_fraction must be in (0, 1), test_fraction in [0, 1), and their sum below 1")
         if self.d_model % self.heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")

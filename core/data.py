@@ -57,9 +57,10 @@ def load_hub_pairs(datasource: str, lang_src: str, lang_tgt: str) -> list[Pair]:
         return [(item["translation"][lang_src], item["translation"][lang_tgt]) for item in raw]
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"could not load {datasource} ({lang_src}-{lang_tgt}) from the Hugging Face hub: {first}. "
-                        "Without internet, train on local files: --data pairs.tsv (one 'en<TAB>it' pair per line)"
-                        ) from None
+        raise DataError(
+            f"could not load {datasource} ({lang_src}-{lang_tgt}) from the Hugging Face hub: {first}. "
+            "Without internet, train on local files: --data pairs.tsv (one 'en<TAB>it' pair per line)"
+        ) from None
 
 
 def split_key(source: str, seed: int) -> float:
@@ -68,8 +69,9 @@ def split_key(source: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def split_pairs(pairs: Sequence[Pair], val_fraction: float, test_fraction: float = 0.0,
-                seed: int = 0) -> tuple[list[Pair], list[Pair], list[Pair]]:
+def split_pairs(
+    pairs: Sequence[Pair], val_fraction: float, test_fraction: float = 0.0, seed: int = 0
+) -> tuple[list[Pair], list[Pair], list[Pair]]:
     """Deterministic train/validation/test split, grouped by source sentence."""
     train, val, test = [], [], []
     for pair in pairs:
@@ -90,8 +92,9 @@ class Example:
         return max(len(self.src), len(self.tgt) + 1)
 
 
-def encode_pairs(pairs: Sequence[Pair], src_tok: Tokenizer, tgt_tok: Tokenizer,
-                 seq_len: int) -> tuple[list[Example], list[Pair]]:
+def encode_pairs(
+    pairs: Sequence[Pair], src_tok: Tokenizer, tgt_tok: Tokenizer, seq_len: int
+) -> tuple[list[Example], list[Pair]]:
     """Tokenize pairs; returns the examples that fit seq_len and their pairs (long ones are dropped, never cut)."""
     src_ids = [e.ids for e in src_tok.encode_batch([p[0] for p in pairs], add_special_tokens=False)]
     tgt_ids = [e.ids for e in tgt_tok.encode_batch([p[1] for p in pairs], add_special_tokens=False)]
@@ -116,7 +119,7 @@ def make_batches(examples: Sequence[Example], batch_size: int, max_tokens: int, 
     pool = 100 * (max(1, max_tokens // 20) if max_tokens else batch_size)  # about 100 batches per sorted pool
     batches: list[list[int]] = []
     for start in range(0, len(order), pool):
-        chunk = sorted(order[start:start + pool], key=lambda i: examples[i].size)
+        chunk = sorted(order[start : start + pool], key=lambda i: examples[i].size)
         batch: list[int] = []
         longest = 0
         for i in chunk:

@@ -60,15 +60,6 @@ class KVCache:
     v: Tensor | None = None
 
 
-@dataclass(frozen=True)
-class AttentionMaps:
-    """Softmax attention of every layer and head: (L, B, H, T_query, T_key) each."""
-
-    encoder: Tensor  # (L, B, H, S, S)
-    decoder: Tensor  # (L, B, H, T, T)
-    cross: Tensor  # (L, B, H, T, S)
-
-
 class InputEmbeddings(nn.Module):
     def __init__(self, d_model: int, vocab_size: int):
         super().__init__()
@@ -135,8 +126,9 @@ class MultiHeadAttentionBlock(nn.Module):
         b, t, d = x.shape
         return x.view(b, t, self.h, d // self.h).transpose(1, 2)  # (B, T, D) -> (B, H, T, Dh)
 
-    def forward(self, x_q: Tensor, x_kv: Tensor, mask: Tensor | None, need_weights: bool = False,
-                cache: KVCache | None = None):
+    def forward(
+        self, x_q: Tensor, x_kv: Tensor, mask: Tensor | None, need_weights: bool = False, cache: KVCache | None = None
+    ):
         """Attend from x_q (B, Tq, D) to x_kv (B, Tk, D); returns (output (B, Tq, D), probs or None)."""
         q = self.split_heads(self.w_q(x_q))
         if cache is not None and cache.static and cache.k is not None:
@@ -179,21 +171,36 @@ class EncoderBlock(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    def __init__(self, d_model: int, self_attn: MultiHeadAttentionBlock, cross_attn: MultiHeadAttentionBlock,
-                 ffn: FeedForwardBlock, dropout: float):
+    def __init__(
+        self,
+        d_model: int,
+        self_attn: MultiHeadAttentionBlock,
+        cross_attn: MultiHeadAttentionBlock,
+        ffn: FeedForwardBlock,
+        dropout: float,
+    ):
         super().__init__()
         self.self_attention_block = self_attn
         self.cross_attention_block = cross_attn
         self.feed_forward_block = ffn
         self.residual_connections = nn.ModuleList([ResidualConnection(d_model, dropout) for _ in range(3)])
 
-    def forward(self, x: Tensor, memory: Tensor, src_mask: Tensor | None, tgt_mask: Tensor | None,
-                need_weights: bool, cache: tuple[KVCache, KVCache] | None = None):
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        src_mask: Tensor | None,
+        tgt_mask: Tensor | None,
+        need_weights: bool,
+        cache: tuple[KVCache, KVCache] | None = None,
+    ):
         self_cache, cross_cache = cache if cache is not None else (None, None)
         x, self_probs = self.residual_connections[0](
-            x, lambda y: self.self_attention_block(y, y, tgt_mask, need_weights, self_cache))
+            x, lambda y: self.self_attention_block(y, y, tgt_mask, need_weights, self_cache)
+        )
         x, cross_probs = self.residual_connections[1](
-            x, lambda y: self.cross_attention_block(y, memory, src_mask, need_weights, cross_cache))
+            x, lambda y: self.cross_attention_block(y, memory, src_mask, need_weights, cross_cache)
+        )
         x, _ = self.residual_connections[2](x, lambda y: (self.feed_forward_block(y), None))
         return x, self_probs, cross_probs
 
@@ -218,8 +225,15 @@ class Decoder(nn.Module):
         self.layers = layers
         self.norm = LayerNormalization(d_model)
 
-    def forward(self, x: Tensor, memory: Tensor, src_mask: Tensor | None, tgt_mask: Tensor | None,
-                need_weights: bool = False, caches: list[tuple[KVCache, KVCache]] | None = None):
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        src_mask: Tensor | None,
+        tgt_mask: Tensor | None,
+        need_weights: bool = False,
+        caches: list[tuple[KVCache, KVCache]] | None = None,
+    ):
         self_probs, cross_probs = [], []
         for i, layer in enumerate(self.layers):
             x, sp, cp = layer(x, memory, src_mask, tgt_mask, need_weights, None if caches is None else caches[i])
@@ -242,13 +256,26 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         d, h, f, p, bias = config.d_model, config.n_heads, config.d_ff, config.dropout, config.attention_bias
-        self.encoder = Encoder(d, nn.ModuleList(
-            EncoderBlock(d, MultiHeadAttentionBlock(d, h, p, bias), FeedForwardBlock(d, f, p), p)
-            for _ in range(config.n_layers)))
-        self.decoder = Decoder(d, nn.ModuleList(
-            DecoderBlock(d, MultiHeadAttentionBlock(d, h, p, bias), MultiHeadAttentionBlock(d, h, p, bias),
-                         FeedForwardBlock(d, f, p), p)
-            for _ in range(config.n_layers)))
+        self.encoder = Encoder(
+            d,
+            nn.ModuleList(
+                EncoderBlock(d, MultiHeadAttentionBlock(d, h, p, bias), FeedForwardBlock(d, f, p), p)
+                for _ in range(config.n_layers)
+            ),
+        )
+        self.decoder = Decoder(
+            d,
+            nn.ModuleList(
+                DecoderBlock(
+                    d,
+                    MultiHeadAttentionBlock(d, h, p, bias),
+                    MultiHeadAttentionBlock(d, h, p, bias),
+                    FeedForwardBlock(d, f, p),
+                    p,
+                )
+                for _ in range(config.n_layers)
+            ),
+        )
         self.src_embed = InputEmbeddings(d, config.src_vocab_size)
         self.tgt_embed = InputEmbeddings(d, config.tgt_vocab_size)
         self.src_pos = PositionalEncoding(d, config.seq_len, p)
@@ -262,8 +289,16 @@ class Transformer(nn.Module):
         """(B, S) ids -> memory (B, S, D) and per-layer encoder self-attention (B, H, S, S) or Nones."""
         return self.encoder(self.src_pos(self.src_embed(src)), src_mask, need_weights)
 
-    def decode(self, tgt: Tensor, memory: Tensor, src_mask: Tensor | None, tgt_mask: Tensor | None,
-               need_weights: bool = False, caches: list[tuple[KVCache, KVCache]] | None = None, start: int = 0):
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        src_mask: Tensor | None,
+        tgt_mask: Tensor | None,
+        need_weights: bool = False,
+        caches: list[tuple[KVCache, KVCache]] | None = None,
+        start: int = 0,
+    ):
         """(B, T) ids at positions start.. -> hidden (B, T, D), per-layer self (B, H, T, T_all) and cross (B, H, T, S)."""
         return self.decoder(self.tgt_pos(self.tgt_embed(tgt), start), memory, src_mask, tgt_mask, need_weights, caches)
 
@@ -274,12 +309,14 @@ class Transformer(nn.Module):
         """An empty (self, cross) key/value cache per decoder layer, for one decoding call."""
         return [(KVCache(), KVCache(static=True)) for _ in range(self.config.n_layers)]
 
-    def forward(self, src: Tensor, tgt: Tensor, src_mask: Tensor | None, tgt_mask: Tensor | None,
-                return_attention: bool = False):
-        """Teacher-forced pass: logits (B, T, V), plus AttentionMaps when return_attention is set."""
+    def forward(
+        self, src: Tensor, tgt: Tensor, src_mask: Tensor | None, tgt_mask: Tensor | None, return_attention: bool = False
+    ):
+        """Teacher-forced pass: logits (B, T, V), plus (encoder, decoder, cross) attention stacked over layers,
+        (L, B, H, Tq, Tk) each, when return_attention is set."""
         memory, enc_probs = self.encode(src, src_mask, return_attention)
         hidden, self_probs, cross_probs = self.decode(tgt, memory, src_mask, tgt_mask, return_attention)
         logits = self.project(hidden)
         if not return_attention:
             return logits
-        return logits, AttentionMaps(torch.stack(enc_probs), torch.stack(self_probs), torch.stack(cross_probs))
+        return logits, (torch.stack(enc_probs), torch.stack(self_probs), torch.stack(cross_probs))

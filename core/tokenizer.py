@@ -20,8 +20,9 @@ SPECIAL_TOKENS = [UNK, PAD, SOS, EOS]
 UNK_ID, PAD_ID, SOS_ID, EOS_ID = range(4)
 
 
-def build_tokenizer(sentences: Iterable[str], min_frequency: int = 2, vocab_size: int | None = None,
-                    lowercase: bool = False) -> Tokenizer:
+def build_tokenizer(
+    sentences: Iterable[str], min_frequency: int = 2, vocab_size: int | None = None, lowercase: bool = False
+) -> Tokenizer:
     """Train a word-level tokenizer on sentences; words seen fewer than min_frequency times become [UNK]."""
     tokenizer = Tokenizer(WordLevel(unk_token=UNK))
     if lowercase:
@@ -85,7 +86,7 @@ def detokenize(tokens: list[str]) -> str:
     return _NO_SPACE_AFTER.sub(r"\1\2", text)
 
 
-def decode(tokenizer: Tokenizer, ids: Iterable[int]) -> str:
+def ids_to_text(tokenizer: Tokenizer, ids: Iterable[int]) -> str:
     """Text of generated ids: [SOS]/[EOS]/[PAD] dropped, [UNK] kept visible (never silently dropped)."""
     tokens = [tokenizer.id_to_token(i) for i in ids if i not in (PAD_ID, SOS_ID, EOS_ID)]
     return detokenize(tokens)

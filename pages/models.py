@@ -17,17 +17,20 @@ def load_uploaded() -> None:
     state, limit = st.session_state, ui.upload_limit_mb()
     ckpt = state.get("up_ckpt")
     tutorial = state.get("up_kind") == TUTORIAL
-    files = [("checkpoint", ckpt)] + ([("source tokenizer", state.get("up_src")),
-                                      ("target tokenizer", state.get("up_tgt"))] if tutorial else [])
+    files = [("checkpoint", ckpt)] + (
+        [("source tokenizer", state.get("up_src")), ("target tokenizer", state.get("up_tgt"))] if tutorial else []
+    )
     if ckpt is None:
         state["upload_error"] = "Choose a checkpoint file first."
         return
     for what, f in files:
         if f is not None and f.size > limit * 1024 * 1024:
-            state["upload_error"] = (f"The {what} `{f.name}` is {f.size / 2**20:,.1f} MB, over the upload limit of "
-                                     f"{limit} MB (server.maxUploadSize in .streamlit/config.toml). Training checkpoints "
-                                     "carry optimizer state: `python -m core.export --checkpoint FILE --out "
-                                     "small.pt` keeps only the weights, in 16 bits.")
+            state["upload_error"] = (
+                f"The {what} `{f.name}` is {f.size / 2**20:,.1f} MB, over the upload limit of "
+                f"{limit} MB (server.maxUploadSize in .streamlit/config.toml). Training checkpoints "
+                "carry optimizer state: `python -m core export --checkpoint FILE --out "
+                "small.pt` keeps only the weights, in 16 bits."
+            )
             return
     data = ckpt.getvalue()
     src = state["up_src"].getvalue() if tutorial and state.get("up_src") else None
@@ -57,8 +60,11 @@ def show_card_entry(name: str, value) -> None:
         st.markdown(str(value))
     elif isinstance(value, dict) and all(isinstance(v, scalar) for v in value.values()):
         st.dataframe([{"name": k, "value": str(v)} for k, v in value.items()], hide_index=True)
-    elif isinstance(value, dict) and value and all(
-            isinstance(v, dict) and all(isinstance(x, scalar) for x in v.values()) for v in value.values()):
+    elif (
+        isinstance(value, dict)
+        and value
+        and all(isinstance(v, dict) and all(isinstance(x, scalar) for x in v.values()) for v in value.values())
+    ):
         st.dataframe([{"": k, **v} for k, v in value.items()], hide_index=True)  # e.g. metrics per test set
     elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         st.dataframe(value, hide_index=True)
@@ -98,8 +104,14 @@ def page() -> None:
         names["upload"] = f"{state['upload']['name']} (uploaded, this session only)"
     if options:
         current = state.get("model_choice") if state.get("model_choice") in options else options[0]
-        st.radio("Active model", options, index=options.index(current), format_func=names.get, key="model_radio",
-                 on_change=choose)
+        st.radio(
+            "Active model",
+            options,
+            index=options.index(current),
+            format_func=names.get,
+            key="model_radio",
+            on_change=choose,
+        )
     else:
         ui.show_no_model_help()
     readme = ui.checkpoint_dir() / "README.md"
@@ -108,16 +120,24 @@ def page() -> None:
             st.markdown(readme.read_text(encoding="utf-8", errors="replace"))
 
     st.subheader("Upload a checkpoint")
-    st.caption(f"Used by this browser session only; other users keep their model. Limit: {ui.upload_limit_mb()} MB "
-               "per file. Files are read as data only: a checkpoint that would run code is refused.")
+    st.caption(
+        f"Used by this browser session only; other users keep their model. Limit: {ui.upload_limit_mb()} MB "
+        "per file. Files are read as data only: a checkpoint that would run code is refused."
+    )
     kind = st.radio("Kind", [NATIVE, TUTORIAL], key="up_kind", horizontal=True)
     st.file_uploader("Checkpoint (.pt)", type=["pt", "pth"], key="up_ckpt")
     if kind == TUTORIAL:
         a, b, c = st.columns([2, 2, 1])
         a.file_uploader("Source tokenizer (tokenizer_en.json)", type=["json"], key="up_src")
         b.file_uploader("Target tokenizer (tokenizer_it.json)", type=["json"], key="up_tgt")
-        c.number_input("Heads", min_value=1, max_value=64, value=8, key="up_heads",
-                       help="Tutorial checkpoints do not record the head count (the tutorial uses 8).")
+        c.number_input(
+            "Heads",
+            min_value=1,
+            max_value=64,
+            value=8,
+            key="up_heads",
+            help="Tutorial checkpoints do not record the head count (the tutorial uses 8).",
+        )
     st.button("Load uploaded model", key="up_go", type="primary", on_click=load_uploaded)
     if error := state.pop("upload_error", None):
         st.error(error)

@@ -35,11 +35,13 @@ def page() -> None:
     tgt = model.bundle.tgt_tokenizer
     chosen = tgt.id_to_token(int(result.top_ids[row, 0]))
     fed = " ".join(f"`{t}`" for t in result.target_tokens[: row + 1])
-    st.markdown(f"Step **{step}** of {steps}: the decoder has read {fed} and writes **`{chosen}`** "
-                f"(p = {float(result.top_probs[row, 0]):.3f}).")
+    st.markdown(
+        f"Step **{step}** of {steps}: the decoder has read {fed} and writes **`{chosen}`** "
+        f"(p = {float(result.top_probs[row, 0]):.3f})."
+    )
 
     layer = ui.index_slider("Layer", cfg.n_layers, "step_layer")
-    cross, self_rows = charts.step_frames(result, layer, row)
+    cross, self_rows = charts.step_frames(result.attention, layer, row)
     left, right = st.columns([3, 2])
     with left:
         st.markdown(f"**Cross attention over the source** · layer {layer}")
@@ -50,8 +52,13 @@ def page() -> None:
         top = charts.candidates_frame(result.top_ids, result.top_probs, row, tgt.id_to_token)
         st.markdown("**Five most likely next tokens**")
         st.altair_chart(charts.candidates_chart(top), width="content")
-        st.dataframe(top, hide_index=True, column_config={
-            "probability": st.column_config.ProgressColumn("probability", format="%.3f", min_value=0, max_value=1)})
+        st.dataframe(
+            top,
+            hide_index=True,
+            column_config={
+                "probability": st.column_config.ProgressColumn("probability", format="%.3f", min_value=0, max_value=1)
+            },
+        )
 
 
 ui.route_through_app()

@@ -17,16 +17,33 @@ def tiny_bundle_parts(layers: int = 2, heads: int = 2, seed: int = 0):
     """(model, src tokenizer, tgt tokenizer) of a seeded, untrained 2-layer 2-head model."""
     torch.manual_seed(seed)
     src, tgt = build_tokenizer(EN, min_frequency=1), build_tokenizer(IT, min_frequency=1)
-    config = ModelConfig(src_vocab_size=src.get_vocab_size(), tgt_vocab_size=tgt.get_vocab_size(), d_model=16,
-                         n_layers=layers, n_heads=heads, d_ff=32, dropout=0.0, seq_len=24)
+    config = ModelConfig(
+        src_vocab_size=src.get_vocab_size(),
+        tgt_vocab_size=tgt.get_vocab_size(),
+        d_model=16,
+        n_layers=layers,
+        n_heads=heads,
+        d_ff=32,
+        dropout=0.0,
+        seq_len=24,
+    )
     return Transformer(config).eval(), src, tgt
 
 
 def write_tiny_checkpoint(path: Path, layers: int = 2, heads: int = 2, seed: int = 0, card: bool = True) -> Path:
     """Save a tiny native checkpoint (with a small model card) at path."""
     model, src, tgt = tiny_bundle_parts(layers, heads, seed)
-    metadata = {"model_card": {"description": "tiny untrained test model", "data": "4 toy sentences",
-                               "metrics": {"toy_test": {"bleu": 12.5, "chrf": 40.0}}}} if card else {}
+    metadata = (
+        {
+            "model_card": {
+                "description": "tiny untrained test model",
+                "data": "4 toy sentences",
+                "metrics": {"toy_test": {"bleu": 12.5, "chrf": 40.0}},
+            }
+        }
+        if card
+        else {}
+    )
     save_checkpoint(path, model, src, tgt, metadata=metadata)
     return path
 

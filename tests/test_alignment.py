@@ -1,9 +1,10 @@
-"""Scoring cross-attention heads against gold word alignments (core.alignment)."""
+"""Scoring cross-attention heads against gold word alignments (core.analysis.alignment, python -m core alignment)."""
 
 import numpy as np
 import pytest
 
-from core.alignment import aer, main, read_gold, score_heads, word_matrix, word_of_token
+from core.analysis.alignment import aer, read_gold, score_heads, word_matrix, word_of_token
+from core.cli.alignment import main
 from core.tokenizer import build_tokenizer
 
 

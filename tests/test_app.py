@@ -58,8 +58,9 @@ def translate_in(at: AppTest, sentence: str, reference: str = "") -> AppTest:
 
 
 def expected_matrix(result, kind: str, layer: int, head: int | None):
-    maps = {"cross": result.attention.cross, "encoder": result.attention.encoder,
-            "decoder": result.attention.decoder}[kind][layer - 1]
+    maps = {"cross": result.attention.cross, "encoder": result.attention.encoder, "decoder": result.attention.decoder}[
+        kind
+    ][layer - 1]
     return maps.mean(0) if head is None else maps[head - 1]
 
 
@@ -67,7 +68,9 @@ def assert_focus_matches(at: AppTest, result, kind: str, layer: int, head: int |
     rows, spec = chart_rows(at, 0)
     want = expected_matrix(result, kind, layer, head)
     got = torch.zeros_like(want)
-    got[rows["qi"].to_numpy().astype("int64"), rows["ki"].to_numpy().astype("int64")] = torch.tensor(rows["weight"].to_numpy().copy())
+    got[rows["qi"].to_numpy().astype("int64"), rows["ki"].to_numpy().astype("int64")] = torch.tensor(
+        rows["weight"].to_numpy().copy()
+    )
     assert len(rows) == want.numel()
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
     queries = result.source_tokens if kind == "encoder" else result.target_tokens
@@ -192,7 +195,9 @@ def test_steps_page(app, bundle):
     cross, _ = chart_rows(app, 0)
     want = result.attention.cross[1, :, 3]  # layer 2, decoder row of step 4: (H, S)
     got = torch.zeros_like(want)
-    got[cross["head"].to_numpy().astype("int64") - 1, cross["ki"].to_numpy().astype("int64")] = torch.tensor(cross["weight"].to_numpy().copy())
+    got[cross["head"].to_numpy().astype("int64") - 1, cross["ki"].to_numpy().astype("int64")] = torch.tensor(
+        cross["weight"].to_numpy().copy()
+    )
     torch.testing.assert_close(got, want)
     self_rows, _ = chart_rows(app, 1)
     assert len(self_rows) == 2 * 4  # heads x decoder inputs read so far
@@ -217,8 +222,7 @@ def open_models(app: AppTest) -> AppTest:
     return app.switch_page("pages/models.py").run()
 
 
-def upload(app: AppTest, data: bytes, name: str = "model.pt", tutorial: tuple | None = None,
-           heads: int = 2) -> AppTest:
+def upload(app: AppTest, data: bytes, name: str = "model.pt", tutorial: tuple | None = None, heads: int = 2) -> AppTest:
     if tutorial is not None:
         app.radio(key="up_kind").set_value(app.radio(key="up_kind").options[1]).run()
         for key, (fname, content) in zip(("up_src", "up_tgt"), tutorial):
@@ -251,8 +255,12 @@ def test_upload_native_checkpoint_is_used_by_this_session_only(app, tmp_path, ck
 
 def test_upload_tutorial_checkpoint_with_tokenizers(app, tmp_path):
     ckpt, src, tgt = write_tutorial_files(tmp_path / "tut")
-    upload(open_models(app), ckpt.read_bytes(), "tmodel_00.pt",
-           tutorial=(("tokenizer_en.json", src.read_bytes()), ("tokenizer_it.json", tgt.read_bytes())))
+    upload(
+        open_models(app),
+        ckpt.read_bytes(),
+        "tmodel_00.pt",
+        tutorial=(("tokenizer_en.json", src.read_bytes()), ("tokenizer_it.json", tgt.read_bytes())),
+    )
     assert not app.exception and not app.error
     assert "tmodel_00.pt" in active_label(app)
 
@@ -296,8 +304,12 @@ def test_bad_upload_gets_a_message_and_keeps_the_previous_model(app, tmp_path, c
 
 def test_tutorial_upload_missing_tokenizer(app, tmp_path):
     ckpt, src, _ = write_tutorial_files(tmp_path / "tut")
-    upload(open_models(app), ckpt.read_bytes(), "tmodel_00.pt",
-           tutorial=(("tokenizer_en.json", src.read_bytes()), ("tokenizer_it.json", None)))
+    upload(
+        open_models(app),
+        ckpt.read_bytes(),
+        "tmodel_00.pt",
+        tutorial=(("tokenizer_en.json", src.read_bytes()), ("tokenizer_it.json", None)),
+    )
     assert not app.exception and "missing tokenizer" in app.error[0].value
     assert "tiny.pt" in active_label(app)
 
@@ -305,8 +317,12 @@ def test_tutorial_upload_missing_tokenizer(app, tmp_path):
 def test_tutorial_upload_with_tokenizers_that_do_not_match(app, tmp_path):
     ckpt, src, _ = write_tutorial_files(tmp_path / "tut")
     small = build_tokenizer(IT[:1], min_frequency=1).to_str().encode()
-    upload(open_models(app), ckpt.read_bytes(), "tmodel_00.pt",
-           tutorial=(("tokenizer_en.json", src.read_bytes()), ("tokenizer_it.json", small)))
+    upload(
+        open_models(app),
+        ckpt.read_bytes(),
+        "tmodel_00.pt",
+        tutorial=(("tokenizer_en.json", src.read_bytes()), ("tokenizer_it.json", small)),
+    )
     assert not app.exception and "mismatch" in app.error[0].value
     assert "tiny.pt" in active_label(app)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from core import charts  # noqa: E402
+from core import Attention, charts  # noqa: E402
 
 QUERIES = ["[SOS]", "il", "gatto", "il"]
 KEYS = ["[SOS]", "the", "cat", "the", "[EOS]"]
@@ -68,8 +68,8 @@ def test_all_layers_by_heads_spec_stays_small():
 def test_exports_round_trip():
     w = probs(4, 5)
     df = charts.attention_frame(w, QUERIES, KEYS)
-    assert charts.to_csv(df).decode().splitlines()[0] == "qi,ki,query,key,weight"
-    data = json.loads(charts.to_json(df, kind="cross", layer=1, head=2))
+    assert charts.attention_csv(df).decode().splitlines()[0] == "qi,ki,query,key,weight"
+    data = json.loads(charts.attention_json(df, kind="cross", layer=1, head=2))
     assert data["queries"] == QUERIES and data["keys"] == KEYS and data["head"] == 2
     np.testing.assert_allclose(data["weights"], w.numpy(), atol=1e-6)
 
@@ -90,3 +90,18 @@ def test_step_rows_and_candidates():
     top = charts.candidates_frame(torch.tensor([[5, 6]]), torch.tensor([[0.7, 0.2]]), 0, lambda i: f"t{i}")
     assert top["token"].tolist() == ["t5", "t6"] and top["probability"].tolist() == pytest.approx([0.7, 0.2])
     assert isinstance(charts.candidates_chart(top), alt.Chart)
+
+
+def test_attention_labels_its_kinds_and_rejects_mismatched_tokens():
+    src, tgt = ("[SOS]", "a", "b", "[EOS]"), ("[SOS]", "x", "y")
+    att = Attention(probs(2, 3, 4, 4), probs(2, 3, 3, 3), probs(2, 3, 3, 4), src, tgt)
+    assert (att.n_layers, att.n_heads) == (2, 3)
+    assert att.queries("cross") == list(tgt) and att.keys("cross") == list(src)
+    assert att.queries("encoder") == att.keys("encoder") == list(src)
+    assert att.queries("decoder") == att.keys("decoder") == list(tgt)
+    assert np.allclose(charts.head_matrix(att, "cross", 2, 3), att.cross[1, 2].numpy())
+    assert np.allclose(charts.head_matrix(att, "cross", 1, None), att.cross[0].mean(0).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="cross attention"):
+        Attention(probs(2, 3, 4, 4), probs(2, 3, 3, 3), probs(2, 3, 3, 5), src, tgt)
+    with pytest.raises(ValueError, match="unknown attention kind"):
+        att.weights("self")

@@ -45,11 +45,14 @@ def test_read_tsv(tmp_path):
     assert read_tsv(path) == [("hello", "ciao"), ("good night", "buona notte")]
 
 
-@pytest.mark.parametrize(("content", "needle"), [
-    ("hello ciao\n", "p.tsv:1: expected 'source<TAB>target'"),
-    ("a\tb\nhello\t \n", "p.tsv:2:"),
-    ("\n\n", "holds no sentence pairs"),
-])
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("hello ciao\n", "p.tsv:1: expected 'source<TAB>target'"),
+        ("a\tb\nhello\t \n", "p.tsv:2:"),
+        ("\n\n", "holds no sentence pairs"),
+    ],
+)
 def test_read_tsv_errors(tmp_path, content, needle):
     path = tmp_path / "p.tsv"
     path.write_text(content, encoding="utf-8")
@@ -153,7 +156,7 @@ def test_buckets_pad_far_less_than_random_batches():
     rng = random.Random(0)
     order = list(range(len(examples)))
     rng.shuffle(order)
-    unbucketed = [order[i:i + 16] for i in range(0, len(order), 16)]
+    unbucketed = [order[i : i + 16] for i in range(0, len(order), 16)]
     bucketed = make_batches(examples, 16, 0, 0)
     assert padding_fraction(bucketed) < 0.1
     assert padding_fraction(bucketed) < padding_fraction(unbucketed) / 3

@@ -9,10 +9,10 @@ import torch
 from conftest import digit_string
 
 from core import translate
-from core.decode import copied_text, copy_sources, copy_unknown_words, greedy_batch, teacher_forced
-from core.evaluate import evaluate
+from core.decoding import copied_text, copy_sources, copy_unknown_words, greedy_batch, teacher_forced
+from core.evaluation import evaluate
 from core.model import Transformer, causal_mask, padding_mask
-from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, UNK_ID, build_tokenizer, decode, detokenize
+from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, UNK_ID, build_tokenizer, detokenize, ids_to_text
 
 
 @torch.no_grad()
@@ -57,10 +57,10 @@ def check_against_tutorial(bundle, sentence: str, max_len: int | None = None) ->
     assert torch.allclose(result.attention.encoder, enc[:, :, :s, :s], atol=1e-5)
     # Every row equals one teacher-forced pass over the final decoder input.
     _, _, top_ids, top_probs, forced = teacher_forced(model, result.source_ids, result.target_ids[1:])
-    assert forced.decoder.shape == result.attention.decoder.shape == (*forced.encoder.shape[:2], t, t)
+    assert forced[1].shape == result.attention.decoder.shape == (*forced[0].shape[:2], t, t)
     assert result.attention.cross.shape[-2:] == (t, s)
-    for name in ("encoder", "decoder", "cross"):
-        assert torch.allclose(getattr(result.attention, name), getattr(forced, name), atol=1e-5), name
+    for name, maps in zip(("encoder", "decoder", "cross"), forced):
+        assert torch.allclose(getattr(result.attention, name), maps, atol=1e-5), name
     assert torch.equal(result.top_ids, top_ids)
     assert torch.allclose(result.top_probs, top_probs, atol=1e-5)
 
@@ -159,7 +159,7 @@ def test_detokenize_joins_punctuation(tokens, text):
 
 def test_decode_keeps_unk_visible_and_drops_specials(tgt_tokenizer):
     ids = [SOS_ID, tgt_tokenizer.token_to_id("il"), UNK_ID, tgt_tokenizer.token_to_id("."), EOS_ID, PAD_ID]
-    assert decode(tgt_tokenizer, ids) == "il [UNK]."
+    assert ids_to_text(tgt_tokenizer, ids) == "il [UNK]."
 
 
 def test_greedy_batch_matches_one_at_a_time(reverser_bundle, tiny_bundle):
@@ -182,9 +182,13 @@ def always_unk(bundle):
 
 
 def test_copy_sources_prefers_unknown_source_words_and_skips_punctuation():
-    cross = torch.tensor([[0.0, 0.1, 0.2, 0.0, 0.6, 0.1],  # (T, S) over [SOS] w1 w2 w3 w4 [EOS]
-                          [0.0, 0.5, 0.1, 0.3, 0.1, 0.0],
-                          [0.0, 0.1, 0.1, 0.2, 0.6, 0.0]])
+    cross = torch.tensor(
+        [
+            [0.0, 0.1, 0.2, 0.0, 0.6, 0.1],  # (T, S) over [SOS] w1 w2 w3 w4 [EOS]
+            [0.0, 0.5, 0.1, 0.3, 0.1, 0.0],
+            [0.0, 0.1, 0.1, 0.2, 0.6, 0.0],
+        ]
+    )
     words, output_ids = ["Kyoto", "is", "far", "!"], [UNK_ID, 9, UNK_ID]
     assert copy_sources(cross, output_ids, ["[UNK]", "is", "[UNK]", "!"], words) == [(0, 1), (2, 3)]
     # no unknown source word: any word with a letter or digit, never the "!" the row peaks on

@@ -32,18 +32,25 @@ def test_several_layers_and_heads_to_explore(bundle):
     assert bundle.config.n_layers >= 3 and bundle.config.n_heads >= 4
 
 
-@pytest.mark.parametrize(("sentence", "expected"), [
-    ("I love you.", ("ti amo", "vi amo", "la amo", "ti voglio bene")),
-    ("Where is the station?", ("dov'è", "dove")),
-    ("Thank you very much.", ("grazie",)),
-])
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("I love you.", ("ti amo", "vi amo", "la amo", "ti voglio bene")),
+        ("Where is the station?", ("dov'è", "dove")),
+        ("Thank you very much.", ("grazie",)),
+    ],
+)
 def test_translates_everyday_sentences_into_italian(bundle, sentence, expected):
     result = translate(bundle, sentence)
     text = result.translation.lower()
     assert text and result.output_ids[-1] == 3  # stopped by itself with [EOS]
     assert any(e in text for e in expected), text
-    assert result.attention.cross.shape == (bundle.config.n_layers, bundle.config.n_heads,
-                                            len(result.target_tokens), len(result.source_tokens))
+    assert result.attention.cross.shape == (
+        bundle.config.n_layers,
+        bundle.config.n_heads,
+        len(result.target_tokens),
+        len(result.source_tokens),
+    )
 
 
 def test_generated_unknown_word_is_copied_from_the_source(bundle):
@@ -58,7 +65,7 @@ TATOEBA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tatoeba.en-
 @pytest.mark.skipif(not TATOEBA.is_file(), reason="../shared/data is not there")
 def test_held_out_tatoeba_scores_are_the_cards(bundle):
     from core.data import read_tsv, split_pairs
-    from core.evaluate import evaluate
+    from core.evaluation import evaluate
 
     _, _, test = split_pairs(read_tsv(TATOEBA), 0.05, 0.05, 0)
     metrics, _, kept = evaluate(bundle, test, progress=False)

@@ -1,4 +1,4 @@
-"""Metrics (edit distance, CER, WER, BLEU, chrF) and the `python -m core.evaluate` command."""
+"""Metrics (edit distance, CER, WER, BLEU, chrF) and the `python -m core evaluate` command."""
 
 from __future__ import annotations
 
@@ -12,15 +12,20 @@ import pytest
 import torch
 
 from core import ModelConfig, Transformer, load_checkpoint, save_checkpoint
-from core.evaluate import evaluate
+from core.evaluation import evaluate
 from core.metrics import edit_distance, error_rate, score
 from core.tokenizer import build_tokenizer
 
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
-PAIRS = [("the cat sleeps", "il gatto dorme"), ("a dog runs", "un cane corre"), ("the big house", "la casa grande"),
-         ("where is the cat", "dov' è il gatto"), ("the dog sleeps", "il cane dorme")]
+PAIRS = [
+    ("the cat sleeps", "il gatto dorme"),
+    ("a dog runs", "un cane corre"),
+    ("the big house", "la casa grande"),
+    ("where is the cat", "dov' è il gatto"),
+    ("the dog sleeps", "il cane dorme"),
+]
 
 
 # ---------------------------------------------------------------- metrics
@@ -59,8 +64,9 @@ def test_score_identical_and_disjoint():
 @pytest.fixture
 def checkpoint(tmp_path) -> tuple[Path, Path]:
     src, tgt = build_tokenizer([p[0] for p in PAIRS], 1), build_tokenizer([p[1] for p in PAIRS], 1)
-    config = ModelConfig(src.get_vocab_size(), tgt.get_vocab_size(), d_model=32, n_layers=2, n_heads=4, d_ff=64,
-                         dropout=0.0, seq_len=12)
+    config = ModelConfig(
+        src.get_vocab_size(), tgt.get_vocab_size(), d_model=32, n_layers=2, n_heads=4, d_ff=64, dropout=0.0, seq_len=12
+    )
     torch.manual_seed(0)
     path = tmp_path / "model.pt"
     save_checkpoint(path, Transformer(config), src, tgt, metadata={"epoch": 1})
@@ -72,8 +78,14 @@ def checkpoint(tmp_path) -> tuple[Path, Path]:
 
 def run_evaluate(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "core.evaluate", *args, "--threads", "1"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "core", "evaluate", *args, "--threads", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_evaluate_function_matches_score(checkpoint):

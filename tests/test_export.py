@@ -1,4 +1,4 @@
-"""core.export: a weights-only, 16-bit file with a model card; several checkpoints averaged."""
+"""python -m core export: a weights-only, 16-bit file with a model card; several checkpoints averaged."""
 
 import json
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core import ModelConfig, Transformer, load_checkpoint, save_checkpoint
-from core.export import main
+from core.cli.export import main
 
 
 def _checkpoint(path, config, src, tgt, seed):
@@ -16,8 +16,9 @@ def _checkpoint(path, config, src, tgt, seed):
     return model
 
 
-def test_export_drops_training_state_halves_weights_and_carries_the_card(tmp_path, tiny_config, src_tokenizer,
-                                                                        tgt_tokenizer):
+def test_export_drops_training_state_halves_weights_and_carries_the_card(
+    tmp_path, tiny_config, src_tokenizer, tgt_tokenizer
+):
     model = _checkpoint(tmp_path / "a.pt", tiny_config, src_tokenizer, tgt_tokenizer, 0)
     card = tmp_path / "card.json"
     card.write_text(json.dumps({"description": "a test model", "metrics": {"bleu": 1.0}}), encoding="utf-8")
@@ -32,8 +33,19 @@ def test_export_drops_training_state_halves_weights_and_carries_the_card(tmp_pat
 def test_several_checkpoints_are_averaged(tmp_path, tiny_config, src_tokenizer, tgt_tokenizer):
     a = _checkpoint(tmp_path / "a.pt", tiny_config, src_tokenizer, tgt_tokenizer, 0)
     b = _checkpoint(tmp_path / "b.pt", tiny_config, src_tokenizer, tgt_tokenizer, 1)
-    assert main(["--checkpoint", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--out", str(tmp_path / "avg.pt"),
-                 "--float32"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(tmp_path / "a.pt"),
+                str(tmp_path / "b.pt"),
+                "--out",
+                str(tmp_path / "avg.pt"),
+                "--float32",
+            ]
+        )
+        == 0
+    )
     bundle = load_checkpoint(tmp_path / "avg.pt")
     assert bundle.metadata["averaged_from"] == ["a.pt", "b.pt"]
     key = "decoder.layers.0.feed_forward_block.linear_1.weight"

@@ -28,24 +28,24 @@ def test_attention_shapes_and_rows(tiny_config, n_layers, n_heads):
     src, tgt = padded_batch(config)
     src_mask = padding_mask(src, PAD_ID)  # (B, 1, 1, S)
     tgt_mask = padding_mask(tgt, PAD_ID) & causal_mask(tgt.size(1))  # (B, 1, T, T)
-    logits, maps = model(src, tgt, src_mask, tgt_mask, return_attention=True)
+    logits, (enc, dec, cross) = model(src, tgt, src_mask, tgt_mask, return_attention=True)
 
     assert logits.shape == (2, 5, config.tgt_vocab_size)
-    assert maps.encoder.shape == (n_layers, 2, n_heads, 6, 6)
-    assert maps.decoder.shape == (n_layers, 2, n_heads, 5, 5)
-    assert maps.cross.shape == (n_layers, 2, n_heads, 5, 6)
-    for probs in (maps.encoder, maps.decoder, maps.cross):
+    assert enc.shape == (n_layers, 2, n_heads, 6, 6)
+    assert dec.shape == (n_layers, 2, n_heads, 5, 5)
+    assert cross.shape == (n_layers, 2, n_heads, 5, 6)
+    for probs in (enc, dec, cross):
         assert torch.allclose(probs.sum(-1), torch.ones(probs.shape[:-1]), atol=1e-5)
         assert (probs >= 0).all()
     upper = torch.ones(5, 5, dtype=torch.bool).triu(1)
-    assert (maps.decoder[..., upper] == 0).all()
-    assert (maps.encoder[:, 1, :, :, 4:] == 0).all()  # padded source keys
-    assert (maps.cross[:, 1, :, :, 4:] == 0).all()
-    assert (maps.decoder[:, 1, :, :, 3:] == 0).all()  # padded target keys
+    assert (dec[..., upper] == 0).all()
+    assert (enc[:, 1, :, :, 4:] == 0).all()  # padded source keys
+    assert (cross[:, 1, :, :, 4:] == 0).all()
+    assert (dec[:, 1, :, :, 3:] == 0).all()  # padded target keys
     # The batch's real rows match each sentence run on its own, unpadded.
-    alone, alone_maps = model(src[1:, :4], tgt[1:, :3], None, causal_mask(3), return_attention=True)
+    alone, (_, _, alone_cross) = model(src[1:, :4], tgt[1:, :3], None, causal_mask(3), return_attention=True)
     assert torch.allclose(logits[1, :3], alone[0], atol=1e-5)
-    assert torch.allclose(maps.cross[:, 1, :, :3, :4], alone_maps.cross[:, 0], atol=1e-5)
+    assert torch.allclose(cross[:, 1, :, :3, :4], alone_cross[:, 0], atol=1e-5)
 
 
 def test_fused_path_matches_explicit_path(tiny_model, tiny_config):
@@ -60,9 +60,9 @@ def test_eval_mode_is_deterministic(tiny_config):
     torch.manual_seed(0)
     model = Transformer(ModelConfig(**{**tiny_config.to_dict(), "dropout": 0.5})).eval()
     src, tgt = padded_batch(tiny_config)
-    first, maps1 = model(src, tgt, None, causal_mask(tgt.size(1)), return_attention=True)
-    second, maps2 = model(src, tgt, None, causal_mask(tgt.size(1)), return_attention=True)
-    assert torch.equal(first, second) and torch.equal(maps1.cross, maps2.cross)
+    first, (_, _, cross1) = model(src, tgt, None, causal_mask(tgt.size(1)), return_attention=True)
+    second, (_, _, cross2) = model(src, tgt, None, causal_mask(tgt.size(1)), return_attention=True)
+    assert torch.equal(first, second) and torch.equal(cross1, cross2)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -14,8 +14,9 @@ import torch
 
 from core import load_checkpoint, translate
 from core.checkpoint import read_checkpoint
+from core.cli.train import config_from_args, main
 from core.config import TrainConfig
-from core.train import config_from_args, main, run_checkpoints, train
+from core.training import run_checkpoints, train
 
 torch.set_num_threads(1)
 
@@ -35,10 +36,39 @@ def write_corpus(path: Path, n: int = 120, seed: int = 0, lengths: tuple[int, in
 
 
 def tiny_argv(run: Path, data: Path, *extra: str) -> list[str]:
-    return ["--data", str(data), "--model-folder", str(run / "weights"), "--experiment-name", str(run / "tb"),
-            "--d-model", "32", "--layers", "2", "--heads", "4", "--d-ff", "64", "--seq-len", "32",
-            "--batch-size", "8", "--min-frequency", "1", "--threads", "1", "--val-sentences", "4",
-            "--val-examples", "1", "--device", "cpu", "--lr", "1e-3", *extra]
+    return [
+        "--data",
+        str(data),
+        "--model-folder",
+        str(run / "weights"),
+        "--experiment-name",
+        str(run / "tb"),
+        "--d-model",
+        "32",
+        "--layers",
+        "2",
+        "--heads",
+        "4",
+        "--d-ff",
+        "64",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "8",
+        "--min-frequency",
+        "1",
+        "--threads",
+        "1",
+        "--val-sentences",
+        "4",
+        "--val-examples",
+        "1",
+        "--device",
+        "cpu",
+        "--lr",
+        "1e-3",
+        *extra,
+    ]
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -52,8 +82,9 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 def trained(tmp_path_factory):
     run = tmp_path_factory.mktemp("trained")
     data = write_corpus(run / "pairs.tsv", n=200)
-    argv = tiny_argv(run, data, "--epochs", "8", "--batch-size", "16", "--dropout", "0.0",
-                      "--lr", "3e-3", "--keep-last", "10")
+    argv = tiny_argv(
+        run, data, "--epochs", "8", "--batch-size", "16", "--dropout", "0.0", "--lr", "3e-3", "--keep-last", "10"
+    )
     cfg = config_from_args(argv)
     last = train(cfg)
     return run, data, cfg, last
@@ -108,8 +139,9 @@ def test_stop_and_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path
     for key in straight:
         assert torch.equal(resumed[key], straight[key]), key
     a_meta = read_checkpoint(folder / "tmodel_01.pt")["metadata"]
-    assert a_meta["global_step"] == read_checkpoint(tmp_path / "c" / "weights" / "tmodel_01.pt")["metadata"][
-        "global_step"]
+    assert (
+        a_meta["global_step"] == read_checkpoint(tmp_path / "c" / "weights" / "tmodel_01.pt")["metadata"]["global_step"]
+    )
 
 
 def test_max_steps_without_save_every_leaves_a_resumable_checkpoint(tmp_path):
@@ -209,16 +241,51 @@ def test_every_flag_says_what_it_does_and_its_default(capsys):
 
 
 def test_every_field_is_a_flag_and_config_files_are_read(tmp_path):
-    cfg = config_from_args(["--data", "a.tsv", "--data", "b.tsv*2", "--epochs", "3", "--batch-size", "4",
-                            "--lr", "0.001", "--seq-len", "64", "--d-model", "64", "--layers", "2", "--heads", "2",
-                            "--d-ff", "128", "--dropout", "0", "--model-folder", "m", "--preload", "none",
-                            "--seed", "7", "--amp", "--lowercase", "false"])
+    cfg = config_from_args(
+        [
+            "--data",
+            "a.tsv",
+            "--data",
+            "b.tsv*2",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "4",
+            "--lr",
+            "0.001",
+            "--seq-len",
+            "64",
+            "--d-model",
+            "64",
+            "--layers",
+            "2",
+            "--heads",
+            "2",
+            "--d-ff",
+            "128",
+            "--dropout",
+            "0",
+            "--model-folder",
+            "m",
+            "--preload",
+            "none",
+            "--seed",
+            "7",
+            "--amp",
+            "--lowercase",
+            "false",
+        ]
+    )
     assert cfg.data == ("a.tsv", "b.tsv*2") and (cfg.epochs, cfg.batch_size, cfg.lr) == (3, 4, 0.001)
     assert (cfg.seq_len, cfg.d_model, cfg.layers, cfg.heads, cfg.d_ff, cfg.dropout) == (64, 64, 2, 2, 128, 0.0)
     assert (cfg.model_folder, cfg.preload, cfg.seed, cfg.amp, cfg.lowercase) == ("m", "none", 7, True, False)
     assert config_from_args([]) == TrainConfig()  # tutorial defaults
     assert (TrainConfig().batch_size, TrainConfig().seq_len, TrainConfig().d_model, TrainConfig().lr) == (
-        8, 350, 512, 1e-4)
+        8,
+        350,
+        512,
+        1e-4,
+    )
     (tmp_path / "c.json").write_text(json.dumps({"data": "x.tsv", "epochs": 5, "lr": 0.5, "preload": 2}))
     cfg = config_from_args(["--config", str(tmp_path / "c.json"), "--epochs", "9"])
     assert (cfg.data, cfg.epochs, cfg.lr, cfg.preload) == (("x.tsv",), 9, 0.5, "2")  # flags override the file
@@ -227,13 +294,16 @@ def test_every_field_is_a_flag_and_config_files_are_read(tmp_path):
     assert (cfg.data, cfg.batch_size, cfg.warmup_steps) == (("x.tsv", "y.tsv"), 3, 100)
 
 
-@pytest.mark.parametrize(("content", "suffix", "needle"), [
-    ('{"epochs": 2, "bogus_key": 1}', ".json", "bogus_key"),
-    ('epochs = 2\nbatchsize = 4\n', ".toml", "batchsize"),
-    ('{"lr": "fast"}', ".json", "lr"),
-    ('{"batch_size": -4}', ".json", "batch_size"),
-    ('{"epochs": ', ".json", "Expecting value"),
-])
+@pytest.mark.parametrize(
+    ("content", "suffix", "needle"),
+    [
+        ('{"epochs": 2, "bogus_key": 1}', ".json", "bogus_key"),
+        ("epochs = 2\nbatchsize = 4\n", ".toml", "batchsize"),
+        ('{"lr": "fast"}', ".json", "lr"),
+        ('{"batch_size": -4}', ".json", "batch_size"),
+        ('{"epochs": ', ".json", "Expecting value"),
+    ],
+)
 def test_bad_config_files_exit_2_naming_the_problem(tmp_path, capsys, content, suffix, needle):
     path = tmp_path / f"bad{suffix}"
     path.write_text(content)
@@ -242,17 +312,20 @@ def test_bad_config_files_exit_2_naming_the_problem(tmp_path, capsys, content, s
     assert err.startswith("error:") and needle in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    (["--batch-size", "-1"], "batch_size must be a positive integer"),
-    (["--epochs", "0"], "epochs must be a positive integer"),
-    (["--dropout", "1.5"], "dropout"),
-    (["--preload", "garbage"], "preload must be"),
-    (["--d-model", "30", "--heads", "4"], "divisible"),
-    (["--device", "tpu"], "device must be"),
-    (["--val-fraction", "0"], "val_fraction"),
-    (["--config", "no/such/file.json"], "config file not found"),
-    (["--data", "no/such/pairs.tsv"], "data file not found: no/such/pairs.tsv"),
-])
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--batch-size", "-1"], "batch_size must be a positive integer"),
+        (["--epochs", "0"], "epochs must be a positive integer"),
+        (["--dropout", "1.5"], "dropout"),
+        (["--preload", "garbage"], "preload must be"),
+        (["--d-model", "30", "--heads", "4"], "divisible"),
+        (["--device", "tpu"], "device must be"),
+        (["--val-fraction", "0"], "val_fraction"),
+        (["--config", "no/such/file.json"], "config file not found"),
+        (["--data", "no/such/pairs.tsv"], "data file not found: no/such/pairs.tsv"),
+    ],
+)
 def test_bad_values_exit_2_with_a_clear_message(capsys, argv, needle):
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The command line: python -m core.translate, run as a subprocess."""
+"""The command line: python -m core translate, run as a subprocess."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "core.translate", *map(str, args)],
+        [sys.executable, "-m", "core", "translate", *map(str, args)],
         input=stdin,
         cwd=ROOT,
         env=env,
@@ -37,8 +37,15 @@ def test_json_schema_and_shapes(tiny_checkpoint, tiny_config):
     records = [json.loads(line) for line in run.stdout.splitlines()]
     assert [r["source"] for r in records] == ["the cat sleeps .", "a dog"]
     for record in records:
-        assert set(record) == {"source", "translation", "source_tokens", "target_tokens", "output_ids", "copied",
-                               "attention"}
+        assert set(record) == {
+            "source",
+            "translation",
+            "source_tokens",
+            "target_tokens",
+            "output_ids",
+            "copied",
+            "attention",
+        }
         s, t = len(record["source_tokens"]), len(record["target_tokens"])
         assert record["source_tokens"][0] == "[SOS]" and record["source_tokens"][-1] == "[EOS]"
         assert record["target_tokens"][0] == "[SOS]" and t <= 6
@@ -107,9 +114,14 @@ def test_tutorial_checkpoint_note(tmp_path):
 
 def test_stdin_bytes_that_are_not_utf8_reject_that_line_only(tiny_checkpoint):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, "-m", "core.translate", "--checkpoint", str(tiny_checkpoint), "--json",
-                          "--max-len", "4"], input=b"\xff\xfe bad\r\nthe cat\r\n", cwd=ROOT, env=env,
-                         capture_output=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "core", "translate", "--checkpoint", str(tiny_checkpoint), "--json", "--max-len", "4"],
+        input=b"\xff\xfe bad\r\nthe cat\r\n",
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
     stderr = run.stderr.decode()
     assert run.returncode == 1 and "Traceback" not in stderr
     assert "error: the sentence is not UTF-8 text" in stderr
@@ -126,7 +138,9 @@ def test_argument_errors_are_one_line(tiny_checkpoint, tmp_path):
     (tmp_path / "runs" / "small").mkdir(parents=True)
     (tmp_path / "runs" / "small" / "tmodel_05.pt").write_bytes(b"")
     run = run_cli("--checkpoint", tmp_path / "runs", "the cat")
-    assert run.returncode == 2 and run.stderr.strip() == f"error: {tmp_path / 'runs'} is a folder, not a checkpoint file"
+    assert (
+        run.returncode == 2 and run.stderr.strip() == f"error: {tmp_path / 'runs'} is a folder, not a checkpoint file"
+    )
     run = run_cli("--checkpoint", tmp_path / "runs" / "small", "the cat")
     assert run.stderr.strip().endswith("is a folder, not a checkpoint file; it holds tmodel_05.pt")
     assert "Traceback" not in run.stderr

@@ -1,6 +1,6 @@
 """Which cross-attention heads align words? Score every head against gold word alignments.
 
-    python -m core.alignment --checkpoint checkpoints/default.pt --data xlwa.en-it.dev.gold.tsv
+    python -m core alignment --checkpoint checkpoints/default.pt --data xlwa.en-it.dev.gold.tsv
 
 The data is XL-WA's format: `english tokens<TAB>italian tokens<TAB>i-j ...` (space-separated words,
 0-based English index i, Italian index j). For each pair the decoder is fed the Italian sentence
@@ -12,16 +12,13 @@ a diagonal aligner (word j to word j * len(en) / len(it)) is printed as the base
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from core.checkpoint import CheckpointError, ModelBundle, load_checkpoint
-from core.decode import translate
-from core.tokenizer import encode
+from core.checkpoint import ModelBundle
+from core.decoding import translate
 
 Links = set[tuple[int, int]]
 
@@ -102,34 +99,3 @@ def score_heads(bundle: ModelBundle, pairs: list[GoldPair]) -> tuple[np.ndarray,
         gold_all |= {(n, s, t) for s, t in pair.links}
     rates = 1.0 - 2 * hits / (predicted + gold_total)
     return rates, aer(diag, gold_all)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.alignment", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--data", required=True, help="XL-WA style file: en words, it words, i-j links")
-    parser.add_argument("--top", type=int, default=5, help="print this many best heads")
-    args = parser.parse_args(argv)
-    try:
-        bundle = load_checkpoint(args.checkpoint)
-        pairs = read_gold(args.data)
-    except (CheckpointError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    pairs = [p for p in pairs if len(encode(bundle.src_tokenizer, " ".join(p.source_words))[0]) + 2
-             <= bundle.config.seq_len and len(encode(bundle.tgt_tokenizer, " ".join(p.target_words))[0]) + 1
-             <= bundle.config.seq_len]
-    rates, baseline = score_heads(bundle, pairs)
-    order = np.argsort(rates, axis=None)[: args.top]
-    print(f"{len(pairs)} sentence pairs; AER (lower is better) of each cross-attention head, layers x heads:")
-    for layer, row in enumerate(rates, 1):
-        print(f"  layer {layer}: " + " ".join(f"{r:.2f}" for r in row))
-    for flat in order:
-        layer, head = np.unravel_index(flat, rates.shape)
-        print(f"best: layer {layer + 1} head {head + 1}: AER {rates[layer, head]:.3f}")
-    print(f"diagonal baseline: AER {baseline:.3f}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

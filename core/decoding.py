@@ -11,20 +11,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from core.attention import Attention
 from core.checkpoint import ModelBundle
 from core.model import Transformer, causal_mask, padding_mask
 from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, UNK, UNK_ID, detokenize, encode
 
 TOP_K = 5
-
-
-@dataclass(frozen=True)
-class Attention:
-    """Softmax attention of one sentence: every layer and head."""
-
-    encoder: Tensor  # (L, H, S, S) source tokens attending to source tokens
-    decoder: Tensor  # (L, H, T, T) decoder input tokens attending to earlier ones
-    cross: Tensor  # (L, H, T, S) decoder input tokens attending to source tokens
 
 
 @dataclass(frozen=True)
@@ -34,9 +26,7 @@ class Translation:
     source: str
     translation: str  # generated text, or the reference text in teacher-forced mode
     source_ids: list[int]  # encoder input: [SOS] + words + [EOS]
-    source_tokens: list[str]
     target_ids: list[int]  # decoder input (the query rows): [SOS] then each generated/reference token
-    target_tokens: list[str]
     output_ids: list[int]  # generated after [SOS], ending with [EOS] when produced; argmax per row if forced
     top_ids: Tensor  # (T, TOP_K) most likely next tokens at each decoder position
     top_probs: Tensor  # (T, TOP_K) their probabilities
@@ -45,6 +35,14 @@ class Translation:
     unknown_words: tuple[str, ...] = ()  # source words the tokenizer mapped to [UNK]
     copied: tuple[tuple[int, int, str], ...] = ()  # (output position, source position, word shown): a
     # generated [UNK] written in `translation` as the source word its cross-attention picked (copy_sources)
+
+    @property
+    def source_tokens(self) -> list[str]:
+        return list(self.attention.source_tokens)
+
+    @property
+    def target_tokens(self) -> list[str]:
+        return list(self.attention.target_tokens)
 
 
 def _top(logits: Tensor) -> tuple[Tensor, Tensor]:
@@ -56,7 +54,8 @@ def _top(logits: Tensor) -> tuple[Tensor, Tensor]:
 def greedy_decode(model: Transformer, src_ids: list[int], max_len: int):
     """Encode once, then decode one token per step over a key/value cache.
 
-    Returns (decoder input ids, output ids, (T, k) top ids, (T, k) top probs, Attention). max_len counts
+    Returns (decoder input ids, output ids, (T, k) top ids, (T, k) top probs, (encoder, decoder, cross)
+    attention as (L, H, Tq, Tk) tensors). max_len counts
     [SOS], as in the tutorial's loop: at most max_len decoder tokens. The model must be in eval mode.
     """
     device = next(model.parameters()).device
@@ -87,24 +86,25 @@ def greedy_decode(model: Transformer, src_ids: list[int], max_len: int):
     decoder = torch.zeros(model.config.n_layers, model.config.n_heads, t, t, device=device)
     for i, row in enumerate(self_rows):
         decoder[:, :, i, : i + 1] = row  # causal: keys after the query stay 0
-    attn = Attention(torch.stack(enc_probs)[:, 0], decoder, torch.stack(cross_rows, dim=2))
-    return inputs, outputs, torch.stack(top_ids), torch.stack(top_probs), attn
+    maps = (torch.stack(enc_probs)[:, 0], decoder, torch.stack(cross_rows, dim=2))
+    return inputs, outputs, torch.stack(top_ids), torch.stack(top_probs), maps
 
 
 @torch.inference_mode()
 def teacher_forced(model: Transformer, src_ids: list[int], tgt_ids: list[int]):
-    """One full pass with decoder input [SOS] + tgt_ids; returns (inputs, argmax ids, top ids, top probs, Attention)."""
+    """One full pass with decoder input [SOS] + tgt_ids; returns (inputs, argmax ids, top ids, top probs, maps)
+    with maps the (encoder, decoder, cross) attention as (L, H, Tq, Tk) tensors."""
     device = next(model.parameters()).device
     src = torch.tensor([src_ids], device=device)
     tgt = torch.tensor([[SOS_ID, *tgt_ids]], device=device)
     logits, maps = model(src, tgt, None, causal_mask(tgt.size(1), device), return_attention=True)
     ids, probs = _top(logits[0])
-    attn = Attention(maps.encoder[:, 0], maps.decoder[:, 0], maps.cross[:, 0])
-    return tgt[0].tolist(), ids[:, 0].tolist(), ids, probs, attn
+    return tgt[0].tolist(), ids[:, 0].tolist(), ids, probs, tuple(m[:, 0] for m in maps)
 
 
-def copy_sources(cross: Tensor, output_ids: list[int], source_tokens: list[str],
-                 source_words: list[str]) -> list[tuple[int, int]]:
+def copy_sources(
+    cross: Tensor, output_ids: list[int], source_tokens: list[str], source_words: list[str]
+) -> list[tuple[int, int]]:
     """Where each generated [UNK] copies from: (output position, source position), as in Luong et al. (2015).
 
     cross is (T, S) attention of the decoder rows on the encoder input ([SOS] + words + [EOS]), averaged
@@ -120,27 +120,33 @@ def copy_sources(cross: Tensor, output_ids: list[int], source_tokens: list[str],
     copies = []
     for row, token_id in enumerate(output_ids):
         if token_id == UNK_ID:
-            scores = cross[row, 1: len(source_words) + 1].masked_fill(~allowed, -1.0)
+            scores = cross[row, 1 : len(source_words) + 1].masked_fill(~allowed, -1.0)
             copies.append((row, int(scores.argmax()) + 1))
     return copies
 
 
-def copy_unknown_words(tgt_tokenizer, cross: Tensor, output_ids: list[int], source_tokens: list[str],
-                       source_words: list[str]) -> list[tuple[int, int, str]]:
+def copy_unknown_words(
+    tgt_tokenizer, cross: Tensor, output_ids: list[int], source_tokens: list[str], source_words: list[str]
+) -> list[tuple[int, int, str]]:
     """(output position, source position, word as shown) for each generated [UNK]; see copy_sources.
 
     The word is written as the target side writes words (its tokenizer's normalizer applied).
     """
     normalize = tgt_tokenizer.normalizer.normalize_str if tgt_tokenizer.normalizer else str
-    return [(row, col, normalize(source_words[col - 1]))
-            for row, col in copy_sources(cross, output_ids, source_tokens, source_words)]
+    return [
+        (row, col, normalize(source_words[col - 1]))
+        for row, col in copy_sources(cross, output_ids, source_tokens, source_words)
+    ]
 
 
 def copied_text(tgt_tokenizer, output_ids: list[int], copies: list[tuple[int, int, str]]) -> str:
     """Output text with each copied [UNK] (copy_unknown_words) written as its word."""
     replace = {row: word for row, _, word in copies}
-    tokens = [replace[row] if row in replace else tgt_tokenizer.id_to_token(token_id)
-              for row, token_id in enumerate(output_ids) if token_id not in (PAD_ID, SOS_ID, EOS_ID)]
+    tokens = [
+        replace[row] if row in replace else tgt_tokenizer.id_to_token(token_id)
+        for row, token_id in enumerate(output_ids)
+        if token_id not in (PAD_ID, SOS_ID, EOS_ID)
+    ]
     return detokenize(tokens)
 
 
@@ -160,13 +166,19 @@ def _encode_checked(tokenizer, text: str, limit: int, what: str, specials: str):
     if not ids:
         raise ValueError(f"the {what} has no words the tokenizer can read")
     if len(ids) > limit:
-        raise ValueError(f"the {what} is {len(ids)} tokens long; this model takes at most {limit} "
-                         f"(its seq_len includes {specials})")
+        raise ValueError(
+            f"the {what} is {len(ids)} tokens long; this model takes at most {limit} (its seq_len includes {specials})"
+        )
     return ids, tokens, words
 
 
-def translate(bundle: ModelBundle, sentence: str, max_len: int | None = None,
-              reference: str | None = None, copy_unknown: bool = True) -> Translation:
+def translate(
+    bundle: ModelBundle,
+    sentence: str,
+    max_len: int | None = None,
+    reference: str | None = None,
+    copy_unknown: bool = True,
+) -> Translation:
     """Translate one sentence greedily (or, given a reference, feed it to the decoder) with all attention maps.
 
     With copy_unknown, each [UNK] the model generates is shown in the text as the source word it attended
@@ -180,22 +192,29 @@ def translate(bundle: ModelBundle, sentence: str, max_len: int | None = None,
     copies: list[tuple[int, int, str]] = []
     if reference is not None:
         ref_ids, ref_tokens, _ = _encode_checked(tgt_tok, reference, seq_len - 1, "reference translation", "[SOS]")
-        inputs, outputs, top_ids, top_probs, attn = teacher_forced(model, src_ids, ref_ids)
+        inputs, outputs, top_ids, top_probs, maps = teacher_forced(model, src_ids, ref_ids)
         text = detokenize(ref_tokens)
     else:
         max_len = seq_len if max_len is None else max_len
         if not 2 <= max_len <= seq_len:
             raise ValueError(f"max_len must be between 2 and the model's seq_len {seq_len}, got {max_len}")
-        inputs, outputs, top_ids, top_probs, attn = greedy_decode(model, src_ids, max_len)
+        inputs, outputs, top_ids, top_probs, maps = greedy_decode(model, src_ids, max_len)
         if copy_unknown and UNK_ID in outputs:
-            copies = copy_unknown_words(tgt_tok, attn.cross.mean((0, 1)), outputs, tokens, words)
+            copies = copy_unknown_words(tgt_tok, maps[2].mean((0, 1)), outputs, tokens, words)
         text = copied_text(tgt_tok, outputs, copies)
-    cpu = Attention(attn.encoder.cpu(), attn.decoder.cpu(), attn.cross.cpu())
+    attention = Attention(*(m.cpu() for m in maps), tuple(_tokens(src_tok, src_ids)), tuple(_tokens(tgt_tok, inputs)))
     return Translation(
-        source=sentence, translation=text, source_ids=src_ids, source_tokens=_tokens(src_tok, src_ids),
-        target_ids=inputs, target_tokens=_tokens(tgt_tok, inputs), output_ids=outputs,
-        top_ids=top_ids.cpu(), top_probs=top_probs.cpu(), attention=cpu, reference=reference,
-        unknown_words=unknown, copied=tuple(copies),
+        source=sentence,
+        translation=text,
+        source_ids=src_ids,
+        target_ids=inputs,
+        output_ids=outputs,
+        top_ids=top_ids.cpu(),
+        top_probs=top_probs.cpu(),
+        attention=attention,
+        reference=reference,
+        unknown_words=unknown,
+        copied=tuple(copies),
     )
 
 

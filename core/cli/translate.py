@@ -1,8 +1,8 @@
 """Translate sentences from the command line, optionally as JSON with every attention map.
 
-    python -m core.translate --checkpoint checkpoints/default.pt "I love you." "Where is the station?"
-    python -m core.translate --checkpoint opus_books_weights/tmodel_19.pt --heads 8 --json "Hello."
-    echo "Good morning." | python -m core.translate --checkpoint checkpoints/default.pt
+    python -m core translate --checkpoint checkpoints/default.pt "I love you." "Where is the station?"
+    python -m core translate --checkpoint opus_books_weights/tmodel_19.pt --heads 8 --json "Hello."
+    echo "Good morning." | python -m core translate --checkpoint checkpoints/default.pt
 
 Exit status: 0 when every sentence was translated, 1 when some sentence was rejected (empty, too long
 or not UTF-8 text; the others are still translated), 2 when the checkpoint could not be loaded or the
@@ -19,7 +19,7 @@ import torch
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import positive_int
-from core.decode import Translation, translate
+from core.decoding import Translation, translate
 
 JSON_DECIMALS = 6
 
@@ -29,7 +29,7 @@ def _rounded(tensor: torch.Tensor) -> list:
     return tensor.double().round(decimals=JSON_DECIMALS).tolist()
 
 
-def to_json(result: Translation) -> dict:
+def translation_record(result: Translation) -> dict:
     """The --json record of one sentence; attention as [L][H][T_query][T_key] nested lists."""
     return {
         "source": result.source,
@@ -56,18 +56,23 @@ def stdin_sentences() -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m core.translate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m core translate", description=__doc__.splitlines()[0])
     parser.add_argument("sentences", nargs="*", help="sentences to translate (default: one per line from stdin)")
     parser.add_argument("--checkpoint", required=True, help="our checkpoint file, or a tutorial tmodel_XX.pt")
     parser.add_argument("--src-tokenizer", help="source tokenizer JSON (tutorial checkpoints: tokenizer_en.json)")
     parser.add_argument("--tgt-tokenizer", help="target tokenizer JSON (tutorial checkpoints: tokenizer_it.json)")
     parser.add_argument("--heads", type=int, help="attention heads of a tutorial checkpoint (default 8)")
     parser.add_argument("--max-len", type=int, help="most decoder tokens, [SOS] included (default: seq_len)")
-    parser.add_argument("--reference", help="feed this Italian translation to the decoder instead of decoding "
-                        "greedily (one sentence only)")
+    parser.add_argument(
+        "--reference",
+        help="feed this Italian translation to the decoder instead of decoding greedily (one sentence only)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per sentence, with attention maps")
-    parser.add_argument("--keep-unk", action="store_true",
-                        help="print a generated [UNK] as [UNK], not as the source word it attended to")
+    parser.add_argument(
+        "--keep-unk",
+        action="store_true",
+        help="print a generated [UNK] as [UNK], not as the source word it attended to",
+    )
     parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     return parser.parse_args(argv)
 
@@ -84,19 +89,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}", file=sys.stderr)
     sentences = args.sentences or stdin_sentences()
     if args.reference is not None and len(sentences) > 1:
-        print(f"error: --reference is the translation of one sentence; got {len(sentences)} sentences",
-              file=sys.stderr)
+        print(f"error: --reference is the translation of one sentence; got {len(sentences)} sentences", file=sys.stderr)
         return 2
     status = 0
     for sentence in sentences:
         try:
-            result = translate(bundle, sentence, max_len=args.max_len, reference=args.reference,
-                               copy_unknown=not args.keep_unk)
+            result = translate(
+                bundle, sentence, max_len=args.max_len, reference=args.reference, copy_unknown=not args.keep_unk
+            )
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 1
             continue
-        print(json.dumps(to_json(result), ensure_ascii=False) if args.json else result.translation, flush=True)
+        print(
+            json.dumps(translation_record(result), ensure_ascii=False) if args.json else result.translation, flush=True
+        )
     return status
 
 

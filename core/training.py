@@ -1,4 +1,4 @@
-"""Train the Transformer: `python -m core.train --data pairs.tsv [flags]`, or under torchrun for several processes.
+"""Train the Transformer (the command: `python -m core train`, core/cli/train.py), alone or under torchrun.
 
 Checkpoints (`{model_folder}/{model_basename}{epoch:02d}.pt` at each epoch end, and
 `...{epoch:02d}-step{step:08d}.pt` every --save-every steps) are our self-describing format and carry
@@ -7,16 +7,12 @@ everything needed to resume exactly: optimizer, scheduler, position in the epoch
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
 import os
 import random
 import re
-import sys
 import time
-import tomllib
 from pathlib import Path
 
 import torch
@@ -28,7 +24,6 @@ from tqdm import tqdm
 from core.checkpoint import CheckpointError, ModelBundle, load_checkpoint, read_checkpoint, save_checkpoint
 from core.config import ModelConfig, TrainConfig
 from core.data import (
-    DataError,
     collate,
     encode_pairs,
     load_hub_pairs,
@@ -37,54 +32,12 @@ from core.data import (
     read_tsv,
     split_pairs,
 )
-from core.decode import greedy_batch
+from core.decoding import greedy_batch
 from core.metrics import score
 from core.model import Transformer, causal_mask, padding_mask
-from core.tokenizer import PAD_ID, build_tokenizer, decode, load_tokenizer
+from core.tokenizer import PAD_ID, build_tokenizer, ids_to_text, load_tokenizer
 
 CHECKPOINT_NAME = re.compile(r"(\d+)(?:-step(\d+))?\.pt$")
-
-
-# ---------------------------------------------------------------- configuration from flags and files
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """One flag per TrainConfig field (--batch-size for batch_size), plus --config FILE."""
-    parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="JSON or TOML file of TrainConfig fields (flags override it)")
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata["help"]
-        if f.name == "data":
-            parser.add_argument(flag, action="append", default=None, metavar="FILE", help=help_text)
-        elif isinstance(f.default, bool):
-            parser.add_argument(flag, type=_parse_bool, nargs="?", const=True, default=None, metavar="BOOL",
-                                help=f"{help_text} (a bare flag means true; default: {str(f.default).lower()})")
-        else:
-            shown = f.default if f.default != "" else "none"
-            parser.add_argument(flag, type=type(f.default), default=None, help=f"{help_text} (default: {shown})")
-    return parser
-
-
-def config_from_args(argv: list[str] | None = None) -> TrainConfig:
-    args = build_parser().parse_args(argv)
-    values: dict = {}
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise ValueError(f"config file not found: {path}")
-        text = path.read_text(encoding="utf-8")
-        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    values.update({k: v for k, v in vars(args).items() if k != "config" and v is not None})
-    return TrainConfig.from_dict(values)
 
 
 # ---------------------------------------------------------------- checkpoints of a run
@@ -185,9 +138,9 @@ def validate(model: Transformer, examples, tgt_tok, cfg: TrainConfig, val_pairs,
     chosen = list(range(min(cfg.val_sentences, len(examples))))
     hyps, refs = [], []
     for start in range(0, len(chosen), 64):
-        batch = [examples[i] for i in chosen[start:start + 64]]
+        batch = [examples[i] for i in chosen[start : start + 64]]
         max_len = min(cfg.seq_len, max(len(e.tgt) for e in batch) * 2 + 10)
-        hyps += [decode(tgt_tok, ids) for ids in greedy_batch(model, [e.src for e in batch], max_len)]
+        hyps += [ids_to_text(tgt_tok, ids) for ids in greedy_batch(model, [e.src for e in batch], max_len)]
     refs = [val_pairs[i][1] for i in chosen]  # the real text, not its tokens: [UNK] must not match [UNK]
     for i in chosen[: cfg.val_examples]:
         log(f"{'SOURCE:':>12} {val_pairs[i][0]}\n{'TARGET:':>12} {val_pairs[i][1]}\n{'PREDICTED:':>12} {hyps[i]}")
@@ -227,16 +180,26 @@ def train(cfg: TrainConfig) -> Path | None:
     val_set, kept_val = encode_pairs(val_pairs, src_tok, tgt_tok, cfg.seq_len)
     dropped_train, dropped_val = len(train_pairs) - len(kept_train), len(val_pairs) - len(kept_val)
     val_pairs = kept_val
-    log(f"{len(train_set)} training and {len(val_set)} validation pairs; dropped as longer than seq_len "
-        f"{cfg.seq_len}: {dropped_train} training, {dropped_val} validation")
+    log(
+        f"{len(train_set)} training and {len(val_set)} validation pairs; dropped as longer than seq_len "
+        f"{cfg.seq_len}: {dropped_train} training, {dropped_val} validation"
+    )
     if main_process and test_pairs:
         test_path = Path(cfg.model_folder) / "test.tsv"
         test_path.write_text("".join(f"{s}\t{t}\n" for s, t in test_pairs), encoding="utf-8")
         log(f"held out {len(test_pairs)} test pairs in {test_path}")
 
-    model_config = ModelConfig(src_tok.get_vocab_size(), tgt_tok.get_vocab_size(), cfg.d_model, cfg.layers,
-                               cfg.heads, cfg.d_ff, cfg.dropout, cfg.seq_len,
-                               init.config.attention_bias if init else False)  # no flag: older tutorial layouts
+    model_config = ModelConfig(
+        src_tok.get_vocab_size(),
+        tgt_tok.get_vocab_size(),
+        cfg.d_model,
+        cfg.layers,
+        cfg.heads,
+        cfg.d_ff,
+        cfg.dropout,
+        cfg.seq_len,
+        init.config.attention_bias if init else False,
+    )  # no flag: older tutorial layouts
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = Transformer(model_config).to(device)
@@ -267,8 +230,11 @@ def train(cfg: TrainConfig) -> Path | None:
     elif init is not None:
         wanted = dataclasses.replace(init.config, dropout=cfg.dropout)
         if wanted != model_config:
-            differ = [f"{f.name} {getattr(init.config, f.name)} (this run: {getattr(model_config, f.name)})"
-                      for f in dataclasses.fields(ModelConfig) if getattr(wanted, f.name) != getattr(model_config, f.name)]
+            differ = [
+                f"{f.name} {getattr(init.config, f.name)} (this run: {getattr(model_config, f.name)})"
+                for f in dataclasses.fields(ModelConfig)
+                if getattr(wanted, f.name) != getattr(model_config, f.name)
+            ]
             raise ValueError(f"--init-from {cfg.init_from} has " + ", ".join(differ) + ": pass the same model flags")
         model.load_state_dict(init.model.state_dict())
         log(f"initialized from {cfg.init_from} ({init.kind} checkpoint)")
@@ -286,16 +252,26 @@ def train(cfg: TrainConfig) -> Path | None:
 
     def save(path: Path, metrics: dict | None = None) -> None:
         training_state = {
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch, "global_step": global_step, "torch_rng": torch.get_rng_state(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch,
+            "global_step": global_step,
+            "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         }
-        metadata = {"train_config": cfg.to_dict(), "epoch": epoch, "global_step": global_step,
-                    "metrics": metrics or {}, "train_loss": loss_sum / loss_batches if loss_batches else None,
-                    "pairs": {"train": len(train_set), "validation": len(val_set)}}
-        save_checkpoint(path, model, src_tok, tgt_tok, metadata=metadata, training_state=training_state,
-                        half=cfg.save_half)
+        metadata = {
+            "train_config": cfg.to_dict(),
+            "epoch": epoch,
+            "global_step": global_step,
+            "metrics": metrics or {},
+            "train_loss": loss_sum / loss_batches if loss_batches else None,
+            "pairs": {"train": len(train_set), "validation": len(val_set)},
+        }
+        save_checkpoint(
+            path, model, src_tok, tgt_tok, metadata=metadata, training_state=training_state, half=cfg.save_half
+        )
         for old in run_checkpoints(cfg)[: -cfg.keep_last]:
             old.unlink(missing_ok=True)
 
@@ -306,8 +282,14 @@ def train(cfg: TrainConfig) -> Path | None:
     while epoch < cfg.epochs and not stop:
         batches = make_batches(train_set, cfg.batch_size, cfg.max_tokens, cfg.seed + epoch)
         batches = batches[: len(batches) // world * world][rank::world]  # each rank its shard, same count
-        bar = tqdm(batches[batch_in_epoch:], desc=f"epoch {epoch:02d}", initial=batch_in_epoch,
-                   total=len(batches), disable=not main_process, dynamic_ncols=True)
+        bar = tqdm(
+            batches[batch_in_epoch:],
+            desc=f"epoch {epoch:02d}",
+            initial=batch_in_epoch,
+            total=len(batches),
+            disable=not main_process,
+            dynamic_ncols=True,
+        )
         tokens_seen, started = 0, time.perf_counter()
         loss_sum, loss_batches = 0.0, 0
         for indices in bar:
@@ -316,8 +298,12 @@ def train(cfg: TrainConfig) -> Path | None:
             tgt_mask = padding_mask(dec, PAD_ID) & causal_mask(dec.size(1), device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
                 logits = net(src, dec, src_mask, tgt_mask)
-            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), lab.view(-1), ignore_index=PAD_ID,
-                                   label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(
+                logits.float().view(-1, logits.size(-1)),
+                lab.view(-1),
+                ignore_index=PAD_ID,
+                label_smoothing=cfg.label_smoothing,
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -354,8 +340,9 @@ def train(cfg: TrainConfig) -> Path | None:
             for name, value in metrics.items():
                 writer.add_scalar(f"validation {name}", value, global_step)
             if val_set:
-                writer.add_text("validation sample",
-                                f"{val_pairs[0][0]} → {greedy_text(model, val_set[0], tgt_tok)}", global_step)
+                writer.add_text(
+                    "validation sample", f"{val_pairs[0][0]} → {greedy_text(model, val_set[0], tgt_tok)}", global_step
+                )
         epoch, batch_in_epoch = epoch + 1, 0
         if main_process:
             last_path = folder / f"{cfg.model_basename}{epoch - 1:02d}.pt"
@@ -370,7 +357,9 @@ def train(cfg: TrainConfig) -> Path | None:
 
 def greedy_text(model: Transformer, example, tgt_tok) -> str:
     model.eval()
-    text = decode(tgt_tok, greedy_batch(model, [example.src], min(model.config.seq_len, len(example.tgt) * 2 + 10))[0])
+    text = ids_to_text(
+        tgt_tok, greedy_batch(model, [example.src], min(model.config.seq_len, len(example.tgt) * 2 + 10))[0]
+    )
     model.train()
     return text
 
@@ -379,22 +368,3 @@ def _as_random_state(state):
     """random.getstate() comes back from a checkpoint with lists where tuples were."""
     version, internal, gauss = state
     return version, tuple(internal), gauss
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        cfg = config_from_args(argv)
-        last = train(cfg)
-    except (ValueError, DataError, CheckpointError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the last checkpoint written is intact; resume with --preload latest", file=sys.stderr)
-        return 130
-    if last is not None:
-        tqdm.write(f"last checkpoint: {last}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The one value for attention: every layer and head of one sentence, with the tokens on each axis.
+
+Decoding, analyses and charts all take this type, so a chart's labels are always the tokens the model
+really saw. Tensors are (L, H, T_query, T_key) softmax weights; rows sum to 1 (decoder self-attention
+is zero above the diagonal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+KINDS = ("encoder", "decoder", "cross")
+KIND_LABELS = {"cross": "Encoder-decoder cross", "encoder": "Encoder self", "decoder": "Decoder self"}
+
+
+@dataclass(frozen=True)
+class Attention:
+    """Softmax attention of one sentence: every layer and head of each kind, and the tokens it was computed on."""
+
+    encoder: Tensor  # (L, H, S, S) source tokens attending to source tokens
+    decoder: Tensor  # (L, H, T, T) decoder input tokens attending to earlier ones
+    cross: Tensor  # (L, H, T, S) decoder input tokens attending to source tokens
+    source_tokens: tuple[str, ...]  # encoder input: [SOS] + words + [EOS]
+    target_tokens: tuple[str, ...]  # decoder input (the query rows): [SOS] then each fed token
+
+    def __post_init__(self) -> None:
+        s, t = len(self.source_tokens), len(self.target_tokens)
+        for kind, shape in (("encoder", (s, s)), ("decoder", (t, t)), ("cross", (t, s))):
+            if tuple(getattr(self, kind).shape[-2:]) != shape:
+                raise ValueError(
+                    f"{kind} attention {tuple(getattr(self, kind).shape)} does not match "
+                    f"{s} source and {t} target tokens"
+                )
+
+    @property
+    def n_layers(self) -> int:
+        return self.encoder.shape[0]
+
+    @property
+    def n_heads(self) -> int:
+        return self.encoder.shape[1]
+
+    def weights(self, kind: str) -> Tensor:
+        """(L, H, Tq, Tk) weights of one kind: "encoder", "decoder" or "cross"."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown attention kind {kind!r}: use one of {', '.join(KINDS)}")
+        return getattr(self, kind)
+
+    def queries(self, kind: str) -> list[str]:
+        """Tokens down the rows of that kind's maps."""
+        return list(self.source_tokens if kind == "encoder" else self.target_tokens)
+
+    def keys(self, kind: str) -> list[str]:
+        """Tokens across the columns of that kind's maps."""
+        return list(self.target_tokens if kind == "decoder" else self.source_tokens)
+
+    def cpu(self) -> Attention:
+        return Attention(
+            self.encoder.cpu(), self.decoder.cpu(), self.cross.cpu(), self.source_tokens, self.target_tokens
+        )
