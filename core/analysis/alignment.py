@@ -30,6 +30,22 @@ class GoldPair:
     links: frozenset[tuple[int, int]]  # (source word, target word)
 
 
+def parse_links(text: str) -> frozenset[tuple[int, int]]:
+    """Pharaoh links 'i-j i-j ...' (0-based source word i, target word j) -> {(i, j)}; ValueError if malformed."""
+    links = set()
+    for item in text.split():
+        source, dash, target = item.partition("-")
+        if not dash or not source.isdigit() or not target.isdigit():
+            raise ValueError(f"{item!r} is not a link: expected i-j with 0-based word indexes, e.g. 0-0 1-2")
+        links.add((int(source), int(target)))
+    return frozenset(links)
+
+
+def format_links(links) -> str:
+    """{(i, j)} -> 'i-j ...' in Pharaoh order (by source word, then target word)."""
+    return " ".join(f"{i}-{j}" for i, j in sorted(links))
+
+
 def read_gold(path: str | Path) -> list[GoldPair]:
     """XL-WA lines: source words, target words, and 'i-j' links, tab-separated."""
     pairs = []
@@ -37,7 +53,10 @@ def read_gold(path: str | Path) -> list[GoldPair]:
         cols = line.split("\t")
         if len(cols) != 3:
             raise ValueError(f"{path}:{n}: expected 3 tab-separated columns")
-        links = frozenset(tuple(int(x) for x in link.split("-")) for link in cols[2].split())
+        try:
+            links = parse_links(cols[2])
+        except ValueError as exc:
+            raise ValueError(f"{path}:{n}: {exc}") from None
         pairs.append(GoldPair(cols[0].split(" "), cols[1].split(" "), links))
     return pairs
 
