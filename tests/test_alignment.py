@@ -1,11 +1,49 @@
-"""Scoring cross-attention heads against gold word alignments (core.analysis.alignment, python -m core alignment)."""
+"""Word alignment from cross-attention (core.analysis.alignment) and `python -m core alignment`."""
+
+import json
 
 import numpy as np
 import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from core.analysis.alignment import aer, read_gold, score_heads, word_matrix, word_of_token
+from core import translate
+from core.analysis.alignment import (
+    Method,
+    Score,
+    Tally,
+    aer,
+    all_methods,
+    cross_attention,
+    diagonal_links,
+    encode_pair,
+    format_links,
+    gold_matrix,
+    link_matrix,
+    links_of,
+    method_matrix,
+    pair_readings,
+    parse_links,
+    parse_method,
+    read_gold,
+    read_pairs,
+    score_links,
+    token_word_index,
+    tune_thresholds,
+    word_attention,
+    word_matrix,
+    word_of_token,
+)
 from core.cli.alignment import main
-from core.tokenizer import build_tokenizer
+from core.tokenizer import SPECIAL_TOKENS, build_tokenizer
+
+
+def one_hot_cross(columns: list[int], n_source_tokens: int, heads: int = 1) -> np.ndarray:
+    """(1, heads, len(columns), 2 + n_source_tokens) cross-attention whose row r puts all weight on columns[r]."""
+    cross = np.zeros((1, heads, len(columns), n_source_tokens + 2))
+    for row, col in enumerate(columns):
+        cross[..., row, col] = 1.0
+    return cross
 
 
 def test_aer_counts_every_gold_link_as_sure():
@@ -15,11 +53,113 @@ def test_aer_counts_every_gold_link_as_sure():
     assert aer({(0, 0), (2, 1)}, gold) == pytest.approx(1 - 2 * 1 / 5)
 
 
+def test_a_perfect_diagonal_scores_aer_zero_when_read_at_the_predicting_rows():
+    n = 5
+    # rows 0..n-1 predict target words 0..n-1 and look at source word r (column r + 1); the last row ([EOS]) at [EOS]
+    cross = one_hot_cross([*range(1, n + 1), n + 1], n)
+    words = list(range(n))
+    predict = word_attention(cross, words, words, n, n, "predict")
+    diagonal = frozenset((i, i) for i in range(n))
+    assert links_of(method_matrix(predict, Method(1, 1, "predict", "argmax")), "argmax") == diagonal
+    assert score_links(diagonal, diagonal) == Score(0.0, 1.0, 1.0)
+    assert links_of(predict[0, 0], "threshold", 0.5) == diagonal
+    # Read where each word is the decoder input (Shift-Att), the same map is one word late: word j on source j + 1
+    shifted = links_of(word_attention(cross, words, words, n, n, "input")[0, 0], "argmax")
+    assert shifted == {(j + 1, j) for j in range(n - 1)}  # the last word's input row looks at [EOS]: no link
+    assert diagonal_links(n, n) == diagonal
+
+
+def test_known_precision_and_recall_on_a_constructed_case():
+    shares = np.array([[0.7, 0.2, 0.1], [0.4, 0.5, 0.1], [0.1, 0.1, 0.8]])  # (target words, source words)
+    gold = frozenset({(0, 0), (1, 1), (0, 1), (1, 2)})  # (source, target)
+    argmax = links_of(shares, "argmax")
+    assert argmax == {(0, 0), (1, 1), (2, 2)}  # 2 of 3 are gold; 2 of 4 gold found
+    s = score_links(argmax, gold)
+    assert (s.precision, s.recall, s.aer) == pytest.approx((2 / 3, 2 / 4, 1 - 2 * 2 / 7))
+    thresholded = links_of(shares, "threshold", 0.35)
+    assert thresholded == {(0, 0), (0, 1), (1, 1), (2, 2)}  # 3 of 4 are gold; 3 of 4 gold found
+    s = score_links(thresholded, gold)
+    assert (s.precision, s.recall, s.aer) == pytest.approx((3 / 4, 3 / 4, 1 - 2 * 3 / 8))
+    assert not link_matrix(np.zeros((2, 3)), "argmax").any()  # a word without tokens gets no link
+
+
+def test_tally_pools_links_over_pairs_like_the_single_pair_functions(reverser_bundle):
+    rng = np.random.default_rng(0)
+    pairs = [(["1", "2", "3", "4"], ["4", "3", "2", "1"]), (["5", "6", "7"], ["7", "6", "5"])]
+    golds = [frozenset({(0, 3), (1, 2), (2, 1), (3, 0), (1, 1)}), frozenset({(0, 2), (2, 0)})]
+    cfg = reverser_bundle.config
+    thresholds = rng.uniform(0.1, 0.6, (2, cfg.n_layers, cfg.n_heads + 1))
+    encoded = [encode_pair(reverser_bundle, s, t) for s, t in pairs]
+    tally = Tally(cfg.n_layers, cfg.n_heads)
+    by_method = {m.name: [0, 0] for m in all_methods(cfg.n_layers, cfg.n_heads)}
+    for pair, gold, cross in zip(encoded, golds, cross_attention(reverser_bundle, encoded)):
+        tally.add(pair_readings(cross, pair), gold_matrix(gold, pair.n_src, pair.n_tgt), thresholds)
+        for method in all_methods(cfg.n_layers, cfg.n_heads):
+            words = word_attention(cross, pair.src_words, pair.tgt_words, pair.n_src, pair.n_tgt, method.rows)
+            tau = thresholds[method.index(cfg.n_heads)[1:]]
+            links = links_of(method_matrix(words, method), method.decision, tau)
+            by_method[method.name][0] += len(links & gold)
+            by_method[method.name][1] += len(links)
+    n_gold = sum(map(len, golds))
+    for name, (hits, predicted) in by_method.items():
+        assert tally.score(parse_method(name, cfg.n_layers, cfg.n_heads)) == pytest.approx(
+            Score.of_counts(hits, predicted, n_gold)
+        )
+    diagonal = [diagonal_links(len(s), len(t)) for s, t in pairs]
+    assert tally.baseline().aer == pytest.approx(
+        Score.of_counts(sum(len(d & g) for d, g in zip(diagonal, golds)), 7, n_gold).aer
+    )
+
+
+def test_tune_thresholds_picks_the_threshold_that_recovers_the_gold():
+    shares = np.array([[0.6, 0.4, 0.0], [0.0, 0.3, 0.7]])[None, None, None]  # (rows, L, H + 1, Tw, Sw)
+    gold = np.array([[True, True, False], [False, False, True]])  # 0.4 belongs, 0.3 does not
+    tau = tune_thresholds([(shares, gold)], grid=(0.2, 0.35, 0.5))
+    assert tau.shape == (1, 1, 1) and tau[0, 0, 0] == 0.35
+
+
 def test_tokens_map_back_to_the_gold_words_they_come_from():
-    tok = build_tokenizer(["dell' acqua , grazie"], min_frequency=1)
+    tok = build_tokenizer(["dell' acqua , grazie", "dell'acqua"], min_frequency=1)  # word-level, Whitespace
     text, words = word_of_token(tok, ["dell'", "acqua", ",", "grazie"])
     assert text == "dell' acqua , grazie"
     assert words == [0, 0, 1, 2, 3]  # "dell'" is two tokens: dell + '
+    assert word_of_token(tok, ["dell'acqua", "grazie"])[1] == [0, 0, 0, 1]  # an unsplit elision is one word
+
+
+def subword_tokenizer(kind: str) -> Tokenizer:
+    texts = ["l'acqua è fredda", "dell'acqua calda", "acquazzone forte e freddo"] * 5
+    if kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        trainer = trainers.WordPieceTrainer(vocab_size=45, special_tokens=SPECIAL_TOKENS)
+    else:
+        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace() if kind == "metaspace" else pre_tokenizers.ByteLevel(False)
+        alphabet = pre_tokenizers.ByteLevel.alphabet() if kind == "bytelevel" else []
+        size = 262 if kind == "bytelevel" else 32  # a few merges over the alphabet: words come out in pieces
+        trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=SPECIAL_TOKENS, initial_alphabet=alphabet)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "metaspace", "bytelevel"])
+def test_subword_tokens_map_to_their_words(kind):
+    tok = subword_tokenizer(kind)
+    words = ["dell'acqua", "fredda", "acquazzone"]
+    text, index = word_of_token(tok, words)
+    enc = tok.encode(text, add_special_tokens=False)
+    assert len(enc.tokens) > len(words) + 1  # really split into pieces, not only at the apostrophe
+    # independent check: the pieces of each word, stripped of their markers, spell the word
+    for w, word in enumerate(words):
+        pieces = [t for t, i in zip(enc.tokens, index) if i == w]
+        assert "".join(p.replace("##", "").replace("▁", "").replace("Ġ", "") for p in pieces) == word
+    assert index == sorted(index)
+
+
+def test_token_word_index_uses_the_first_non_space_character():
+    text = "ab  cd e"  # words start at 0, 4, 7
+    assert token_word_index(text, [(0, 2), (2, 6), (6, 8), (3, 4)]) == [0, 1, 2, 1]
+    assert token_word_index(text, [(2, 4)]) == [1]  # a token of spaces only belongs to the next word
 
 
 def test_word_matrix_averages_rows_and_sums_columns():
@@ -28,26 +168,137 @@ def test_word_matrix_averages_rows_and_sums_columns():
     np.testing.assert_allclose(words, [[1.0, 0.0], [0.4, 0.6]])
 
 
-def test_read_gold_rejects_malformed_lines(tmp_path):
+def test_word_attention_drops_sos_and_eos_and_renormalises():
+    cross = np.array([[[[0.1, 0.3, 0.1, 0.5], [0.5, 0.1, 0.4, 0.0]]]])  # (1, 1, 2 rows, [SOS] a b [EOS])
+    predict = word_attention(cross, [0, 1], [0], 2, 1, "predict")
+    np.testing.assert_allclose(predict[0, 0], [[0.75, 0.25]])
+    np.testing.assert_allclose(word_attention(cross, [0, 1], [0], 2, 1, "input")[0, 0], [[0.2, 0.8]])
+    with pytest.raises(ValueError, match="does not fit"):
+        word_attention(cross, [0], [0], 1, 1, "predict")
+
+
+def test_parse_method_names_and_errors():
+    assert parse_method("L2H3-input-argmax", 2, 4) == Method(2, 3, "input", "argmax")
+    assert parse_method("L1mean-predict-threshold", 2, 4).name == "L1mean-predict-threshold"
+    for bad, message in [
+        ("L3H1-input-argmax", "layers 1-2"),
+        ("head 3", "not a method"),
+        ("L1H9-input-argmax", "heads 1-4"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_method(bad, 2, 4)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("a b\tc d\n", "3 tab-separated columns"),
+        ("a b\tc d\t0-0 2-1\n", "outside the sentences"),
+        ("a b\tc d\t0-x\n", "is not a link"),
+        ("\tc d\t0-0\n", "empty"),
+    ],
+)
+def test_read_gold_rejects_malformed_lines(tmp_path, line, message):
     bad = tmp_path / "bad.tsv"
-    bad.write_text("a b\tc d\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="3 tab-separated columns"):
+    bad.write_text(line, encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
         read_gold(bad)
 
 
-def test_a_reversing_model_has_a_head_that_aligns_better_than_the_diagonal(reverser_bundle, tmp_path, capsys):
-    gold = tmp_path / "gold.tsv"
+def test_read_gold_and_pairs_say_why_a_file_cannot_be_read(tmp_path):
+    latin1 = tmp_path / "latin1.tsv"
+    latin1.write_bytes("perché\tperché\t0-0\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="not UTF-8"):
+        read_gold(latin1)
+    with pytest.raises(ValueError, match="cannot read"):
+        read_pairs(tmp_path / "missing.tsv")
+    assert parse_links(format_links({(2, 1), (0, 0)})) == {(0, 0), (2, 1)}
+
+
+def test_batched_cross_attention_equals_one_pass_per_pair(reverser_bundle):
+    pairs = [(["1", "2", "3"], ["3", "2", "1"]), (["4", "5", "6", "7", "8"], ["8", "7", "6", "5", "4"])]
+    encoded = [encode_pair(reverser_bundle, s, t) for s, t in pairs]
+    for (src, tgt), cross in zip(pairs, cross_attention(reverser_bundle, encoded, batch_size=2)):
+        alone = translate(reverser_bundle, " ".join(src), reference=" ".join(tgt)).attention.cross
+        torch.testing.assert_close(torch.from_numpy(cross), alone, atol=1e-5, rtol=1e-4)
+    assert encode_pair(reverser_bundle, ["1"] * 20, ["1"]) is None  # over seq_len: skipped, not truncated
+
+
+@pytest.fixture
+def reversed_gold(tmp_path):
+    """Digit strings and their reversal, linked word i to word n - 1 - i: what the reverser model learnt."""
     lines = []
-    for src in ["1 2 3 4 5", "9 8 7 6", "3 1 4 1 5 9", "2 7 1 8"]:
+    for src in ["1 2 3 4 5", "9 8 7 6", "3 1 4 1 5 9", "2 7 1 8", "6 0 2"]:
         words = src.split()
         n = len(words)
-        links = " ".join(f"{i}-{n - 1 - i}" for i in range(n))  # word i is written at position n-1-i
+        links = " ".join(f"{i}-{n - 1 - i}" for i in range(n))
         lines.append(f"{src}\t{' '.join(reversed(words))}\t{links}")
-    gold.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    rates, baseline = score_heads(reverser_bundle, read_gold(gold))
+    path = tmp_path / "gold.tsv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_cli_json_has_the_documented_schema_and_links_use_the_best_method(
+    reverser_bundle, reversed_gold, tmp_path, capsys
+):
+    out, links = tmp_path / "scores.json", tmp_path / "links.txt"
+    argv = ["--checkpoint", str(reverser_bundle.source), "--data", str(reversed_gold)]
+    assert main([*argv, "--json", str(out), "--links", str(links)]) == 0
+    printed = capsys.readouterr().out
+    assert "diagonal baseline" in printed and "best:" in printed
+    report = json.loads(out.read_text(encoding="utf-8"))
     cfg = reverser_bundle.config
-    assert rates.shape == (cfg.n_layers, cfg.n_heads)
-    assert ((rates >= 0) & (rates <= 1)).all()
-    assert rates.min() < baseline
-    assert main(["--checkpoint", str(reverser_bundle.source), "--data", str(gold)]) == 0
-    assert "diagonal baseline" in capsys.readouterr().out
+    assert set(report) == {"methods", "heads", "baseline", "best"}
+    assert set(report["methods"]) == {m.name for m in all_methods(cfg.n_layers, cfg.n_heads)}
+    assert all(set(v) == {"aer", "precision", "recall"} for v in report["methods"].values())
+    assert np.asarray(report["heads"]).shape == (cfg.n_layers, cfg.n_heads)
+    best = report["best"]
+    assert best["aer"] == min(v["aer"] for v in report["methods"].values()) == report["methods"][best["method"]]["aer"]
+    assert best["aer"] < report["baseline"]  # the model reverses, the diagonal does not
+    method = parse_method(best["method"], cfg.n_layers, cfg.n_heads)
+    # the heads table uses the best method's rows and decision
+    head_names = [Method(layer, head, method.rows, method.decision).name for layer in (1, 2) for head in (1, 2, 3, 4)]
+    np.testing.assert_allclose(np.ravel(report["heads"]), [report["methods"][n]["aer"] for n in head_names], atol=1e-6)
+
+    written = links.read_text(encoding="utf-8").splitlines()
+    gold_pairs = read_gold(reversed_gold)
+    assert len(written) == len(gold_pairs)
+    predicted = [parse_links(line) for line in written]
+    pooled = Score.of_counts(
+        sum(len(p & g.links) for p, g in zip(predicted, gold_pairs)),
+        sum(map(len, predicted)),
+        sum(len(g.links) for g in gold_pairs),
+    )
+    assert pooled.aer == pytest.approx(best["aer"])  # the written links are the ones the best method scored
+
+
+def test_cli_aligns_a_plain_tsv_with_a_chosen_method(reverser_bundle, tmp_path):
+    plain, links = tmp_path / "plain.tsv", tmp_path / "links.txt"
+    plain.write_text("1 2 3\t3 2 1\n" + "1 " * 12 + "\t1\n4 5\t5 4\n", encoding="utf-8")  # line 2 is too long
+    argv = ["--checkpoint", str(reverser_bundle.source), "--data", str(plain), "--links", str(links)]
+    assert main([*argv, "--method", "L2mean-predict-argmax"]) == 0
+    lines = links.read_text(encoding="utf-8").split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""  # one line per pair, an empty one when skipped
+    pair = encode_pair(reverser_bundle, ["1", "2", "3"], ["3", "2", "1"])
+    cross = next(cross_attention(reverser_bundle, [pair]))
+    expected = links_of(word_attention(cross, [0, 1, 2], [0, 1, 2], 3, 3, "predict")[1].mean(0), "argmax")
+    assert parse_links(lines[0]) == expected
+    assert all(j < 2 and i < 2 for i, j in parse_links(lines[2]))
+
+
+@pytest.mark.parametrize(
+    "content, extra, message",
+    [
+        ("a\tb\n", [], "has no gold links"),
+        ("a b\tb\tx\n", [], "is not a link"),
+        ("1\t1\t0-0\n", ["--method", "L9H1-input-argmax"], "layers 1-2"),
+        (None, [], "cannot read"),
+    ],
+)
+def test_cli_bad_input_gets_one_line_error(reverser_bundle, tmp_path, capsys, content, extra, message):
+    data = tmp_path / "data.tsv"
+    if content is not None:
+        data.write_text(content, encoding="utf-8")
+    assert main(["--checkpoint", str(reverser_bundle.source), "--data", str(data), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1]

@@ -1,36 +1,109 @@
-"""Which cross-attention heads align words? Score every head against gold word alignments.
+"""Word alignment from cross-attention: methods, tokens mapped to words, and scores (AER, precision, recall).
 
     python -m core alignment --checkpoint checkpoints/default.pt --data xlwa.en-it.dev.gold.tsv
 
-The data is XL-WA's format: `english tokens<TAB>italian tokens<TAB>i-j ...` (space-separated words,
-0-based English index i, Italian index j). For each pair the decoder is fed the Italian sentence
-(teacher forcing); each Italian word is linked to the English word that a head attends to most, and
-the links are scored with the alignment error rate (AER, lower is better; all gold links count as
-sure). Rows are read at the step that *predicts* each word (its decoder input is the previous word);
-a diagonal aligner (word j to word j * len(en) / len(it)) is printed as the baseline.
+Everything here except `encode_pair` and `cross_attention` (which run the tokenizers and the model) is a
+pure function of attention arrays. Conventions:
+
+- **Words** are the space-separated words of a sentence (XL-WA's convention). A link (i, j), written
+  `i-j` in Pharaoh text, joins source (English) word i and target (Italian) word j, both 0-based.
+- **Tokens to words**: each token belongs to the word holding its first non-space character (offsets
+  from the tokenizer), so the two tokens `dell` `'` of a word-level tokenizer, the pieces `ac` `##qua` of
+  WordPiece and a Metaspace/ByteLevel piece whose span starts on the space before it (`▁fredda`) all land
+  on their own word.
+- **Rows**: the decoder input is [SOS], y0, y1, ...; cross-attention row r has input y(r-1) and predicts
+  y(r). `predict` reads target token m at row m (the row that predicts it, whose input is the previous
+  token); `input` reads it at row m + 1, where it is the decoder input (Shift-Att, Chen et al. 2020).
+- **Word matrix**: the mean of a target word's rows, summed over each source word's tokens; the [SOS]
+  and [EOS] columns are dropped and each row renormalised over the source words, so the weight a head
+  parks on [EOS] does not count and a threshold compares shares of the words.
+- **Decisions**: `argmax` links each target word to its most attended source word (one link per target
+  word); `threshold` links it to every source word whose share is at least tau (none, one or several).
+- **Heads**: each head of each layer, or `mean`, the mean of a layer's heads. A method is named
+  `L<layer>H<head>-<rows>-<decision>` or `L<layer>mean-<rows>-<decision>`, layers and heads 1-based.
+- **Scores**: gold files like XL-WA have no sure/possible distinction, so sure = possible = gold:
+  AER = 1 - 2|A & G| / (|A| + |G|) (that is 1 - F1), precision |A & G| / |A|, recall |A & G| / |G|; over
+  a corpus the links of all pairs are pooled. The diagonal baseline links target word j to source word
+  floor(j * n_src / n_tgt).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from core.checkpoint import ModelBundle
-from core.decoding import translate
+from core.model import causal_mask, padding_mask
+from core.tokenizer import EOS_ID, PAD_ID, SOS_ID
 
-Links = set[tuple[int, int]]
+Links = frozenset[tuple[int, int]]  # (source word, target word)
+ROWS = ("predict", "input")
+DECISIONS = ("argmax", "threshold")
+THRESHOLD_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 .. 0.95, for tune_thresholds
+_METHOD_NAME = re.compile(r"L(\d+)(?:H(\d+)|mean)-(predict|input)-(argmax|threshold)")
 
 
 @dataclass(frozen=True)
 class GoldPair:
     source_words: list[str]
     target_words: list[str]
-    links: frozenset[tuple[int, int]]  # (source word, target word)
+    links: Links
 
 
-def parse_links(text: str) -> frozenset[tuple[int, int]]:
+@dataclass(frozen=True)
+class Method:
+    """How links are read from cross-attention: which head (None: the layer's mean), which rows, which decision."""
+
+    layer: int  # 1-based
+    head: int | None  # 1-based; None is the mean of the layer's heads
+    rows: str = "input"
+    decision: str = "argmax"
+
+    @property
+    def name(self) -> str:
+        return f"L{self.layer}{'mean' if self.head is None else f'H{self.head}'}-{self.rows}-{self.decision}"
+
+    def index(self, n_heads: int) -> tuple[int, int, int, int]:
+        """(decision, rows, layer, head) into a Tally's arrays; the head mean sits after the heads."""
+        head = n_heads if self.head is None else self.head - 1
+        return DECISIONS.index(self.decision), ROWS.index(self.rows), self.layer - 1, head
+
+
+def parse_method(name: str, n_layers: int, n_heads: int) -> Method:
+    """'L3H5-input-argmax' or 'L2mean-predict-threshold' -> Method; ValueError naming the problem."""
+    match = _METHOD_NAME.fullmatch(name.strip())
+    if not match:
+        raise ValueError(
+            f"{name!r} is not a method: write L<layer>H<head>-<rows>-<decision> or L<layer>mean-<rows>-<decision>, "
+            "rows predict or input, decision argmax or threshold, e.g. L3H5-input-argmax"
+        )
+    layer, head, rows, decision = match.groups()
+    method = Method(int(layer), None if head is None else int(head), rows, decision)
+    if not 1 <= method.layer <= n_layers or not (method.head is None or 1 <= method.head <= n_heads):
+        raise ValueError(f"{name!r}: this model has layers 1-{n_layers} and heads 1-{n_heads}")
+    return method
+
+
+def all_methods(n_layers: int, n_heads: int) -> list[Method]:
+    """Every head and every layer mean, with both row readings and both decisions."""
+    return [
+        Method(layer, head, rows, decision)
+        for decision in DECISIONS
+        for rows in ROWS
+        for layer in range(1, n_layers + 1)
+        for head in [*range(1, n_heads + 1), None]
+    ]
+
+
+# --- Pharaoh text and gold files -------------------------------------------------------------------------
+
+
+def parse_links(text: str) -> Links:
     """Pharaoh links 'i-j i-j ...' (0-based source word i, target word j) -> {(i, j)}; ValueError if malformed."""
     links = set()
     for item in text.split():
@@ -46,27 +119,86 @@ def format_links(links) -> str:
     return " ".join(f"{i}-{j}" for i, j in sorted(links))
 
 
+def check_links(links: Links, n_src: int, n_tgt: int) -> None:
+    """ValueError unless every link joins one of n_src source words and one of n_tgt target words."""
+    outside = sorted((i, j) for i, j in links if i >= n_src or j >= n_tgt)
+    if outside:
+        i, j = outside[0]
+        raise ValueError(
+            f"link {i}-{j} is outside the sentences ({n_src} English and {n_tgt} Italian words, counted from 0)"
+        )
+
+
+def _read_lines(path: str | Path) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def read_gold(path: str | Path) -> list[GoldPair]:
-    """XL-WA lines: source words, target words, and 'i-j' links, tab-separated."""
+    """XL-WA lines: source words, target words, and 'i-j' links, tab-separated; ValueError naming the line."""
     pairs = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(_read_lines(path), 1):
         cols = line.split("\t")
         if len(cols) != 3:
-            raise ValueError(f"{path}:{n}: expected 3 tab-separated columns")
+            raise ValueError(f"{path}:{n}: expected 3 tab-separated columns (English, Italian, i-j links)")
+        source, target = cols[0].split(), cols[1].split()
+        if not source or not target:
+            raise ValueError(f"{path}:{n}: a sentence is empty")
         try:
             links = parse_links(cols[2])
+            check_links(links, len(source), len(target))
         except ValueError as exc:
             raise ValueError(f"{path}:{n}: {exc}") from None
-        pairs.append(GoldPair(cols[0].split(" "), cols[1].split(" "), links))
+        pairs.append(GoldPair(source, target, links))
+    if not pairs:
+        raise ValueError(f"{path}: no sentence pairs")
     return pairs
 
 
+def read_pairs(path: str | Path) -> list[tuple[list[str], list[str]]]:
+    """Plain pairs to align: 'english words<TAB>italian words' (a third column, such as gold links, is ignored)."""
+    pairs = []
+    for n, line in enumerate(_read_lines(path), 1):
+        cols = line.split("\t")
+        if len(cols) not in (2, 3):
+            raise ValueError(f"{path}:{n}: expected 2 tab-separated columns (English, Italian), found {len(cols)}")
+        source, target = cols[0].split(), cols[1].split()
+        if not source or not target:
+            raise ValueError(f"{path}:{n}: a sentence is empty")
+        pairs.append((source, target))
+    if not pairs:
+        raise ValueError(f"{path}: no sentence pairs")
+    return pairs
+
+
+# --- Tokens to words ---------------------------------------------------------------------------------------
+
+
+def token_word_index(text: str, offsets: Iterable[tuple[int, int]]) -> list[int]:
+    """For each token's (start, end) character span in text, the index of the whitespace-separated word it is in.
+
+    A token belongs to the word of its first non-space character; a token of spaces only (a lone '▁')
+    to the word that follows it."""
+    starts = [m.start() for m in re.finditer(r"\S+", text)]
+    words = []
+    for start, end in offsets:
+        inside = text[start:end]
+        first = start + (len(inside) - len(inside.lstrip())) if inside.strip() else end
+        words.append(max(0, int(np.searchsorted(starts, first, side="right")) - 1))
+    return words
+
+
 def word_of_token(tokenizer, words: list[str]) -> tuple[str, list[int]]:
-    """The sentence text and, for each of its tokens, the index of the gold word it comes from."""
+    """The sentence text (words joined by single spaces) and, for each of its tokens, the index of its word."""
     text = " ".join(words)
-    starts = np.cumsum([0] + [len(w) + 1 for w in words[:-1]])
-    offsets = tokenizer.encode(text, add_special_tokens=False).offsets
-    return text, [int(np.searchsorted(starts, a, side="right") - 1) for a, _ in offsets]
+    return text, token_word_index(text, tokenizer.encode(text, add_special_tokens=False).offsets)
+
+
+# --- Word matrices and links (pure) -------------------------------------------------------------------------
 
 
 def word_matrix(weights: np.ndarray, row_words: list[int], col_words: list[int], n_rows: int, n_cols: int):
@@ -83,38 +215,240 @@ def word_matrix(weights: np.ndarray, row_words: list[int], col_words: list[int],
     return out
 
 
+def word_attention(
+    cross: np.ndarray, src_words: list[int], tgt_words: list[int], n_src: int, n_tgt: int, rows: str
+) -> np.ndarray:
+    """(L, H, T, S) teacher-forced cross-attention -> (L, H, target words, source words), rows summing to 1.
+
+    cross has T = 1 + target tokens rows and S = 2 + source tokens columns ([SOS] ... [EOS]);
+    src_words / tgt_words give each token's word. A target word without tokens gets a zero row."""
+    if rows not in ROWS:
+        raise ValueError(f"unknown rows {rows!r}: use one of {', '.join(ROWS)}")
+    cross = np.asarray(cross, dtype=np.float64)
+    n_rows = len(tgt_words)
+    if cross.shape[-2:] != (n_rows + 1, len(src_words) + 2):
+        raise ValueError(
+            f"cross-attention {cross.shape} does not fit {len(tgt_words)} target and {len(src_words)} source tokens"
+        )
+    read = cross[..., :-1, 1:-1] if rows == "predict" else cross[..., 1:, 1:-1]  # (L, H, target tokens, source)
+    words = word_matrix(read, tgt_words, src_words, n_tgt, n_src)
+    mass = words.sum(-1, keepdims=True)
+    return np.divide(words, mass, out=np.zeros_like(words), where=mass > 0)
+
+
+def with_layer_means(words: np.ndarray) -> np.ndarray:
+    """(L, H, Tw, Sw) -> (L, H + 1, Tw, Sw): every head, then the mean of the layer's heads."""
+    return np.concatenate([words, words.mean(1, keepdims=True)], axis=1)
+
+
+def link_matrix(matrix: np.ndarray, decision: str, threshold: float | np.ndarray = 0.5) -> np.ndarray:
+    """(..., target words, source words) shares -> boolean links of the same shape.
+
+    argmax: the most attended source word of each target word (none for a zero row); threshold: every
+    source word with share >= threshold (a scalar, or an array broadcast over the leading axes)."""
+    if decision == "argmax":
+        best = np.zeros(matrix.shape, dtype=bool)
+        np.put_along_axis(best, matrix.argmax(-1)[..., None], True, axis=-1)
+        return best & (matrix.sum(-1, keepdims=True) > 0)
+    if decision == "threshold":
+        tau = np.asarray(threshold, dtype=np.float64)
+        return matrix >= tau.reshape(tau.shape + (1, 1))
+    raise ValueError(f"unknown decision {decision!r}: use one of {', '.join(DECISIONS)}")
+
+
+def links_of(matrix: np.ndarray, decision: str, threshold: float = 0.5) -> Links:
+    """(target words, source words) shares of one method -> links {(source word, target word)}."""
+    target, source = np.nonzero(link_matrix(matrix, decision, threshold))
+    return frozenset(zip(source.tolist(), target.tolist()))
+
+
+def method_matrix(words: np.ndarray, method: Method) -> np.ndarray:
+    """(L, H, Tw, Sw) word attention of one row reading -> (Tw, Sw) of the method's head or layer mean."""
+    layer = words[method.layer - 1]
+    return layer.mean(0) if method.head is None else layer[method.head - 1]
+
+
+def diagonal_links(n_src: int, n_tgt: int) -> Links:
+    """The baseline: target word j linked to source word floor(j * n_src / n_tgt)."""
+    return frozenset((min(n_src - 1, j * n_src // n_tgt), j) for j in range(n_tgt))
+
+
+def gold_matrix(links: Links, n_src: int, n_tgt: int) -> np.ndarray:
+    """Links -> (target words, source words) booleans, the layout of word matrices."""
+    gold = np.zeros((n_tgt, n_src), dtype=bool)
+    for i, j in links:
+        gold[j, i] = True
+    return gold
+
+
+@dataclass(frozen=True)
+class Score:
+    aer: float
+    precision: float
+    recall: float
+
+    @classmethod
+    def of_counts(cls, hits: float, predicted: float, gold: float) -> Score:
+        """From |A & G|, |A| and |G| (sure = possible = gold); an empty A has precision 0 here."""
+        return cls(1.0 - 2.0 * hits / max(1.0, predicted + gold), hits / max(1.0, predicted), hits / max(1.0, gold))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"aer": self.aer, "precision": self.precision, "recall": self.recall}
+
+
+def score_links(predicted: Links, gold: Links) -> Score:
+    return Score.of_counts(len(set(predicted) & set(gold)), len(predicted), len(gold))
+
+
 def aer(predicted: Links, gold: Links) -> float:
-    """Alignment error rate with every gold link sure: 1 - 2|A & S| / (|A| + |S|)."""
-    return 1.0 - 2 * len(predicted & gold) / max(1, len(predicted) + len(gold))
+    """Alignment error rate with every gold link sure: 1 - 2|A & G| / (|A| + |G|)."""
+    return score_links(predicted, gold).aer
 
 
-def head_links(bundle: ModelBundle, pair: GoldPair) -> np.ndarray:
-    """(L, H, target words) -> the source word each head links each target word to."""
-    src_text, src_words = word_of_token(bundle.src_tokenizer, pair.source_words)
-    tgt_text, tgt_words = word_of_token(bundle.tgt_tokenizer, pair.target_words)
-    result = translate(bundle, src_text, reference=tgt_text)
-    cross = result.attention.cross.numpy()  # (L, H, T, S) with T = 1 + target tokens, S = 2 + source tokens
-    predicting = cross[:, :, :-1, 1:-1]  # row t predicts target token t; [SOS]/[EOS] columns dropped
-    words = word_matrix(predicting, tgt_words, src_words, len(pair.target_words), len(pair.source_words))
-    return words.argmax(-1)
+class Tally:
+    """Pooled link counts of every method over a corpus, as (decision, rows, layer, head or mean) arrays."""
+
+    def __init__(self, n_layers: int, n_heads: int):
+        self.n_layers, self.n_heads = n_layers, n_heads
+        shape = (len(DECISIONS), len(ROWS), n_layers, n_heads + 1)
+        self.hits, self.predicted = np.zeros(shape), np.zeros(shape)
+        self.gold = 0
+        self.diagonal_hits = self.diagonal_predicted = 0
+        self.pairs = 0
+
+    def add(self, readings: np.ndarray, gold: np.ndarray, thresholds: np.ndarray) -> None:
+        """readings (rows, L, H + 1, Tw, Sw) (with_layer_means of each row reading), gold (Tw, Sw) booleans,
+        thresholds (rows, L, H + 1) for the threshold decision."""
+        for d, decision in enumerate(DECISIONS):
+            links = link_matrix(readings, decision, thresholds)  # (rows, L, H + 1, Tw, Sw)
+            self.hits[d] += (links & gold).sum((-1, -2))
+            self.predicted[d] += links.sum((-1, -2))
+        n_tgt, n_src = gold.shape
+        diagonal = gold_matrix(diagonal_links(n_src, n_tgt), n_src, n_tgt)
+        self.diagonal_hits += int((diagonal & gold).sum())
+        self.diagonal_predicted += n_tgt
+        self.gold += int(gold.sum())
+        self.pairs += 1
+
+    def score(self, method: Method) -> Score:
+        at = method.index(self.n_heads)
+        return Score.of_counts(self.hits[at], self.predicted[at], self.gold)
+
+    def scores(self, methods: Iterable[Method]) -> dict[str, Score]:
+        return {m.name: self.score(m) for m in methods}
+
+    def baseline(self) -> Score:
+        return Score.of_counts(self.diagonal_hits, self.diagonal_predicted, self.gold)
+
+    def head_aer(self, rows: str, decision: str) -> np.ndarray:
+        """(L, H) AER of each head with one row reading and decision."""
+        d, r = DECISIONS.index(decision), ROWS.index(rows)
+        return 1.0 - 2.0 * self.hits[d, r, :, :-1] / np.maximum(1.0, self.predicted[d, r, :, :-1] + self.gold)
 
 
-def score_heads(bundle: ModelBundle, pairs: list[GoldPair]) -> tuple[np.ndarray, float]:
-    """(L, H) AER of each head over all pairs (links pooled), and the diagonal baseline's AER."""
-    cfg = bundle.config
-    hits, predicted, gold_total = np.zeros((cfg.n_layers, cfg.n_heads)), 0, 0
-    diag: Links = set()
-    gold_all: Links = set()
-    for n, pair in enumerate(pairs):
-        links = head_links(bundle, pair)  # (L, H, target words)
-        n_src, n_tgt = len(pair.source_words), len(pair.target_words)
-        gold = np.zeros((n_src, n_tgt), dtype=bool)
-        for s, t in pair.links:
-            gold[s, t] = True
-        hits += gold[links, np.arange(n_tgt)].sum(-1)  # (L, H): predicted links that are gold
-        predicted += links.shape[-1]
-        gold_total += len(pair.links)
-        diag |= {(n, min(n_src - 1, t * n_src // n_tgt), t) for t in range(n_tgt)}
-        gold_all |= {(n, s, t) for s, t in pair.links}
-    rates = 1.0 - 2 * hits / (predicted + gold_total)
-    return rates, aer(diag, gold_all)
+def tune_thresholds(items: Iterable[tuple[np.ndarray, np.ndarray]], grid=THRESHOLD_GRID) -> np.ndarray:
+    """(rows, L, H + 1) threshold of lowest pooled AER for each method, from (readings, gold) pairs as Tally.add
+    takes them. Choose it on data you do not score on."""
+    grid = np.asarray(grid, dtype=np.float64)
+    hits = predicted = None
+    gold = 0
+    for readings, gold_pair in items:
+        links = readings[None] >= grid[:, None, None, None, None, None]  # (G, rows, L, H + 1, Tw, Sw)
+        pair_hits, pair_predicted = (links & gold_pair).sum((-1, -2)), links.sum((-1, -2))
+        hits = pair_hits if hits is None else hits + pair_hits
+        predicted = pair_predicted if predicted is None else predicted + pair_predicted
+        gold += int(gold_pair.sum())
+    if hits is None:
+        raise ValueError("no sentence pairs to tune the thresholds on")
+    rates = 1.0 - 2.0 * hits / np.maximum(1.0, predicted + gold)  # (G, rows, L, H + 1)
+    return grid[rates.argmin(0)]
+
+
+# --- Running the model --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EncodedPair:
+    """One sentence pair as the model reads it, with each token's word."""
+
+    src_ids: list[int]  # source tokens, without [SOS]/[EOS]
+    tgt_ids: list[int]  # target tokens, without [SOS]
+    src_words: list[int]  # word index of each source token
+    tgt_words: list[int]
+    n_src: int
+    n_tgt: int
+
+
+def encode_pair(bundle: ModelBundle, source_words: list[str], target_words: list[str]) -> EncodedPair | None:
+    """Tokenize a pair of word lists; None when it does not fit the model's seq_len."""
+    src_text, src_words = word_of_token(bundle.src_tokenizer, source_words)
+    tgt_text, tgt_words = word_of_token(bundle.tgt_tokenizer, target_words)
+    src_ids = bundle.src_tokenizer.encode(src_text, add_special_tokens=False).ids
+    tgt_ids = bundle.tgt_tokenizer.encode(tgt_text, add_special_tokens=False).ids
+    seq_len = bundle.config.seq_len
+    if not src_ids or not tgt_ids or len(src_ids) + 2 > seq_len or len(tgt_ids) + 1 > seq_len:
+        return None
+    return EncodedPair(src_ids, tgt_ids, src_words, tgt_words, len(source_words), len(target_words))
+
+
+@torch.inference_mode()
+def cross_attention(bundle: ModelBundle, pairs: list[EncodedPair], batch_size: int = 32) -> Iterator[np.ndarray]:
+    """Teacher-forced cross-attention of each pair, in order: (L, H, 1 + target tokens, 2 + source tokens).
+
+    Pairs run in padded batches; padded keys get zero weight, so each map equals a pass of its pair alone."""
+    model = bundle.model
+    device = next(model.parameters()).device
+    for first in range(0, len(pairs), batch_size):
+        batch = pairs[first : first + batch_size]
+        sources = [[SOS_ID, *p.src_ids, EOS_ID] for p in batch]
+        targets = [[SOS_ID, *p.tgt_ids] for p in batch]
+        src = torch.full((len(batch), max(map(len, sources))), PAD_ID, dtype=torch.long, device=device)
+        tgt = torch.full((len(batch), max(map(len, targets))), PAD_ID, dtype=torch.long, device=device)
+        for row, (s, t) in enumerate(zip(sources, targets)):
+            src[row, : len(s)] = torch.tensor(s)
+            tgt[row, : len(t)] = torch.tensor(t)
+        src_mask = padding_mask(src, PAD_ID)  # (B, 1, 1, S)
+        tgt_mask = padding_mask(tgt, PAD_ID) & causal_mask(tgt.size(1), device)  # (B, 1, T, T)
+        memory, _ = model.encode(src, src_mask)
+        _, _, cross = model.decode(tgt, memory, src_mask, tgt_mask, need_weights=True)
+        maps = torch.stack(cross).float().cpu().numpy()  # (L, B, H, T, S)
+        for row, (s, t) in enumerate(zip(sources, targets)):
+            yield maps[:, row, :, : len(t), : len(s)]
+
+
+def pair_readings(cross: np.ndarray, pair: EncodedPair) -> np.ndarray:
+    """(L, H, T, S) cross-attention of one pair -> (rows, L, H + 1, target words, source words), as Tally takes."""
+    return np.stack(
+        [
+            with_layer_means(word_attention(cross, pair.src_words, pair.tgt_words, pair.n_src, pair.n_tgt, rows))
+            for rows in ROWS
+        ]
+    )
+
+
+# --- What a model card records -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedAlignment:
+    """The alignment method a model card names (card key "alignment"), with the AER it was measured at."""
+
+    method: Method
+    aer: float | None
+    threshold: float | None  # for a threshold method
+    data: str  # where the AER was measured
+
+
+def recorded_alignment(bundle: ModelBundle) -> RecordedAlignment | None:
+    """The card's {"alignment": {"method": "L3H5-input-argmax", "aer": 0.5, "data": "...", "threshold": t}},
+    or None when the card has none or it does not fit this model."""
+    entry = (bundle.metadata.get("model_card") or {}).get("alignment")
+    if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
+        return None
+    try:
+        method = parse_method(entry["method"], bundle.config.n_layers, bundle.config.n_heads)
+        aer_value = None if entry.get("aer") is None else float(entry["aer"])
+        threshold = None if entry.get("threshold") is None else float(entry["threshold"])
+    except (TypeError, ValueError):
+        return None
+    return RecordedAlignment(method, aer_value, threshold, str(entry.get("data", "")))
