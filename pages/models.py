@@ -3,6 +3,7 @@
 import streamlit as st
 
 import ui
+import ui_alignment
 from core import CheckpointError
 
 NATIVE, TUTORIAL = "This project's checkpoint (one file)", "Tutorial tmodel_XX.pt + two tokenizer files"
@@ -84,6 +85,8 @@ def model_card(model: ui.ActiveModel) -> None:
     card = dict(bundle.metadata.get("model_card") or {})
     shown_above = {"parameters": bundle.num_parameters, "config": bundle.config.to_dict()}
     for name, value in card.items():
+        if name == "alignment" and ui_alignment.show_card_alignment(bundle):
+            continue  # shown in words, not as a table
         if shown_above.get(name) != value:  # a card that agrees with the file is not repeated
             show_card_entry(str(name), value)
     rest = {k: v for k, v in bundle.metadata.items() if k != "model_card"}

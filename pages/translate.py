@@ -3,6 +3,7 @@
 import streamlit as st
 
 import ui
+import ui_alignment
 from core import charts
 from core.attention import KIND_LABELS
 
@@ -139,6 +140,8 @@ def page() -> None:
                 "head": "mean" if avg else head,
             },
         )
+
+    ui_alignment.alignment_view(model.bundle, result, sentence, reference)
 
     st.subheader("All layers × heads")
     st.caption("Rows are layers, columns heads. Click a cell to focus that head above.")

@@ -28,8 +28,10 @@ from core.analysis.alignment import (
     read_gold,
     read_pairs,
     score_links,
+    shares,
     token_word_index,
     tune_thresholds,
+    with_layer_means,
     word_attention,
     word_matrix,
     word_of_token,
@@ -62,9 +64,9 @@ def test_a_perfect_diagonal_scores_aer_zero_when_read_at_the_predicting_rows():
     diagonal = frozenset((i, i) for i in range(n))
     assert links_of(method_matrix(predict, Method(1, 1, "predict", "argmax")), "argmax") == diagonal
     assert score_links(diagonal, diagonal) == Score(0.0, 1.0, 1.0)
-    assert links_of(predict[0, 0], "threshold", 0.5) == diagonal
+    assert links_of(shares(predict)[0, 0], "threshold", 0.5) == diagonal
     # Read where each word is the decoder input (Shift-Att), the same map is one word late: word j on source j + 1
-    shifted = links_of(word_attention(cross, words, words, n, n, "input")[0, 0], "argmax")
+    shifted = links_of(shares(word_attention(cross, words, words, n, n, "input"))[0, 0], "argmax")
     assert shifted == {(j + 1, j) for j in range(n - 1)}  # the last word's input row looks at [EOS]: no link
     assert diagonal_links(n, n) == diagonal
 
@@ -171,8 +173,12 @@ def test_word_matrix_averages_rows_and_sums_columns():
 def test_word_attention_drops_sos_and_eos_and_renormalises():
     cross = np.array([[[[0.1, 0.3, 0.1, 0.5], [0.5, 0.1, 0.4, 0.0]]]])  # (1, 1, 2 rows, [SOS] a b [EOS])
     predict = word_attention(cross, [0, 1], [0], 2, 1, "predict")
-    np.testing.assert_allclose(predict[0, 0], [[0.75, 0.25]])
-    np.testing.assert_allclose(word_attention(cross, [0, 1], [0], 2, 1, "input")[0, 0], [[0.2, 0.8]])
+    np.testing.assert_allclose(predict[0, 0], [[0.3, 0.1]])
+    np.testing.assert_allclose(shares(predict)[0, 0], [[0.75, 0.25]])
+    np.testing.assert_allclose(shares(word_attention(cross, [0, 1], [0], 2, 1, "input"))[0, 0], [[0.2, 0.8]])
+    two_heads = np.concatenate([cross, cross[:, :, ::-1, :]], axis=1)  # head 2: the rows swapped
+    means = with_layer_means(word_attention(two_heads, [0, 1], [0], 2, 1, "predict"))
+    np.testing.assert_allclose(means[0, 2], [[(0.3 + 0.1) / (0.4 + 0.5), (0.1 + 0.4) / (0.4 + 0.5)]])
     with pytest.raises(ValueError, match="does not fit"):
         word_attention(cross, [0], [0], 1, 1, "predict")
 
@@ -281,7 +287,8 @@ def test_cli_aligns_a_plain_tsv_with_a_chosen_method(reverser_bundle, tmp_path):
     assert len(lines) == 4 and lines[1] == "" and lines[3] == ""  # one line per pair, an empty one when skipped
     pair = encode_pair(reverser_bundle, ["1", "2", "3"], ["3", "2", "1"])
     cross = next(cross_attention(reverser_bundle, [pair]))
-    expected = links_of(word_attention(cross, [0, 1, 2], [0, 1, 2], 3, 3, "predict")[1].mean(0), "argmax")
+    words = word_attention(cross, [0, 1, 2], [0, 1, 2], 3, 3, "predict")
+    expected = links_of(words[1].mean(0), "argmax")  # an argmax needs no renormalising
     assert parse_links(lines[0]) == expected
     assert all(j < 2 and i < 2 for i, j in parse_links(lines[2]))
 

@@ -15,8 +15,9 @@ pure function of attention arrays. Conventions:
   y(r). `predict` reads target token m at row m (the row that predicts it, whose input is the previous
   token); `input` reads it at row m + 1, where it is the decoder input (Shift-Att, Chen et al. 2020).
 - **Word matrix**: the mean of a target word's rows, summed over each source word's tokens; the [SOS]
-  and [EOS] columns are dropped and each row renormalised over the source words, so the weight a head
-  parks on [EOS] does not count and a threshold compares shares of the words.
+  and [EOS] columns are dropped and each row renormalised over the source words (for a layer's mean,
+  after averaging the heads), so the weight a head parks on [EOS] does not count and a threshold
+  compares shares of the words.
 - **Decisions**: `argmax` links each target word to its most attended source word (one link per target
   word); `threshold` links it to every source word whose share is at least tau (none, one or several).
 - **Heads**: each head of each layer, or `mean`, the mean of a layer's heads. A method is named
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.attention import Attention
 from core.checkpoint import ModelBundle
 from core.model import causal_mask, padding_mask
 from core.tokenizer import EOS_ID, PAD_ID, SOS_ID
@@ -44,6 +46,9 @@ from core.tokenizer import EOS_ID, PAD_ID, SOS_ID
 Links = frozenset[tuple[int, int]]  # (source word, target word)
 ROWS = ("predict", "input")
 DECISIONS = ("argmax", "threshold")
+# The threshold tune_thresholds picks on XL-WA's silver train file for checkpoints/default.pt's best method
+# (L3mean-predict-threshold; README, "Which heads align words?"); the gold dev file it is scored on played no part.
+DEFAULT_THRESHOLD = 0.25
 THRESHOLD_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 .. 0.95, for tune_thresholds
 _METHOD_NAME = re.compile(r"L(\d+)(?:H(\d+)|mean)-(predict|input)-(argmax|threshold)")
 
@@ -218,10 +223,11 @@ def word_matrix(weights: np.ndarray, row_words: list[int], col_words: list[int],
 def word_attention(
     cross: np.ndarray, src_words: list[int], tgt_words: list[int], n_src: int, n_tgt: int, rows: str
 ) -> np.ndarray:
-    """(L, H, T, S) teacher-forced cross-attention -> (L, H, target words, source words), rows summing to 1.
+    """(L, H, T, S) teacher-forced cross-attention -> (L, H, target words, source words) weight on each word.
 
     cross has T = 1 + target tokens rows and S = 2 + source tokens columns ([SOS] ... [EOS]);
-    src_words / tgt_words give each token's word. A target word without tokens gets a zero row."""
+    src_words / tgt_words give each token's word. The [SOS]/[EOS] columns are dropped, so rows sum to
+    the weight on words (`shares` renormalises them); a target word without tokens gets a zero row."""
     if rows not in ROWS:
         raise ValueError(f"unknown rows {rows!r}: use one of {', '.join(ROWS)}")
     cross = np.asarray(cross, dtype=np.float64)
@@ -231,14 +237,19 @@ def word_attention(
             f"cross-attention {cross.shape} does not fit {len(tgt_words)} target and {len(src_words)} source tokens"
         )
     read = cross[..., :-1, 1:-1] if rows == "predict" else cross[..., 1:, 1:-1]  # (L, H, target tokens, source)
-    words = word_matrix(read, tgt_words, src_words, n_tgt, n_src)
+    return word_matrix(read, tgt_words, src_words, n_tgt, n_src)
+
+
+def shares(words: np.ndarray) -> np.ndarray:
+    """(..., target words, source words) weights -> each row's share on each source word (rows sum to 1, or 0)."""
     mass = words.sum(-1, keepdims=True)
     return np.divide(words, mass, out=np.zeros_like(words), where=mass > 0)
 
 
 def with_layer_means(words: np.ndarray) -> np.ndarray:
-    """(L, H, Tw, Sw) -> (L, H + 1, Tw, Sw): every head, then the mean of the layer's heads."""
-    return np.concatenate([words, words.mean(1, keepdims=True)], axis=1)
+    """(L, H, Tw, Sw) word_attention -> (L, H + 1, Tw, Sw) shares of every head, then of the mean of the layer's
+    heads (the mean of the weights, as the app's head average shows, renormalised)."""
+    return shares(np.concatenate([words, words.mean(1, keepdims=True)], axis=1))
 
 
 def link_matrix(matrix: np.ndarray, decision: str, threshold: float | np.ndarray = 0.5) -> np.ndarray:
@@ -263,9 +274,9 @@ def links_of(matrix: np.ndarray, decision: str, threshold: float = 0.5) -> Links
 
 
 def method_matrix(words: np.ndarray, method: Method) -> np.ndarray:
-    """(L, H, Tw, Sw) word attention of one row reading -> (Tw, Sw) of the method's head or layer mean."""
+    """(L, H, Tw, Sw) word_attention of the method's row reading -> (Tw, Sw) shares of its head or layer mean."""
     layer = words[method.layer - 1]
-    return layer.mean(0) if method.head is None else layer[method.head - 1]
+    return shares(layer.mean(0) if method.head is None else layer[method.head - 1])
 
 
 def diagonal_links(n_src: int, n_tgt: int) -> Links:
@@ -362,6 +373,48 @@ def tune_thresholds(items: Iterable[tuple[np.ndarray, np.ndarray]], grid=THRESHO
         raise ValueError("no sentence pairs to tune the thresholds on")
     rates = 1.0 - 2.0 * hits / np.maximum(1.0, predicted + gold)  # (G, rows, L, H + 1)
     return grid[rates.argmin(0)]
+
+
+@dataclass(frozen=True)
+class SentenceAlignment:
+    """The links one method reads from one sentence's cross-attention, on the words of both sides."""
+
+    source_words: list[str]  # the sentence's space-separated words
+    target_words: list[str]  # the reference's space-separated words, or the generated tokens
+    matrix: np.ndarray  # (target words, source words) shares the method read
+    links: Links
+
+
+def align_sentence(
+    attention: Attention,
+    src_tokenizer,
+    tgt_tokenizer,
+    source: str,
+    reference: str | None,
+    method: Method,
+    threshold: float = 0.5,
+) -> SentenceAlignment:
+    """Links of one translated sentence (`translate(bundle, source, reference=reference)`'s attention).
+
+    With a reference, target words are its space-separated words; without, each generated token is
+    one target word (generated text has no character offsets to map tokens back to). The tokenizers
+    only give each token's characters; the model is not run."""
+    src_offsets = src_tokenizer.encode(source, add_special_tokens=False).offsets
+    src_words = token_word_index(source, src_offsets)
+    n_tgt_tokens = len(attention.target_tokens) - 1
+    if reference is None:
+        target_words, tgt_words = list(attention.target_tokens[1:]), list(range(n_tgt_tokens))
+    else:
+        target_words = reference.split()
+        tgt_words = token_word_index(reference, tgt_tokenizer.encode(reference, add_special_tokens=False).offsets)
+    if len(src_words) != len(attention.source_tokens) - 2 or len(tgt_words) != n_tgt_tokens:
+        raise ValueError("the texts do not tokenize to the tokens this attention was computed on")
+    source_words = source.split()
+    words = word_attention(
+        attention.cross.float().numpy(), src_words, tgt_words, len(source_words), len(target_words), method.rows
+    )
+    matrix = method_matrix(words, method)
+    return SentenceAlignment(source_words, target_words, matrix, links_of(matrix, method.decision, threshold))
 
 
 # --- Running the model --------------------------------------------------------------------------------------

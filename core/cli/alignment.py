@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from core.analysis.alignment import (
     DECISIONS,
+    DEFAULT_THRESHOLD,
     ROWS,
     Method,
     Tally,
@@ -42,10 +43,6 @@ from core.analysis.alignment import (
 )
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import positive_int
-
-# The threshold `--tune-on` XL-WA's silver train file picks for checkpoints/default.pt's best method
-# (L3mean-predict-threshold; README, "Which heads align words?"); the gold dev file scored on played no part.
-DEFAULT_THRESHOLD = 0.25
 
 
 def _fraction(text: str) -> float:
