@@ -99,7 +99,7 @@ def _tune(bundle, path: str) -> np.ndarray:
 def _print_table(tally: Tally, thresholds: np.ndarray, methods: list[Method], best: Method, heads: np.ndarray) -> None:
     n_heads = tally.n_heads
     scores = tally.scores(methods)
-    print(f"{'method':<34} {'AER':>6} {'prec':>6} {'recall':>6}  threshold")
+    print(f"{'method':<36} {'AER':>6} {'prec':>6} {'recall':>6}  threshold")
     families = [(r, d) for d in DECISIONS for r in ROWS if any(m.rows == r and m.decision == d for m in methods)]
     for rows, decision in families:
         family = [m for m in methods if m.rows == rows and m.decision == decision]
@@ -110,7 +110,7 @@ def _print_table(tally: Tally, thresholds: np.ndarray, methods: list[Method], be
             s = scores[method.name]
             tau = f"{thresholds[method.index(n_heads)[1:]]:.2f}" if decision == "threshold" else ""
             label = method.name + ("  (best head)" if method.head is not None and len(family) > 1 else "")
-            print(f"{label:<34} {s.aer:6.3f} {s.precision:6.3f} {s.recall:6.3f}  {tau}")
+            print(f"{label:<36} {s.aer:6.3f} {s.precision:6.3f} {s.recall:6.3f}  {tau}")
     print(f"AER of each head ({best.rows} rows, {best.decision}), layers down, heads across:")
     for layer, row in enumerate(heads, 1):
         print(f"  layer {layer}: " + " ".join(f"{r:.3f}" for r in row))
