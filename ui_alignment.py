@@ -77,7 +77,11 @@ def alignment_view(bundle: ModelBundle, result: Translation, sentence: str, refe
         "chosen": "The layer and head chosen above",
         "card": f"The model card's alignment method ({recorded.method.name})" if recorded else "",
     }
-    source = st.radio("Links from", choices, format_func=names.get, horizontal=True, **ui.bound("align_source", "card"))
+    source = (
+        st.radio("Links from", choices, format_func=names.get, horizontal=True, **ui.bound("align_source", "card"))
+        if len(choices) > 1
+        else "chosen"
+    )
     if source == "card":
         method, threshold = recorded.method, recorded.threshold or DEFAULT_THRESHOLD
     else:
@@ -131,8 +135,9 @@ def alignment_view(bundle: ModelBundle, result: Translation, sentence: str, refe
                 gold = None
                 st.error(f"These gold links cannot be used: {escape_markdown(str(exc))}")
     cells, links = charts.alignment_frames(alignment.matrix, alignment.links, gold)
-    title = f"Word alignment · {method.name}" + (" · squares: gold links" if gold is not None else "")
-    st.altair_chart(charts.alignment_chart(cells, links, alignment.source_words, alignment.target_words, title))
+    title = f"Word links · {method.name}"
+    chart = charts.alignment_chart(cells, links, alignment.source_words, alignment.target_words, title)
+    st.altair_chart(chart, width="content")
     model_col, gold_col = st.columns(2)
     model_col.markdown("**Model links** (Pharaoh)")
     model_col.code(format_links(alignment.links) or "(none)", language=None)

@@ -284,7 +284,7 @@ def alignment_chart(
     source_words: list[str],
     target_words: list[str],
     title: str = "",
-    cell: int = 24,
+    cell: int = 30,
 ) -> alt.Chart:
     """Word-level cross-attention (target words down, source words across) with the links drawn on it as marks:
     the model's as small circles, gold ones as larger squares, so a gold link the model found shows both."""
@@ -327,5 +327,5 @@ def alignment_chart(
     return (
         alt.layer(heat, marks)
         .resolve_scale(color="independent", shape="independent")
-        .properties(title=title, autosize=PAD, **size)
+        .properties(title=alt.TitleParams(title, anchor="start", limit=800), autosize=PAD, **size)
     )

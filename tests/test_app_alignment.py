@@ -140,3 +140,14 @@ def test_models_page_shows_the_alignment_head_and_its_aer(app):
     text = " ".join(m.value for m in app.markdown)
     assert "**Alignment head**" in text and "L2mean-predict-threshold" in text and "AER **0.420**" in text
     assert r"toy gold \*pairs\*" in text  # card text shown as text, not Markdown
+
+
+def test_without_a_recorded_method_the_chosen_head_is_used(tmp_path, monkeypatch):
+    model, src, tgt = tiny_bundle_parts(layers=2, heads=2)
+    save_checkpoint(tmp_path / "plain.pt", model, src, tgt, metadata={"model_card": {"data": "toy"}})
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(tmp_path))
+    at = open_view(AppTest.from_file(APP, default_timeout=60).run())
+    assert "align_source" not in [r.key for r in at.radio]
+    assert model_links(at) == expected_links(load_checkpoint(tmp_path / "plain.pt"), 1, 1, "predict")
+    at.switch_page("pages/models.py").run()
+    assert not at.exception and not any("Alignment head" in m.value for m in at.markdown)
