@@ -7,12 +7,13 @@ import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from core import translate
+from core import ModelConfig, Transformer, load_checkpoint, save_checkpoint, translate
 from core.analysis.alignment import (
     Method,
     Score,
     Tally,
     aer,
+    align_sentence,
     all_methods,
     cross_attention,
     diagonal_links,
@@ -309,3 +310,35 @@ def test_cli_bad_input_gets_one_line_error(reverser_bundle, tmp_path, capsys, co
     assert main(["--checkpoint", str(reverser_bundle.source), "--data", str(data), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1]
+
+
+def test_a_subword_model_is_aligned_on_words(tmp_path):
+    """End to end with WordPiece tokenizers: the word matrix equals one built here from the '##' continuation rule."""
+    tok = subword_tokenizer("wordpiece")
+    torch.manual_seed(0)
+    config = ModelConfig(tok.get_vocab_size(), tok.get_vocab_size(), d_model=16, n_layers=1, n_heads=2, d_ff=32)
+    save_checkpoint(tmp_path / "wp.pt", Transformer(config).eval(), tok, tok)
+    bundle = load_checkpoint(tmp_path / "wp.pt")
+    source, reference = "acquazzone freddo", "dell'acqua fredda"
+    result = translate(bundle, source, reference=reference)
+    got = align_sentence(result.attention, tok, tok, source, reference, Method(1, 2, "predict", "argmax"))
+    assert got.source_words == ["acquazzone", "freddo"] and got.target_words == ["dell'acqua", "fredda"]
+
+    def words_by_rule(tokens):  # a new word starts at a token without '##', except right after an apostrophe
+        index, previous = [], None
+        for t in tokens:
+            starts = not t.startswith("##") and previous not in (None, "'") and t != "'"
+            index.append(0 if previous is None else index[-1] + starts)
+            previous = t
+        return index
+
+    src_words = words_by_rule(result.source_tokens[1:-1])
+    tgt_words = words_by_rule(result.target_tokens[1:])
+    assert len(result.target_tokens) - 1 > 2 and max(tgt_words) == 1
+    cross = result.attention.cross[0, 1].numpy()[:-1, 1:-1]  # head 2, predicting rows, word columns
+    manual = np.zeros((2, 2))
+    for t in range(2):
+        rows = cross[[i for i, w in enumerate(tgt_words) if w == t]].mean(0)
+        manual[t] = [rows[[i for i, w in enumerate(src_words) if w == s]].sum() for s in range(2)]
+    np.testing.assert_allclose(got.matrix, manual / manual.sum(-1, keepdims=True), rtol=1e-5)
+    assert got.links == {(int(s), t) for t, s in enumerate(manual.argmax(-1))}
