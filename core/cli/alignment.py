@@ -124,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="our checkpoint file")
-    parser.add_argument("--data", required=True, help="gold file: English words, Italian words, i-j links")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="gold file: English words, Italian words, i-j links (with --links and a method: a plain en<TAB>it TSV)",
+    )
     parser.add_argument("--method", help="score (and write --links with) only this method, e.g. L3H5-input-argmax")
     parser.add_argument("--json", metavar="OUT", help="write the scores as JSON to this file")
     parser.add_argument("--links", metavar="OUT", help="write one line of Pharaoh i-j links per pair of --data")
