@@ -357,6 +357,16 @@ class _Search:
         return nodes[::-1]
 
 
+def _project_rows(model: Transformer, hidden: Tensor) -> Tensor:
+    """(B, D) -> (B, V) logits. For a few rows, weight @ hidden.T reads the (V, D) weight in its stored layout and
+    ran about 2.5x faster on one CPU thread than nn.Linear's hidden @ weight.T (4 rows, V 22400); one row keeps
+    nn.Linear, so a beam of 1 computes exactly what greedy decoding does."""
+    if hidden.size(0) == 1:
+        return model.project(hidden)
+    proj = model.projection_layer.proj
+    return torch.addmm(proj.bias[:, None], proj.weight, hidden.T).T.contiguous()  # rows contiguous for the softmaxes
+
+
 @torch.inference_mode()
 def _search(
     model: Transformer,
@@ -399,7 +409,7 @@ def _search(
         if pos == max_len - 1 and not (record or need_cross):
             break  # the last step would only give the newest tokens their attention rows
         hidden, self_p, cross_p = model.decode(tokens, memory, slot_mask, None, record or need_cross, caches, start=pos)
-        logits = model.project(hidden[:, -1])  # (n * k, V)
+        logits = _project_rows(model, hidden[:, -1])  # (n * k, V)
         if record:
             ids, probs = _top(logits)
             # (L, n*k, H, pos+1) self rows, (L, n*k, H, S) cross rows, (n*k, TOP_K) candidates
@@ -462,9 +472,16 @@ def _search(
     results = []
     for i, search in enumerate(searches):
         ends = search.finished + search.live  # live beams are left only where max_len cut them
-        paths = [_beam_path(search, end, i, k, len(sources[i]), length_penalty, steps, enc_probs) for end in ends]
-        results.append(sorted(paths, key=lambda p: -p.score)[:nbest])
+        ends.sort(key=lambda end: -_score(search.nodes[end], length_penalty))  # stable: earlier ones first on ties
+        results.append(
+            [_beam_path(search, end, i, k, len(sources[i]), length_penalty, steps, enc_probs) for end in ends[:nbest]]
+        )
     return results, searches
+
+
+def _score(end: _Node, length_penalty: float) -> float:
+    """The rank of the hypothesis ending at `end`: its log-probability over the length penalty of its outputs."""
+    return end.log_prob / length_penalty_factor(end.step, length_penalty)
 
 
 def _beam_path(
@@ -495,7 +512,7 @@ def _beam_path(
         target_ids=[node.token for node in rows],
         output_ids=output_ids,
         log_prob=path[-1].log_prob,
-        score=path[-1].log_prob / length_penalty_factor(len(output_ids), length_penalty),
+        score=_score(path[-1], length_penalty),
         finished=finished,
         node=end,
         top_ids=top_ids,
