@@ -586,8 +586,9 @@ def check_beam_options(beam_size: int, nbest: int, length_penalty: float) -> Non
 
 def prefix_ids(tgt_tokenizer, prefix: str | list[str | int]) -> list[int]:
     """Target ids of a forced prefix: a text (split and normalized as the target tokenizer does), or a list of
-    tokens (normalized the same way) or ids. ValueError for a word outside the vocabulary, an id out of range,
-    [SOS] or [PAD], or [EOS] anywhere but last."""
+    tokens (normalized the same way) or ids. Any token the model can write may be forced (an untrained model
+    writes [SOS] or [PAD] too); ValueError for a word outside the vocabulary, an id out of range, or [EOS]
+    anywhere but last (it ends the translation)."""
     normalize = tgt_tokenizer.normalizer.normalize_str if tgt_tokenizer.normalizer else str
     vocab = tgt_tokenizer.get_vocab_size()
     if isinstance(prefix, str):
@@ -611,8 +612,6 @@ def prefix_ids(tgt_tokenizer, prefix: str | list[str | int]) -> list[int]:
         else:
             raise ValueError(f"{item!r} is not a target token id (0 to {vocab - 1})")
         out.append(token_id)
-    if SOS_ID in out or PAD_ID in out:
-        raise ValueError("[SOS] and [PAD] cannot be forced: the decoder starts with [SOS] by itself")
     if EOS_ID in out[:-1]:
         raise ValueError("[EOS] can be forced only as the last prefix token (it ends the translation)")
     return out

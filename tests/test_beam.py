@@ -195,7 +195,6 @@ def test_forced_eos_ends_the_translation(reverser_bundle):
         ({"prefix": ["gatto", "zebra-xyz"]}, "'zebra-xyz' is not a token"),
         ({"prefix": "il zebraxyz"}, "not in the model's target vocabulary: 'zebraxyz'"),
         ({"prefix": [10**6]}, "not a target token id"),
-        ({"prefix": ["[SOS]"]}, "cannot be forced"),
         ({"prefix": ["[EOS]", "il"]}, "only as the last"),
         ({"prefix": ["il"] * 5, "max_len": 5}, "the prefix has 5 tokens; with max_len 5"),
         ({"beam_size": 0}, "beam size"),
