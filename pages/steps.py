@@ -77,12 +77,12 @@ def greedy_view(model: ui.ActiveModel, sentence: str) -> None:
     st.markdown(f"**Translation:** {original.translation}")
     if prefix:
         tgt = model.bundle.tgt_tokenizer
-        note, back = st.columns([5, 1.4], vertical_alignment="center")
+        note, back = st.columns([4, 1.6], vertical_alignment="center")
         note.info(
             f"What if: `{tgt.id_to_token(prefix[-1])}` forced at step {len(prefix)}. The replay below follows this "
             "decoding; under it, the model's own decoding and the forced one side by side."
         )
-        back.button("↩ Back to the model's own", key="unforce", on_click=unforce)
+        back.button("↩ Model's own", key="unforce", on_click=unforce, help="back to what the model wrote by itself")
     replay(model, result)
     if prefix:
         compare(model, original, result)
@@ -154,14 +154,16 @@ def compare(model: ui.ActiveModel, original, forced) -> None:
             st.caption(f"log-probability of the whole output: {result.hypotheses[0].log_prob:.3f}")
             tokens = [tgt.id_to_token(i) for i in result.output_ids]
             written = charts.written_frame(tokens, written_probs(result), result.prefix_length)
-            st.altair_chart(charts.written_chart(written), width="content")
-            attention_map(result.attention, "cross", layer, f"Cross attention · layer {layer} · mean of heads")
+            st.altair_chart(charts.written_chart(written), width="stretch")
+            attention_map(result.attention, "cross", layer, f"Cross attention · layer {layer} · mean of heads", 220)
 
 
-def attention_map(att, kind: str, layer: int, title: str) -> None:
+def attention_map(att, kind: str, layer: int, title: str, plot_width: int = 360) -> None:
+    """The mean over heads of one layer's maps, with cells small enough for the longer side to fit plot_width."""
     queries, keys = att.queries(kind), att.keys(kind)
     frame = charts.attention_frame(charts.head_matrix(att, kind, layer, None), queries, keys)
-    st.altair_chart(charts.heatmap(frame, queries, keys, title, plot_width=300), width="content")
+    cell = max(6, min(26, plot_width // max(len(queries), len(keys))))
+    st.altair_chart(charts.heatmap(frame, queries, keys, title, cell=cell), width="content")
 
 
 def pick_node(hypothesis_paths: list[set[int]]) -> None:
