@@ -163,7 +163,8 @@ def attention_map(att, kind: str, layer: int, title: str, plot_width: int = 360)
     queries, keys = att.queries(kind), att.keys(kind)
     frame = charts.attention_frame(charts.head_matrix(att, kind, layer, None), queries, keys)
     cell = max(6, min(26, plot_width // max(len(queries), len(keys))))
-    st.altair_chart(charts.heatmap(frame, queries, keys, title, cell=cell), width="content")
+    st.markdown(f"**{title}**")  # above, not in the chart: a short sentence's chart is narrower than the title
+    st.altair_chart(charts.heatmap(frame, queries, keys, cell=cell), width="content")
 
 
 def pick_node(hypothesis_paths: list[set[int]]) -> None:
