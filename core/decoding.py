@@ -219,7 +219,8 @@ def translate(
             forced = [] if prefix is None else prefix_ids(tgt_tok, prefix)
             if len(forced) > max_len - 1:
                 raise ValueError(
-                    f"the prefix has {len(forced)} tokens; with max_len {max_len} the decoder writes at most {max_len - 1}"
+                    f"the prefix has {len(forced)} tokens; with max_len {max_len} the decoder writes at most "
+                    f"{max_len - 1}"
                 )
             paths, tree = beam_search(model, src_ids, beam_size, max_len, length_penalty, nbest, forced)
             source = (_tokens(src_tok, src_ids), tokens, words)
@@ -286,8 +287,6 @@ def greedy_batch(model: Transformer, sources: list[list[int]], max_len: int, nee
 
 
 # ---- Beam search -------------------------------------------------------------------------------------------
-
-BEAM_STATUSES = ("kept", "finished", "pruned")
 
 
 @dataclass(frozen=True)
@@ -435,7 +434,10 @@ def _search(
             if forced is not None:
                 status = "finished" if forced == EOS_ID else "kept"
                 node = search.add(forced, search.live[0], forced_scores[i], status, forced=True)
-                (search.finished.append(node) if forced == EOS_ID else chosen.append((node, 0)))
+                if forced == EOS_ID:
+                    search.finished.append(node)
+                else:
+                    chosen.append((node, 0))
             else:
                 for rank, (score, index) in enumerate(zip(top_scores[i], top_index[i])):
                     if score == -torch.inf:
@@ -474,7 +476,10 @@ def _search(
         ends = search.finished + search.live  # live beams are left only where max_len cut them
         ends.sort(key=lambda end: -_score(search.nodes[end], length_penalty))  # stable: earlier ones first on ties
         results.append(
-            [_beam_path(search, end, i, k, len(sources[i]), length_penalty, steps, enc_probs) for end in ends[:nbest]]
+            [
+                _beam_path(search, end, i, k, len(sources[i]), length_penalty, record, steps, enc_probs)
+                for end in ends[:nbest]
+            ]
         )
     return results, searches
 
@@ -485,17 +490,25 @@ def _score(end: _Node, length_penalty: float) -> float:
 
 
 def _beam_path(
-    search: _Search, end: int, sentence: int, beam_size: int, src_len: int, length_penalty: float, steps, enc_probs
+    search: _Search,
+    end: int,
+    sentence: int,
+    beam_size: int,
+    src_len: int,
+    length_penalty: float,
+    record: bool,
+    steps: list,
+    enc_probs,
 ) -> BeamPath:
-    """One hypothesis's ids and, from the recorded steps (attention tuples, or mean cross rows, or nothing),
-    the rows its own beams were decoded in."""
+    """One hypothesis's ids and, from the recorded steps (with record, every map and the candidates; else the
+    mean cross-attention rows, if any), the rows its own beams were decoded in."""
     base = sentence * beam_size
     path = search.path(end)
     finished = path[-1].token == EOS_ID
     rows = path[:-1] if finished else path  # [EOS] is an output, never a row
     output_ids = [node.token for node in path[1:]]
     top_ids = top_probs = maps = cross_mean = None
-    if steps and isinstance(steps[0], tuple):
+    if record:
         self_rows, cross_rows, ids, probs = zip(*steps[: len(rows)])
         layers, _, heads, _ = cross_rows[0].shape
         t = len(rows)
