@@ -260,3 +260,24 @@ def test_cli_beam_errors_exit_2(tiny_checkpoint, args, message, capsys):
     assert main(["--checkpoint", str(tiny_checkpoint), *args, "the cat"]) == 2
     captured = capsys.readouterr()
     assert message in captured.err and captured.out == ""
+
+
+def test_tree_frame_ranks_each_step_and_links_parents(eos_prone):
+    from core.charts import beam_tree_chart, beam_tree_frame, tree_path
+
+    result = translate(eos_prone, EN_SENTENCES[0], beam_size=3, nbest=3)
+    tree, ends = result.beam_tree, [h.node for h in result.hypotheses]
+    frame = beam_tree_frame(tree, eos_prone.tgt_tokenizer.id_to_token, ends[1], ends)
+    assert frame["node"].tolist() == list(range(len(tree)))
+    for _, nodes in frame.groupby("step"):
+        assert sorted(nodes["rank"]) == list(range(len(nodes)))  # every rank once per step
+        assert nodes.sort_values("rank")["log_prob"].is_monotonic_decreasing  # best path first
+    for n, row in zip(tree[1:], frame.iloc[1:].itertuples()):
+        parent = frame.iloc[n.parent]
+        assert (row.parent_step, row.parent_rank) == (parent["step"], parent["rank"])
+        assert row.prob == pytest.approx(float(torch.tensor(n.log_prob - tree[n.parent].log_prob).exp()), rel=1e-6)
+    assert frame.loc[frame["chosen"], "node"].tolist() == tree_path(tree, ends[1])
+    assert frame.loc[frame["hypothesis"] > 0].set_index("node")["hypothesis"].to_dict() == {
+        end: rank for rank, end in enumerate(ends, 1)
+    }
+    assert beam_tree_chart(frame).to_dict()["height"] >= 34 * (frame["step"].max() + 1)
