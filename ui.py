@@ -155,6 +155,32 @@ def run_translation(model: ActiveModel, sentence: str, reference: str | None = N
         return None
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_search(
+    model_key: str, _bundle: ModelBundle, sentence: str, beam_size: int, length_penalty: float, prefix: tuple[int, ...]
+) -> Translation:
+    """translate() with a beam (all beam_size hypotheses kept) and/or a forced prefix, once per model and input."""
+    return translate(
+        _bundle,
+        sentence,
+        beam_size=beam_size,
+        nbest=beam_size,
+        length_penalty=length_penalty,
+        prefix=list(prefix) if prefix else None,
+    )
+
+
+def run_search(
+    model: ActiveModel, sentence: str, beam_size: int, length_penalty: float = 0.0, prefix: tuple[int, ...] = ()
+) -> Translation | None:
+    """The (cached) beam search or forced decoding, or None after showing why it cannot run."""
+    try:
+        return cached_search(model.key, model.bundle, sentence, beam_size, length_penalty, prefix)
+    except ValueError as exc:
+        st.warning(f"Cannot translate: {exc}")
+        return None
+
+
 def view_state() -> dict:
     """This session's choices (sentence, kind, layer, ...): a plain dict, which survives page switches,
     unlike a widget's own state, which Streamlit drops on a page that does not show the widget."""

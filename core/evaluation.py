@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from core.checkpoint import ModelBundle
 from core.data import encode_pairs
-from core.decoding import copied_text, copy_unknown_words, greedy_batch
+from core.decoding import beam_batch, check_beam_options, copied_text, copy_unknown_words, greedy_batch
 from core.metrics import score
 from core.tokenizer import UNK_ID, encode, ids_to_text
 
@@ -26,19 +26,29 @@ def evaluate(
     batch_size: int = 64,
     progress: bool = True,
     copy_unknown: bool = True,
+    beam_size: int = 1,
+    length_penalty: float = 0.0,
 ) -> tuple[dict[str, float], list[str], list[tuple[str, str]]]:
-    """Greedy-translate the pairs that fit the model; returns (metrics, hypotheses, the pairs scored).
+    """Greedy-translate (or, with beam_size > 1, beam-search) the pairs that fit the model; returns
+    (metrics, hypotheses, the pairs scored).
 
     The hypotheses are the text `translate` gives: with copy_unknown, a generated [UNK] shows the source
-    word it attended to; without, it stays "[UNK]".
+    word it attended to; without, it stays "[UNK]". A beam search runs batch_size // beam_size sentences
+    per batch, so each decoder call has about batch_size rows.
     """
+    check_beam_options(beam_size, 1, length_penalty)
     src_tok, tgt_tok = bundle.src_tokenizer, bundle.tgt_tokenizer
     examples, kept = encode_pairs(pairs, src_tok, tgt_tok, bundle.config.seq_len)
+    batch_size = max(1, batch_size // beam_size)
     hyps: list[str] = []
     for start in tqdm(range(0, len(examples), batch_size), desc="translating", disable=not progress):
         batch = examples[start : start + batch_size]
         max_len = min(bundle.config.seq_len, max(len(e.tgt) for e in batch) * 2 + 10)
-        decoded = greedy_batch(bundle.model, [e.src for e in batch], max_len, need_cross=copy_unknown)
+        sources = [e.src for e in batch]
+        if beam_size > 1:
+            decoded = beam_batch(bundle.model, sources, beam_size, max_len, length_penalty, need_cross=copy_unknown)
+        else:
+            decoded = greedy_batch(bundle.model, sources, max_len, need_cross=copy_unknown)
         outputs, crosses = decoded if copy_unknown else (decoded, [None] * len(decoded))
         for (source, _), ids, cross in zip(kept[start : start + batch_size], outputs, crosses):
             if cross is not None and UNK_ID in ids:

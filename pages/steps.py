@@ -1,14 +1,52 @@
-"""Decoding step by step: what the decoder looked at, and what it considered, for each generated token."""
+"""Decoding step by step: what the decoder looked at, and what it considered, for each generated token;
+what it would have written had it chosen another candidate; and the beam search's tree of hypotheses."""
+
+import math
+import re
 
 import streamlit as st
 
 import ui
 from core import charts
+from core.attention import KIND_LABELS
+
+MODES = {"greedy": "Greedy, step by step", "beam": "Beam search"}
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
+
+
+def plain(text: str) -> str:
+    """Text shown literally where Streamlit reads Markdown (button and radio labels)."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", text)
 
 
 def move(delta: int, last: int) -> None:
     view = ui.view_state()
     view["step"] = min(max(int(view.get("step", 1)) + delta, 1), last)
+
+
+def force(row: int, token_id: int, written: list[int]) -> None:
+    """Write token_id at decoder row `row` instead, keeping what came before it; the model goes on from there."""
+    view = ui.view_state()
+    view["forced"] = {"sentence": view["sentence"].strip(), "prefix": [*written[:row], token_id]}
+
+
+def unforce() -> None:
+    ui.view_state().pop("forced", None)
+
+
+def forced_prefix(sentence: str) -> list[int]:
+    """The forced tokens for this sentence (none once the sentence changed)."""
+    forced = ui.view_state().get("forced")
+    return list(forced["prefix"]) if forced and forced["sentence"] == sentence else []
+
+
+def written_probs(result) -> list[float]:
+    """The probability the model gave each token written in result (forced ones too)."""
+    if result.beam_tree:
+        tree = result.beam_tree
+        path = charts.tree_path(tree, result.hypotheses[0].node)
+        return [math.exp(tree[b].log_prob - tree[a].log_prob) for a, b in zip(path, path[1:])]
+    return [float(result.top_probs[row, 0]) for row in range(len(result.output_ids))]
 
 
 def page() -> None:
@@ -21,23 +59,54 @@ def page() -> None:
     if not sentence:
         st.info("Type an English sentence.")
         return
-    result = ui.run_translation(model, sentence)  # greedy output, the same cached result as the Translate page
+    mode = st.radio("Decoding", list(MODES), format_func=MODES.get, horizontal=True, **ui.bound("steps_mode", "greedy"))
+    if mode == "beam":
+        beam_view(model, sentence)
+    else:
+        greedy_view(model, sentence)
+
+
+def greedy_view(model: ui.ActiveModel, sentence: str) -> None:
+    original = ui.run_translation(model, sentence)  # greedy output, the same cached result as the Translate page
+    if original is None:
+        return
+    prefix = forced_prefix(sentence)
+    result = ui.run_search(model, sentence, 1, 0.0, tuple(prefix)) if prefix else original
     if result is None:
         return
-    st.markdown(f"**Translation:** {result.translation}")
-    steps, cfg = len(result.target_tokens), model.bundle.config
+    st.markdown(f"**Translation:** {original.translation}")
+    if prefix:
+        tgt = model.bundle.tgt_tokenizer
+        note, back = st.columns([4, 1.6], vertical_alignment="center")
+        note.info(
+            f"What if: `{tgt.id_to_token(prefix[-1])}` forced at step {len(prefix)}. The replay below follows this "
+            "decoding; under it, the model's own decoding and the forced one side by side."
+        )
+        back.button("↩ Model's own", key="unforce", on_click=unforce, help="back to what the model wrote by itself")
+    replay(model, result)
+    if prefix:
+        compare(model, original, result)
+
+
+def replay(model: ui.ActiveModel, result) -> None:
+    """The step slider over result's decoder rows: attention of one row, its five candidates, each one a button
+    that forces it there."""
+    steps, cfg, tgt = len(result.target_tokens), model.bundle.config, model.bundle.tgt_tokenizer
     prev, slider, nxt = st.columns([1.3, 8, 1.3], vertical_alignment="bottom")
     prev.button("◀ Prev", key="prev", on_click=move, args=(-1, steps))
     nxt.button("Next ▶", key="next", on_click=move, args=(1, steps))
     with slider:
         step = ui.index_slider("Step", steps, "step")
     row = step - 1
-    tgt = model.bundle.tgt_tokenizer
-    chosen = tgt.id_to_token(int(result.top_ids[row, 0]))
+    written = result.output_ids
+    chosen_id = written[row] if row < len(written) else int(result.top_ids[row, 0])  # the last row may write nothing
+    probs = written_probs(result)
+    p = probs[row] if row < len(probs) else float(result.top_probs[row, 0])
     fed = " ".join(f"`{t}`" for t in result.target_tokens[: row + 1])
+    how = " (forced)" if row < result.prefix_length else ""
     st.markdown(
-        f"Step **{step}** of {steps}: the decoder has read {fed} and writes **`{chosen}`** "
-        f"(p = {float(result.top_probs[row, 0]):.3f})."
+        f"Step **{step}** of {steps}: the decoder has read {fed} and writes **`{tgt.id_to_token(chosen_id)}`**{how} "
+        f"(p = {p:.3f})."
     )
 
     layer = ui.index_slider("Layer", cfg.n_layers, "step_layer")
@@ -52,13 +121,125 @@ def page() -> None:
         top = charts.candidates_frame(result.top_ids, result.top_probs, row, tgt.id_to_token)
         st.markdown("**Five most likely next tokens**")
         st.altair_chart(charts.candidates_chart(top), width="content")
-        st.dataframe(
-            top,
-            hide_index=True,
-            column_config={
-                "probability": st.column_config.ProgressColumn("probability", format="%.3f", min_value=0, max_value=1)
-            },
+        st.caption("What if it wrote another one? Click a candidate to force it here and see how the model goes on.")
+        for rank, (token_id, token, prob) in enumerate(
+            zip(result.top_ids[row].tolist(), top["token"], top["probability"]), 1
+        ):
+            why_not = "the token written here" if token_id == chosen_id else None
+            st.button(
+                f"{rank}. {plain(token)} · {prob:.3f}",
+                key=f"force_{rank}",
+                on_click=force,
+                args=(row, token_id, written),
+                disabled=why_not is not None,
+                help=why_not or "force this token here and decode on from it",
+                width="stretch",
+            )
+
+
+def compare(model: ui.ActiveModel, original, forced) -> None:
+    """The model's own decoding next to the forced one: text, the probability of each written token, and the
+    cross-attention (mean of the heads of the replay's layer) of every row."""
+    layer = ui.view_state().get("step_layer", 1)
+    tgt = model.bundle.tgt_tokenizer
+    st.subheader("Model's own vs. forced")
+    for column, title, result in zip(
+        st.columns(2),
+        ("The model's own decoding", f"With `{tgt.id_to_token(forced.output_ids[forced.prefix_length - 1])}` forced"),
+        (original, forced),
+    ):
+        with column:
+            st.markdown(f"**{title}**")
+            st.text(result.translation)
+            st.caption(f"log-probability of the whole output: {result.hypotheses[0].log_prob:.3f}")
+            tokens = [tgt.id_to_token(i) for i in result.output_ids]
+            written = charts.written_frame(tokens, written_probs(result), result.prefix_length)
+            st.altair_chart(charts.written_chart(written), width="stretch")
+            attention_map(result.attention, "cross", layer, f"Cross attention · layer {layer} · mean of heads", 220)
+
+
+def attention_map(att, kind: str, layer: int, title: str, plot_width: int = 360) -> None:
+    """The mean over heads of one layer's maps, with cells small enough for the longer side to fit plot_width."""
+    queries, keys = att.queries(kind), att.keys(kind)
+    frame = charts.attention_frame(charts.head_matrix(att, kind, layer, None), queries, keys)
+    cell = max(6, min(26, plot_width // max(len(queries), len(keys))))
+    st.markdown(f"**{title}**")  # above, not in the chart: a short sentence's chart is narrower than the title
+    st.altair_chart(charts.heatmap(frame, queries, keys, cell=cell), width="content")
+
+
+def pick_node(hypothesis_paths: list[set[int]]) -> None:
+    """A click on a tree node shows the best hypothesis whose path goes through it."""
+    picked = st.session_state["beam_tree"].selection.get("node") or []
+    if picked and "node" in picked[0]:
+        node = int(picked[0]["node"])
+        through = [i for i, path in enumerate(hypothesis_paths) if node in path]
+        if through:
+            ui.view_state()["beam_pick"] = through[0]
+
+
+def beam_view(model: ui.ActiveModel, sentence: str) -> None:
+    cfg, tgt, view = model.bundle.config, model.bundle.tgt_tokenizer, ui.view_state()
+    size, penalty = st.columns(2)
+    beam_size = size.slider("Beam size", 2, 8, **ui.bound("beam_size", 4))
+    alpha = penalty.slider(
+        "Length penalty α (GNMT; 0: none)",
+        0.0,
+        2.0,
+        step=0.1,
+        help="hypotheses rank by log-probability / ((5 + length) / 6) ** α: a larger α favours longer ones",
+        **ui.bound("length_penalty", 0.0),
+    )
+    with st.spinner("Searching…"):
+        result = ui.run_search(model, sentence, beam_size, alpha)
+    if result is None:
+        return
+    hyps, tree = result.hypotheses, result.beam_tree
+    view["beam_pick"] = min(int(view.get("beam_pick", 0)), len(hyps) - 1)
+    pick = st.radio(
+        "Hypotheses, best first (score = log-probability / length penalty)",
+        range(len(hyps)),
+        format_func=lambda i: (
+            f"#{i + 1} · {plain(hyps[i].translation)} · score {hyps[i].score:.3f}"
+            + ("" if hyps[i].finished else " (cut at the length limit)")
+        ),
+        **ui.bound("beam_pick", 0),
+    )
+    hyp = hyps[pick]
+    st.markdown(f"**Beam search tree** · beam {beam_size}, {len(tree)} nodes scored")
+    st.caption(
+        "Each row is a step; its nodes are the candidates the search scored, best path on the left. Blue: kept in "
+        "the beam; green squares: finished hypotheses (#rank); grey, dashed: pruned. The chosen hypothesis is "
+        "orange. Hover a node for its probability; click one to show the best hypothesis through it."
+    )
+    frame = charts.beam_tree_frame(tree, tgt.id_to_token, hyp.node, [h.node for h in hyps])
+    paths = [set(charts.tree_path(tree, h.node)) for h in hyps]
+    st.altair_chart(
+        charts.beam_tree_chart(frame, plot_width=560),
+        key="beam_tree",
+        on_select=lambda: pick_node(paths),
+        selection_mode="node",
+        width="stretch",  # the columns share the page's width
+    )
+    st.subheader(f"Attention of hypothesis #{pick + 1}")
+    st.text(hyp.translation)
+    kind_col, layer_col = st.columns([3, 2])
+    with kind_col:
+        kind = st.radio(
+            "Attention",
+            list(KIND_LABELS),
+            format_func=KIND_LABELS.get,
+            horizontal=True,
+            **ui.bound("beam_kind", "cross"),
         )
+    with layer_col:
+        layer = ui.index_slider("Layer", cfg.n_layers, "beam_layer")
+    attention_map(hyp.attention, kind, layer, f"{KIND_LABELS[kind]} · layer {layer} · mean of heads")
+    att = hyp.attention
+    queries, keys = att.queries(kind), att.keys(kind)
+    layer_df = charts.grid_frame(att.weights(kind)[layer - 1], queries, keys, first_layer=layer)
+    st.altair_chart(
+        charts.heads_grid(layer_df, queries, keys, columns=min(4, cfg.n_heads), title=f"All heads of layer {layer}")
+    )
 
 
 ui.route_through_app()

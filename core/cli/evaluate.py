@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="score generated [UNK] as '[UNK]' instead of the source word it attended to",
     )
+    parser.add_argument(
+        "--beam", type=positive_int, default=1, help="beam search with this many beams (default 1: greedy)"
+    )
+    parser.add_argument(
+        "--length-penalty", type=float, default=0.0, help="GNMT length penalty alpha for the beam (default 0: none)"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -45,7 +51,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.limit:
         pairs = pairs[: args.limit]
-    metrics, hyps, kept = evaluate(bundle, pairs, progress=not args.json, copy_unknown=not args.keep_unk)
+    if not args.length_penalty >= 0:
+        print(f"error: the length penalty must be 0 (none) or more, got {args.length_penalty}", file=sys.stderr)
+        return 2
+    metrics, hyps, kept = evaluate(
+        bundle,
+        pairs,
+        progress=not args.json,
+        copy_unknown=not args.keep_unk,
+        beam_size=args.beam,
+        length_penalty=args.length_penalty,
+    )
     dropped = len(pairs) - len(kept)
     if args.json:
         print(json.dumps({**metrics, "sentences": len(kept), "dropped": dropped}))
@@ -56,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"BLEU {metrics['bleu']:.2f}  chrF {metrics['chrf']:.2f}  CER {metrics['cer']:.4f}  WER {metrics['wer']:.4f}"
         + ("  (lowercased)" if lowercases(bundle) else "")
+        + (f"  (beam {args.beam}, length penalty {args.length_penalty:g})" if args.beam > 1 else "  (greedy)")
         + ("  ([UNK] kept)" if args.keep_unk else "  (generated [UNK] shown as the source word attended to)")
     )
     return 0
