@@ -45,6 +45,7 @@ from core.data import (
     split_pairs,
 )
 from core.evaluation import greedy_translations
+from core.guided_alignment import TokenLinks, alignment_targets, guided_loss, read_links_file, token_links
 from core.metrics import score
 from core.model import Transformer, causal_mask, padding_mask
 from core.tokenizer import PAD_ID, build_tokenizer, load_tokenizer
@@ -147,13 +148,14 @@ class RunData:
     val_pairs: list[Pair]  # the text of val_set, for scoring against real references
     src_tok: Tokenizer
     tgt_tok: Tokenizer
+    train_links: list[TokenLinks] | None = None  # per training example, with --alignments
 
 
 def load_run_data(cfg: TrainConfig, session: Session, init: ModelBundle | None) -> RunData:
     """Read, split and encode the pairs; rank 0 writes the tokenizers (and test.tsv) while the others wait."""
     if not session.main:
         session.barrier()  # wait until rank 0 has written the tokenizers (else two ranks race to write them)
-    train_pairs, val_pairs, test_pairs, src_tok, tgt_tok = prepare_data(cfg, session.log, init)
+    train_pairs, val_pairs, test_pairs, src_tok, tgt_tok, links_of = prepare_data(cfg, session.log, init)
     if session.main:
         session.barrier()
     train_set, kept_train = encode_pairs(train_pairs, src_tok, tgt_tok, cfg.seq_len)
@@ -166,18 +168,34 @@ def load_run_data(cfg: TrainConfig, session: Session, init: ModelBundle | None) 
         test_path = Path(cfg.model_folder) / "test.tsv"
         test_path.write_text("".join(f"{s}\t{t}\n" for s, t in test_pairs), encoding="utf-8")
         session.log(f"held out {len(test_pairs)} test pairs in {test_path}")
-    return RunData(train_set, val_set, kept_val, src_tok, tgt_tok)
+    train_links = None
+    if links_of is not None:
+        train_links = [token_links(src_tok, tgt_tok, pair, links_of[pair]) for pair in kept_train]
+        linked = sum(bool(links) for links in train_links)
+        session.log(f"guided alignment: {linked} of {len(train_links)} training pairs have links")
+    return RunData(train_set, val_set, kept_val, src_tok, tgt_tok, train_links)
 
 
 def prepare_data(cfg: TrainConfig, log, init: ModelBundle | None = None):
-    """Read and split the pairs, load or build the tokenizers (or take init's); returns (train, val, test, tokenizers)."""
+    """Read and split the pairs, load or build the tokenizers (or take init's), read --alignments.
+
+    Returns (train, val, test, source tokenizer, target tokenizer, links of each pair or None); a pair
+    that occurs twice takes the links of its first line.
+    """
     if cfg.data:
         specs = [parse_data_spec(s) for s in cfg.data]
         files = [(read_tsv(path), times) for path, times in specs]
         pairs = [p for rows, _ in files for p in rows]
+    elif cfg.alignments:
+        raise ValueError("--alignments needs --data files: its lines follow their pairs")
     else:
         pairs = load_hub_pairs(cfg.datasource, cfg.lang_src, cfg.lang_tgt)
         files = [(pairs, 1)]
+    links_of = None
+    if cfg.alignments:
+        links_of = {}
+        for pair, links in zip(pairs, read_links_file(cfg.alignments, pairs)):
+            links_of.setdefault(pair, links)
     train, val, test = split_pairs(pairs, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     if any(times > 1 for _, times in files):  # repeat oversampled files inside the training split only
         train_set = set(train)
@@ -198,7 +216,7 @@ def prepare_data(cfg: TrainConfig, log, init: ModelBundle | None = None):
         tok.save(str(path))
         log(f"{'copied' if given else 'built'} {path} ({tok.get_vocab_size()} tokens)")
         tokenizers.append(tok)
-    return train, val, test, tokenizers[0], tokenizers[1]
+    return train, val, test, tokenizers[0], tokenizers[1], links_of
 
 
 def model_config_for(cfg: TrainConfig, data: RunData, init: ModelBundle | None) -> ModelConfig:
@@ -310,21 +328,35 @@ class Trainer:
     loss_batches: int = 0
 
     def step(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimizer step on the training examples at indices; returns (src (B, S), labels (B, T), loss)."""
+        """One optimizer step on the training examples at indices; returns (src (B, S), labels (B, T), loss).
+
+        The loss returned is the translation loss; with --alignments the step also minimises the weighted
+        guided alignment loss (core/guided_alignment.py), logged beside it.
+        """
         cfg, device = self.cfg, self.session.device
         src, dec, lab = collate([self.data.train_set[i] for i in indices], device)
         src_mask = padding_mask(src, PAD_ID)
         tgt_mask = padding_mask(dec, PAD_ID) & causal_mask(dec.size(1), device)
+        guided = self.data.train_links is not None
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-            logits = self.net(src, dec, src_mask, tgt_mask)
+            if guided:
+                logits, head = self.net(src, dec, src_mask, tgt_mask, align_head=cfg.guided_head)  # head: (B, T, S)
+            else:
+                logits = self.net(src, dec, src_mask, tgt_mask)
         loss = F.cross_entropy(
             logits.float().view(-1, logits.size(-1)),
             lab.view(-1),
             ignore_index=PAD_ID,
             label_smoothing=cfg.label_smoothing,
         )
+        total = loss
+        if guided:
+            targets = alignment_targets([self.data.train_links[i] for i in indices], *head.shape[1:], device)
+            alignment_loss = guided_loss(head, targets, int((lab != PAD_ID).sum()))
+            total = loss + cfg.alignment_weight * alignment_loss
+            self.log_scalars({"alignment loss": alignment_loss.item()})
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
@@ -401,6 +433,9 @@ class Trainer:
             "train_loss": self.loss_sum / self.loss_batches if self.loss_batches else None,
             "pairs": {"train": len(self.data.train_set), "validation": len(self.data.val_set)},
         }
+        if self.data.train_links is not None:
+            layer, head = cfg.guided_head
+            metadata["guided_alignment"] = {"layer": layer + 1, "head": head + 1, "weight": cfg.alignment_weight}
         state = capture_state(self.progress, self.optimizer, self.scheduler, self.session.device)
         save_checkpoint(
             path,
