@@ -327,11 +327,11 @@ class Trainer:
     loss_sum: float = 0.0  # this epoch's training loss over the batches this process ran
     loss_batches: int = 0
 
-    def step(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimizer step on the training examples at indices; returns (src (B, S), labels (B, T), loss).
+    def step(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """One optimizer step on the training examples at indices; returns (src (B, S), labels (B, T), losses).
 
-        The loss returned is the translation loss; with --alignments the step also minimises the weighted
-        guided alignment loss (core/guided_alignment.py), logged beside it.
+        losses holds the translation loss ("train loss") and, with --alignments, the guided alignment loss
+        (core/guided_alignment.py) that the step also minimises, weighted by --alignment-weight.
         """
         cfg, device = self.cfg, self.session.device
         src, dec, lab = collate([self.data.train_set[i] for i in indices], device)
@@ -349,21 +349,20 @@ class Trainer:
             ignore_index=PAD_ID,
             label_smoothing=cfg.label_smoothing,
         )
-        total = loss
+        losses = {"train loss": loss}
         if guided:
             targets = alignment_targets([self.data.train_links[i] for i in indices], *head.shape[1:], device)
-            alignment_loss = guided_loss(head, targets, int((lab != PAD_ID).sum()))
-            total = loss + cfg.alignment_weight * alignment_loss
-            self.log_scalars({"alignment loss": alignment_loss.item()})
+            losses["alignment loss"] = guided_loss(head, targets, int((lab != PAD_ID).sum()))
+            loss = loss + cfg.alignment_weight * losses["alignment loss"]
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.progress.global_step += 1
         self.progress.batch_in_epoch += 1
-        return src, lab, loss
+        return src, lab, losses
 
     def run_epoch(self) -> bool:
         """Train on the rest of the current epoch's batches; False when --max-steps stopped it midway."""
@@ -381,14 +380,13 @@ class Trainer:
         tokens_seen, started = 0, time.perf_counter()
         self.loss_sum, self.loss_batches = 0.0, 0
         for indices in bar:
-            src, lab, loss = self.step(indices)
+            src, lab, losses = self.step(indices)
             tokens_seen += int((src != PAD_ID).sum() + (lab != PAD_ID).sum()) * world
             rate = tokens_seen / (time.perf_counter() - started)
-            loss_value = loss.item()
-            self.loss_sum, self.loss_batches = self.loss_sum + loss_value, self.loss_batches + 1
-            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{rate:,.0f}")
-            learning_rate = self.scheduler.get_last_lr()[0]
-            self.log_scalars({"train loss": loss_value, "learning rate": learning_rate, "tokens per second": rate})
+            values = {name: value.item() for name, value in losses.items()}
+            self.loss_sum, self.loss_batches = self.loss_sum + values["train loss"], self.loss_batches + 1
+            bar.set_postfix(loss=f"{values['train loss']:.3f}", tok_s=f"{rate:,.0f}")
+            self.log_scalars({**values, "learning rate": self.scheduler.get_last_lr()[0], "tokens per second": rate})
             if cfg.save_every and progress.global_step % cfg.save_every == 0:
                 self.save_step_checkpoint()
             if self.reached_max_steps():
