@@ -211,7 +211,9 @@ def prepare_data(cfg: TrainConfig, log, init: ModelBundle | None = None):
                 raise ValueError(f"{path} is not the tokenizer of --init-from {cfg.init_from}: use a new model folder")
             tokenizers.append(tok)
             continue
-        tok = given or build_tokenizer((p[side] for p in train), cfg.min_frequency, cap or None, cfg.lowercase)
+        tok = given or build_tokenizer(
+            (p[side] for p in train), cfg.min_frequency, cap or None, cfg.lowercase, subword=cfg.subword
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         tok.save(str(path))
         log(f"{'copied' if given else 'built'} {path} ({tok.get_vocab_size()} tokens)")
