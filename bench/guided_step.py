@@ -3,7 +3,8 @@
     python bench/guided_step.py [--rounds 15] [--batch 32]
 
 Three steps (forward, backward, Adam) on the same random batch: without alignments; with the guided loss on
-one head computed beside the fused attention kernel (what `train --alignments` runs); and with the same loss
+one head computed beside the fused attention kernel, its targets built from token links in the step (what
+`train --alignments` runs); and with the same loss
 read from every attention map of every layer (return_attention=True: the explicit kernel everywhere), the
 faithful way to get a head without the one-head path. Rounds interleave the three and medians are shown.
 The last line is the speedup of the one-head path over the all-maps path.
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.guided_alignment import guided_loss  # noqa: E402
+from core.guided_alignment import alignment_targets, guided_loss  # noqa: E402
 from core.model import ModelConfig, Transformer, causal_mask, padding_mask  # noqa: E402
 from core.tokenizer import PAD_ID  # noqa: E402
 
@@ -30,18 +31,20 @@ VOCAB = 8000
 
 
 def batch(size: int, generator: torch.Generator):
-    """Random (src, decoder input, labels, targets) with lengths 8..24 and one-link-per-row target rows."""
+    """Random (src, decoder input, labels, token links) with lengths 8..24, each target token linked to one or
+    two source tokens."""
     lengths = torch.randint(8, 25, (size,), generator=generator)
     width = int(lengths.max()) + 2
     src = torch.full((size, width), PAD_ID)
     dec = torch.full((size, width - 1), PAD_ID)
-    targets = torch.zeros(size, width - 1, width)
+    links = []
     for row, n in enumerate(lengths.tolist()):
         src[row, : n + 2] = torch.randint(4, VOCAB, (n + 2,), generator=generator)
         dec[row, : n + 1] = torch.randint(4, VOCAB, (n + 1,), generator=generator)
-        targets[row, torch.arange(n), 1 + torch.randperm(n, generator=generator)] = 1.0
+        order = torch.randperm(n, generator=generator).tolist()
+        links.append(tuple(sorted({(t, order[t]) for t in range(n)} | {(t, order[t - 1]) for t in range(1, n, 3)})))
     lab = torch.roll(dec, -1, 1)
-    return src, dec, lab, targets
+    return src, dec, lab, links
 
 
 def main() -> None:
@@ -54,7 +57,7 @@ def main() -> None:
     config = ModelConfig(VOCAB, VOCAB, d_model=256, n_layers=4, n_heads=4, d_ff=1024, dropout=0.1, seq_len=64)
     model = Transformer(config).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    src, dec, lab, targets = batch(args.batch, torch.Generator().manual_seed(0))
+    src, dec, lab, links = batch(args.batch, torch.Generator().manual_seed(0))
     src_mask, tgt_mask = padding_mask(src, PAD_ID), padding_mask(dec, PAD_ID) & causal_mask(dec.size(1))
     tokens = int((lab != PAD_ID).sum())
     layer, head = config.n_layers - 2, 0  # the default: penultimate layer
@@ -66,10 +69,11 @@ def main() -> None:
             extra = 0.0
         elif mode == "one head":
             logits, probs = model(src, dec, src_mask, tgt_mask, align_head=(layer, head))
-            extra = guided_loss(probs, targets, tokens)
+            extra = guided_loss(probs, alignment_targets(links, *probs.shape[1:]), tokens)
         else:
             logits, (_, _, cross) = model(src, dec, src_mask, tgt_mask, return_attention=True)
-            extra = guided_loss(cross[layer, :, head], targets, tokens)
+            probs = cross[layer, :, head]
+            extra = guided_loss(probs, alignment_targets(links, *probs.shape[1:]), tokens)
         loss = F.cross_entropy(logits.flatten(0, 1), lab.flatten(), ignore_index=PAD_ID) + 0.05 * extra
         optimizer.zero_grad()
         loss.backward()
