@@ -150,3 +150,16 @@ def test_alignments_need_local_data(tmp_path, capsys):
     argv = ["--alignments", "links.txt", "--model-folder", str(tmp_path / "w"), "--experiment-name", str(tmp_path)]
     assert main(argv) == 2
     assert "--alignments needs --data files" in capsys.readouterr().err
+
+
+def test_the_guided_path_at_weight_zero_trains_exactly_like_no_alignments(tmp_path):
+    """Same logits, no random numbers drawn, zero gradient added: the one-head path changes nothing else."""
+    data, alignments = reversal_corpus(tmp_path, n=60)
+    common = ("--epochs", "1", "--dropout", "0.2", "--max-steps", "3")
+    plain = train(config_from_args(argv_for(tmp_path / "plain", data, *common)))
+    zero = ("--alignments", str(alignments), "--alignment-weight", "0")
+    guided = train(config_from_args(argv_for(tmp_path / "zero", data, *common, *zero)))
+    plain_weights = read_checkpoint(plain)["model_state_dict"]
+    guided_weights = read_checkpoint(guided)["model_state_dict"]
+    for key, value in plain_weights.items():
+        assert torch.equal(value, guided_weights[key]), key
