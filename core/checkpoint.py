@@ -9,7 +9,8 @@ with `weights_only=True`, so loading a file never runs code:
     src_tokenizer     tokenizer JSON text (source language)
     tgt_tokenizer     tokenizer JSON text (target language)
     metadata          JSON-like dict: model card, training config, metrics (optional)
-    training_state    optimizer, scheduler, epoch, step, RNG state (optional; only for resuming)
+    training_state    TrainingState as a dict: optimizer, scheduler, epoch, step, RNG state (optional;
+                      only for resuming, through read_resume_point)
 
 The loader also takes a checkpoint written by the tutorial (`tmodel_XX.pt`: a dict with
 `model_state_dict`, or a bare state dict from its oldest revisions) plus its two tokenizer files,
@@ -22,7 +23,7 @@ import io
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,6 +42,52 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 class CheckpointError(ValueError):
     """A file that cannot be used as a checkpoint; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """Everything besides the weights that continuing a run bit-for-bit needs: where it stands, the optimizer and
+    schedule, and the random generators. Saved as a checkpoint's `training_state`."""
+
+    epoch: int  # the epoch in progress (epochs finished so far)
+    batch_in_epoch: int  # batches of that epoch already trained on: resuming skips them
+    global_step: int  # optimizer steps since the run began
+    optimizer: dict  # optimizer.state_dict()
+    scheduler: dict  # scheduler.state_dict()
+    torch_rng: torch.Tensor  # torch.get_rng_state()
+    python_rng: tuple  # random.getstate()
+    cuda_rng: torch.Tensor | None = None  # torch.cuda.get_rng_state(device) when training on a GPU
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: object) -> TrainingState:
+        """From a checkpoint's training_state; CheckpointError if entries are missing or of the wrong kind."""
+        if not isinstance(data, dict):
+            raise CheckpointError("its training state is not a dict")
+        missing = [f.name for f in fields(cls) if f.name not in data and f.name != "cuda_rng"]
+        if missing:
+            raise CheckpointError(f"its training state lacks {', '.join(missing)}")
+        try:
+            version, internal, gauss = data["python_rng"]  # a saved tuple comes back from torch.load as a list
+            state = cls(**{**data, "python_rng": (version, tuple(internal), gauss)})
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"its training state is damaged: {exc}") from None
+        counters = (state.epoch, state.batch_in_epoch, state.global_step)
+        if not all(isinstance(n, int) and n >= 0 for n in counters) or not isinstance(state.torch_rng, torch.Tensor):
+            raise CheckpointError("its training state is damaged: bad counters or random state")
+        return state
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """What a run continues from: the checkpoint's model config, its weights (positions omitted) and state."""
+
+    path: Path
+    config: ModelConfig
+    weights: dict[str, torch.Tensor]
+    state: TrainingState
 
 
 @dataclass(frozen=True)
@@ -85,10 +132,10 @@ def save_checkpoint(
     tgt_tokenizer: Tokenizer,
     *,
     metadata: dict | None = None,
-    training_state: dict | None = None,
+    training_state: TrainingState | None = None,
     half: bool = False,
 ) -> None:
-    """Write one self-describing checkpoint file atomically."""
+    """Write one self-describing checkpoint file atomically; with a training_state, a run can resume from it."""
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items() if k not in POSITION_KEYS}
     if half:  # 16-bit storage halves the file; the loader turns the weights back into float32
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
@@ -101,7 +148,7 @@ def save_checkpoint(
         "metadata": metadata or {},
     }
     if training_state is not None:
-        payload["training_state"] = training_state
+        payload["training_state"] = training_state.to_dict()
     atomic_torch_save(payload, path)
 
 
@@ -151,6 +198,21 @@ def read_checkpoint(source: str | Path | bytes | BinaryIO) -> object:
                 f"{message.splitlines()[0].split('. ')[0] if message else type(exc).__name__}"
             ) from None
         raise CheckpointError(f"not a checkpoint: {type(exc).__name__}: {message.splitlines()[0]}") from None
+
+
+def read_resume_point(path: str | Path) -> ResumePoint:
+    """The config, weights and training state of one of our checkpoints; CheckpointError if it cannot resume a run."""
+    payload = read_checkpoint(path)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError("it is not a checkpoint written by our training")
+    if "training_state" not in payload:
+        raise CheckpointError("it holds no training state to resume from")
+    try:
+        config = ModelConfig.from_dict(payload["model_config"])
+        weights = dict(payload["model_state_dict"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"damaged checkpoint: bad or missing entry {exc}") from None
+    return ResumePoint(Path(path), config, weights, TrainingState.from_dict(payload["training_state"]))
 
 
 def _looks_like_state_dict(obj: object) -> bool:

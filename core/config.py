@@ -102,9 +102,10 @@ class TrainConfig:
     d_ff: int = _flag(2048, "feed-forward width")
     dropout: float = _flag(0.1, "dropout probability")
     lowercase: bool = _flag(False, "lowercase both languages in the tokenizers' normalizer")
-    min_frequency: int = _flag(2, "words seen fewer times than this in training become [UNK]")
-    src_vocab_size: int = _flag(0, "cap on the source vocabulary (0: no cap)")
-    tgt_vocab_size: int = _flag(0, "cap on the target vocabulary (0: no cap)")
+    subword: bool = _flag(False, "subword (BPE) tokenizers instead of word-level ones: fewer [UNK]")
+    min_frequency: int = _flag(2, "words seen fewer times than this in training become [UNK] (subword: pieces)")
+    src_vocab_size: int = _flag(0, "cap on the source vocabulary (0: no cap; subword: 8000 pieces)")
+    tgt_vocab_size: int = _flag(0, "cap on the target vocabulary (0: no cap; subword: 8000 pieces)")
     val_fraction: float = _flag(0.1, "share of the pairs held out for validation")
     test_fraction: float = _flag(0.0, "if > 0: also hold out a test split, written to the run folder as test.tsv")
     seed: int = _flag(0, "seed of the split, the initial weights and the batch order")
@@ -124,6 +125,17 @@ class TrainConfig:
     compile: bool = _flag(False, "torch.compile (CUDA only)")
     save_half: bool = _flag(False, "store weights in 16 bits (smaller files; resume state stays float32)")
     max_steps: int = _flag(0, "stop after this many optimizer steps (0: run all epochs)")
+    alignments: str = _flag(
+        "",
+        "guided alignment (Garg et al. 2019): a file of Pharaoh word links (i-j, 0-based indexes of the words "
+        "that single spaces separate), one line per pair of the --data files in their order (each file once); "
+        "pulls one cross-attention head towards them (python -m core align-corpus makes such a file)",
+    )
+    alignment_layer: int = _flag(0, "decoder layer (1-based) of the head --alignments guides (0: the penultimate)")
+    alignment_head: int = _flag(1, "head (1-based) of that layer that --alignments guides")
+    alignment_weight: float = _flag(
+        0.05, "weight of the guided alignment loss beside the translation loss (Garg et al.: 0.05)"
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):  # config files can hold any JSON/TOML type: check before comparing values
@@ -158,6 +170,7 @@ class TrainConfig:
                 "val_sentences",
                 "threads",
                 "max_steps",
+                "alignment_layer",
             ),
             minimum=0,
         )
@@ -179,8 +192,21 @@ class TrainConfig:
             raise ValueError(f"preload must be 'latest', 'none' or an epoch number, got {self.preload!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if self.alignment_layer > self.layers or not 1 <= self.alignment_head <= self.heads:
+            raise ValueError(
+                f"alignment_layer must be 0..{self.layers} and alignment_head 1..{self.heads} "
+                f"(the model's layers and heads), got {self.alignment_layer} and {self.alignment_head}"
+            )
+        if self.alignment_weight < 0:
+            raise ValueError(f"alignment_weight must be >= 0, got {self.alignment_weight}")
         if "{0}" not in self.tokenizer_file:
             raise ValueError("tokenizer_file must contain {0} (the language code)")
+
+    @property
+    def guided_head(self) -> tuple[int, int]:
+        """(layer, head), 0-based, of the cross-attention head --alignments guides."""
+        layer = self.alignment_layer or max(1, self.layers - 1)
+        return layer - 1, self.alignment_head - 1
 
     def to_dict(self) -> dict:
         data = asdict(self)

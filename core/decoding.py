@@ -14,7 +14,7 @@ from torch import Tensor
 from core.attention import Attention
 from core.checkpoint import ModelBundle
 from core.model import Transformer, causal_mask, padding_mask
-from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, SPECIAL_TOKENS, UNK, UNK_ID, detokenize, encode
+from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, SPECIAL_TOKENS, UNK, UNK_ID, encode, tokens_to_text
 
 TOP_K = 5
 
@@ -151,7 +151,7 @@ def copied_text(tgt_tokenizer, output_ids: list[int], copies: list[tuple[int, in
         for row, token_id in enumerate(output_ids)
         if token_id not in (PAD_ID, SOS_ID, EOS_ID)
     ]
-    return detokenize(tokens)
+    return tokens_to_text(tgt_tokenizer, tokens)
 
 
 def _tokens(tokenizer, ids: list[int]) -> list[str]:
@@ -209,7 +209,7 @@ def translate(
             raise ValueError("a reference translation is fed to the decoder as it is: no beam search or prefix with it")
         ref_ids, ref_tokens, _ = _encode_checked(tgt_tok, reference, seq_len - 1, "reference translation", "[SOS]")
         inputs, outputs, top_ids, top_probs, maps = teacher_forced(model, src_ids, ref_ids)
-        text = detokenize(ref_tokens)
+        text = tokens_to_text(tgt_tok, ref_tokens)
     else:
         max_len = seq_len if max_len is None else max_len
         if not 2 <= max_len <= seq_len:

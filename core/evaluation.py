@@ -5,12 +5,16 @@ The command is `python -m core evaluate` (core/cli/evaluate.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from core.checkpoint import ModelBundle
-from core.data import encode_pairs
+from core.data import Example, encode_pairs
 from core.decoding import beam_batch, check_beam_options, copied_text, copy_unknown_words, greedy_batch
 from core.metrics import score
+from core.model import Transformer
 from core.tokenizer import UNK_ID, encode, ids_to_text
 
 
@@ -18,6 +22,56 @@ def lowercases(bundle: ModelBundle) -> bool:
     """Whether the target tokenizer lowercases (then its output can only be compared with lowercased references)."""
     normalizer = bundle.tgt_tokenizer.normalizer
     return normalizer is not None and "Lowercase" in repr(normalizer)
+
+
+def batch_translations(
+    model: Transformer,
+    examples: Sequence[Example],
+    tgt_tokenizer: Tokenizer,
+    *,
+    batch_size: int = 64,
+    copy_from: tuple[Tokenizer, Sequence[str]] | None = None,
+    progress: bool = False,
+    beam_size: int = 1,
+    length_penalty: float = 0.0,
+) -> list[str]:
+    """Translations of encoded examples, decoded in batches (validation and evaluate share it): greedy, or
+    with beam_size > 1 a beam search of batch_size // beam_size sentences per batch (about batch_size
+    decoder rows per call).
+
+    Each batch decodes up to twice its longest reference plus 10 tokens (at most seq_len). With copy_from
+    (the source tokenizer and each example's source text), a generated [UNK] is written as the source word
+    its cross-attention picked (copy_unknown_words); without, it stays "[UNK]". The model is put in eval
+    mode while decoding and handed back in the mode it came in.
+    """
+    training = model.training
+    model.eval()
+    hyps: list[str] = []
+    batch_size = max(1, batch_size // beam_size)
+
+    def decode_batch(sources: list[list[int]], max_len: int, need_cross: bool):
+        if beam_size > 1:
+            return beam_batch(model, sources, beam_size, max_len, length_penalty, need_cross=need_cross)
+        return greedy_batch(model, sources, max_len, need_cross=need_cross)
+
+    for start in tqdm(range(0, len(examples), batch_size), desc="translating", disable=not progress):
+        batch = examples[start : start + batch_size]
+        max_len = min(model.config.seq_len, max(len(e.tgt) for e in batch) * 2 + 10)
+        sources = [e.src for e in batch]
+        if copy_from is None:
+            hyps += [ids_to_text(tgt_tokenizer, ids) for ids in decode_batch(sources, max_len, False)]
+            continue
+        src_tokenizer, texts = copy_from
+        outputs, crosses = decode_batch(sources, max_len, True)
+        for text, ids, cross in zip(texts[start : start + batch_size], outputs, crosses):
+            if UNK_ID in ids:
+                _, tokens, words = encode(src_tokenizer, text)
+                copies = copy_unknown_words(tgt_tokenizer, cross, ids, tokens, words)
+                hyps.append(copied_text(tgt_tokenizer, ids, copies))
+            else:
+                hyps.append(ids_to_text(tgt_tokenizer, ids))
+    model.train(training)
+    return hyps
 
 
 def evaluate(
@@ -39,21 +93,15 @@ def evaluate(
     check_beam_options(beam_size, 1, length_penalty)
     src_tok, tgt_tok = bundle.src_tokenizer, bundle.tgt_tokenizer
     examples, kept = encode_pairs(pairs, src_tok, tgt_tok, bundle.config.seq_len)
-    batch_size = max(1, batch_size // beam_size)
-    hyps: list[str] = []
-    for start in tqdm(range(0, len(examples), batch_size), desc="translating", disable=not progress):
-        batch = examples[start : start + batch_size]
-        max_len = min(bundle.config.seq_len, max(len(e.tgt) for e in batch) * 2 + 10)
-        sources = [e.src for e in batch]
-        if beam_size > 1:
-            decoded = beam_batch(bundle.model, sources, beam_size, max_len, length_penalty, need_cross=copy_unknown)
-        else:
-            decoded = greedy_batch(bundle.model, sources, max_len, need_cross=copy_unknown)
-        outputs, crosses = decoded if copy_unknown else (decoded, [None] * len(decoded))
-        for (source, _), ids, cross in zip(kept[start : start + batch_size], outputs, crosses):
-            if cross is not None and UNK_ID in ids:
-                _, tokens, words = encode(src_tok, source)
-                hyps.append(copied_text(tgt_tok, ids, copy_unknown_words(tgt_tok, cross, ids, tokens, words)))
-            else:
-                hyps.append(ids_to_text(tgt_tok, ids))
+    copy_from = (src_tok, [source for source, _ in kept]) if copy_unknown else None
+    hyps = batch_translations(
+        bundle.model,
+        examples,
+        tgt_tok,
+        batch_size=batch_size,
+        copy_from=copy_from,
+        progress=progress,
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+    )
     return score(hyps, [t for _, t in kept], lowercase=lowercases(bundle)), hyps, kept

@@ -34,16 +34,32 @@ def causal_mask(size: int, device: torch.device | None = None) -> Tensor:
     return torch.ones(size, size, dtype=torch.bool, device=device).tril()[None, None]
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float, need_weights: bool):
-    """Scaled dot-product attention on (B, H, Tq, Dh) queries; returns (output, probabilities or None)."""
-    if not need_weights:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p), None
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, Tq, Tk)
+def attention_probabilities(q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
+    """softmax(q k^T / sqrt(Dh)) over keys: (..., Tq, Dh) queries and (..., Tk, Dh) keys -> (..., Tq, Tk)."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
     if mask is not None:
         # The tutorial fills with -1e9, which overflows float16; the dtype's most negative finite
         # value gives the same probabilities and works in every dtype.
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    probs = scores.softmax(dim=-1)
+    return scores.softmax(dim=-1)
+
+
+def attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float, need_weights: bool, head: int | None = None
+):
+    """Scaled dot-product attention on (B, H, Tq, Dh) queries; returns (output, probabilities or None).
+
+    With need_weights, the probabilities are (B, H, Tq, Tk); otherwise the fused kernel runs and, when `head`
+    is given, the probabilities of that head alone, (B, Tq, Tk), are computed beside it (guided alignment
+    training needs one head, not every map): the output is the same either way.
+    """
+    if not need_weights:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        if head is None:
+            return out, None
+        head_mask = None if mask is None else mask.select(1, head if mask.size(1) > 1 else 0)  # (B, Tq | 1, Tk)
+        return out, attention_probabilities(q[:, head], k[:, head], head_mask)
+    probs = attention_probabilities(q, k, mask)  # (B, H, Tq, Tk)
     return (F.dropout(probs, dropout_p) if dropout_p else probs) @ v, probs  # weights reported before dropout
 
 
@@ -127,9 +143,18 @@ class MultiHeadAttentionBlock(nn.Module):
         return x.view(b, t, self.h, d // self.h).transpose(1, 2)  # (B, T, D) -> (B, H, T, Dh)
 
     def forward(
-        self, x_q: Tensor, x_kv: Tensor, mask: Tensor | None, need_weights: bool = False, cache: KVCache | None = None
+        self,
+        x_q: Tensor,
+        x_kv: Tensor,
+        mask: Tensor | None,
+        need_weights: bool = False,
+        cache: KVCache | None = None,
+        head: int | None = None,
     ):
-        """Attend from x_q (B, Tq, D) to x_kv (B, Tk, D); returns (output (B, Tq, D), probs or None)."""
+        """Attend from x_q (B, Tq, D) to x_kv (B, Tk, D); returns (output (B, Tq, D), probs or None).
+
+        probs are (B, H, Tq, Tk) with need_weights, else (B, Tq, Tk) of `head` when one is given (see attention).
+        """
         q = self.split_heads(self.w_q(x_q))
         if cache is not None and cache.static and cache.k is not None:
             k, v = cache.k, cache.v
@@ -140,7 +165,7 @@ class MultiHeadAttentionBlock(nn.Module):
                     k, v = torch.cat([cache.k, k], dim=2), torch.cat([cache.v, v], dim=2)
                 cache.k, cache.v = k, v
         dropout_p = self.dropout.p if self.training else 0.0
-        out, probs = attention(q, k, v, mask, dropout_p, need_weights)
+        out, probs = attention(q, k, v, mask, dropout_p, need_weights, head)
         b, _, t, _ = out.shape
         return self.w_o(out.transpose(1, 2).reshape(b, t, -1)), probs  # (B, H, Tq, Dh) -> (B, Tq, D)
 
@@ -193,13 +218,15 @@ class DecoderBlock(nn.Module):
         tgt_mask: Tensor | None,
         need_weights: bool,
         cache: tuple[KVCache, KVCache] | None = None,
+        cross_head: int | None = None,
     ):
+        """cross_head: without need_weights, return that cross-attention head's (B, T, S) probabilities alone."""
         self_cache, cross_cache = cache if cache is not None else (None, None)
         x, self_probs = self.residual_connections[0](
             x, lambda y: self.self_attention_block(y, y, tgt_mask, need_weights, self_cache)
         )
         x, cross_probs = self.residual_connections[1](
-            x, lambda y: self.cross_attention_block(y, memory, src_mask, need_weights, cross_cache)
+            x, lambda y: self.cross_attention_block(y, memory, src_mask, need_weights, cross_cache, cross_head)
         )
         x, _ = self.residual_connections[2](x, lambda y: (self.feed_forward_block(y), None))
         return x, self_probs, cross_probs
@@ -233,10 +260,13 @@ class Decoder(nn.Module):
         tgt_mask: Tensor | None,
         need_weights: bool = False,
         caches: list[tuple[KVCache, KVCache]] | None = None,
+        align_head: tuple[int, int] | None = None,
     ):
         self_probs, cross_probs = [], []
         for i, layer in enumerate(self.layers):
-            x, sp, cp = layer(x, memory, src_mask, tgt_mask, need_weights, None if caches is None else caches[i])
+            cache = None if caches is None else caches[i]
+            cross_head = align_head[1] if align_head is not None and align_head[0] == i else None
+            x, sp, cp = layer(x, memory, src_mask, tgt_mask, need_weights, cache, cross_head)
             self_probs.append(sp)
             cross_probs.append(cp)
         return self.norm(x), self_probs, cross_probs
@@ -298,9 +328,15 @@ class Transformer(nn.Module):
         need_weights: bool = False,
         caches: list[tuple[KVCache, KVCache]] | None = None,
         start: int = 0,
+        align_head: tuple[int, int] | None = None,
     ):
-        """(B, T) ids at positions start.. -> hidden (B, T, D), per-layer self (B, H, T, T_all) and cross (B, H, T, S)."""
-        return self.decoder(self.tgt_pos(self.tgt_embed(tgt), start), memory, src_mask, tgt_mask, need_weights, caches)
+        """(B, T) ids at positions start.. -> hidden (B, T, D), per-layer self (B, H, T, T_all) and cross (B, H, T, S).
+
+        align_head=(layer, head), 0-based, without need_weights: that layer's cross entry is the one head's
+        (B, T, S) probabilities, the others None.
+        """
+        x = self.tgt_pos(self.tgt_embed(tgt), start)
+        return self.decoder(x, memory, src_mask, tgt_mask, need_weights, caches, align_head)
 
     def project(self, x: Tensor) -> Tensor:
         return self.projection_layer(x)
@@ -310,13 +346,29 @@ class Transformer(nn.Module):
         return [(KVCache(), KVCache(static=True)) for _ in range(self.config.n_layers)]
 
     def forward(
-        self, src: Tensor, tgt: Tensor, src_mask: Tensor | None, tgt_mask: Tensor | None, return_attention: bool = False
+        self,
+        src: Tensor,
+        tgt: Tensor,
+        src_mask: Tensor | None,
+        tgt_mask: Tensor | None,
+        return_attention: bool = False,
+        align_head: tuple[int, int] | None = None,
     ):
         """Teacher-forced pass: logits (B, T, V), plus (encoder, decoder, cross) attention stacked over layers,
-        (L, B, H, Tq, Tk) each, when return_attention is set."""
+        (L, B, H, Tq, Tk) each, when return_attention is set.
+
+        With align_head=(layer, head), 0-based (and no return_attention), returns (logits, that cross-attention
+        head's (B, T, S) probabilities): the fused kernel still runs everywhere, and the logits are the same.
+        """
+        if return_attention and align_head is not None:
+            raise ValueError("align_head is for training: return_attention already returns every head")
         memory, enc_probs = self.encode(src, src_mask, return_attention)
-        hidden, self_probs, cross_probs = self.decode(tgt, memory, src_mask, tgt_mask, return_attention)
+        hidden, self_probs, cross_probs = self.decode(
+            tgt, memory, src_mask, tgt_mask, return_attention, None, 0, align_head
+        )
         logits = self.project(hidden)
+        if align_head is not None:
+            return logits, cross_probs[align_head[0]]
         if not return_attention:
             return logits
         return logits, (torch.stack(enc_probs), torch.stack(self_probs), torch.stack(cross_probs))

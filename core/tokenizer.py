@@ -1,7 +1,12 @@
-"""Word-level tokenizers (Hugging Face `tokenizers`), built as the tutorial builds them.
+"""Word-level tokenizers (Hugging Face `tokenizers`), built as the tutorial builds them, or subword ones.
 
 The special tokens and their ids are fixed, [UNK]=0, [PAD]=1, [SOS]=2, [EOS]=3, in both languages.
 A tokenizer is saved as one JSON file (`tokenizer_en.json`, `tokenizer_it.json` in the tutorial).
+
+A subword tokenizer (BPE, `build_tokenizer(..., subword=True)`) splits the same words (Whitespace
+pre-tokenizer) into pieces; a piece that continues a word starts with `##` ("zebra" -> "zeb", "##ra"), so
+the pieces are readable in the attention views as the model saw them and join back into words in
+tokens_to_text. A [UNK] is then only a character never seen in training.
 """
 
 from __future__ import annotations
@@ -11,27 +16,44 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, normalizers
-from tokenizers.models import WordLevel
+from tokenizers.models import BPE, WordLevel
 from tokenizers.pre_tokenizers import Whitespace
-from tokenizers.trainers import WordLevelTrainer
+from tokenizers.trainers import BpeTrainer, WordLevelTrainer
 
 UNK, PAD, SOS, EOS = "[UNK]", "[PAD]", "[SOS]", "[EOS]"
 SPECIAL_TOKENS = [UNK, PAD, SOS, EOS]
 UNK_ID, PAD_ID, SOS_ID, EOS_ID = range(4)
+CONTINUES = "##"  # a subword piece that continues the word before it
+SUBWORD_VOCAB_SIZE = 8000
 
 
 def build_tokenizer(
-    sentences: Iterable[str], min_frequency: int = 2, vocab_size: int | None = None, lowercase: bool = False
+    sentences: Iterable[str],
+    min_frequency: int = 2,
+    vocab_size: int | None = None,
+    lowercase: bool = False,
+    subword: bool = False,
 ) -> Tokenizer:
-    """Train a word-level tokenizer on sentences; words seen fewer than min_frequency times become [UNK]."""
-    tokenizer = Tokenizer(WordLevel(unk_token=UNK))
+    """Train a tokenizer on sentences: word-level (words seen fewer than min_frequency times become [UNK]),
+    or with subword, BPE pieces of the same words (vocab_size pieces, default SUBWORD_VOCAB_SIZE)."""
+    if subword:
+        tokenizer = Tokenizer(BPE(unk_token=UNK, continuing_subword_prefix=CONTINUES))
+        trainer = BpeTrainer(
+            vocab_size=vocab_size or SUBWORD_VOCAB_SIZE,
+            min_frequency=min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            continuing_subword_prefix=CONTINUES,
+        )
+    else:
+        tokenizer = Tokenizer(WordLevel(unk_token=UNK))
+        options = {"special_tokens": SPECIAL_TOKENS, "min_frequency": min_frequency}
+        if vocab_size is not None:
+            options["vocab_size"] = vocab_size
+        trainer = WordLevelTrainer(**options)
     if lowercase:
         tokenizer.normalizer = normalizers.Lowercase()
     tokenizer.pre_tokenizer = Whitespace()
-    options = {"special_tokens": SPECIAL_TOKENS, "min_frequency": min_frequency}
-    if vocab_size is not None:
-        options["vocab_size"] = vocab_size
-    tokenizer.train_from_iterator(sentences, trainer=WordLevelTrainer(**options))
+    tokenizer.train_from_iterator(sentences, trainer=trainer)
     check_special_tokens(tokenizer)
     return tokenizer
 
@@ -86,7 +108,27 @@ def detokenize(tokens: list[str]) -> str:
     return _NO_SPACE_AFTER.sub(r"\1\2", text)
 
 
+def is_subword(tokenizer: Tokenizer) -> bool:
+    return isinstance(tokenizer.model, BPE)
+
+
+def join_pieces(tokens: list[str]) -> list[str]:
+    """Subword pieces -> words: each `##` piece is glued to the one before ("zeb", "##ra" -> "zebra")."""
+    words: list[str] = []
+    for token in tokens:
+        if token.startswith(CONTINUES) and len(token) > len(CONTINUES) and words:
+            words[-1] += token[len(CONTINUES) :]
+        else:
+            words.append(token)
+    return words
+
+
+def tokens_to_text(tokenizer: Tokenizer, tokens: list[str]) -> str:
+    """Readable text of a tokenizer's tokens: a subword tokenizer's pieces joined into words, then detokenize."""
+    return detokenize(join_pieces(tokens) if is_subword(tokenizer) else tokens)
+
+
 def ids_to_text(tokenizer: Tokenizer, ids: Iterable[int]) -> str:
     """Text of generated ids: [SOS]/[EOS]/[PAD] dropped, [UNK] kept visible (never silently dropped)."""
     tokens = [tokenizer.id_to_token(i) for i in ids if i not in (PAD_ID, SOS_ID, EOS_ID)]
-    return detokenize(tokens)
+    return tokens_to_text(tokenizer, tokens)

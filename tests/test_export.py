@@ -1,18 +1,21 @@
 """python -m core export: a weights-only, 16-bit file with a model card; several checkpoints averaged."""
 
 import json
+import random
 
 import pytest
 import torch
 
 from core import ModelConfig, Transformer, load_checkpoint, save_checkpoint
+from core.checkpoint import TrainingState
 from core.cli.export import main
 
 
 def _checkpoint(path, config, src, tgt, seed):
     torch.manual_seed(seed)
     model = Transformer(config)
-    save_checkpoint(path, model, src, tgt, training_state={"optimizer": {"big": torch.zeros(10_000)}})
+    big = TrainingState(0, 0, 0, {"big": torch.zeros(10_000)}, {}, torch.get_rng_state(), random.getstate())
+    save_checkpoint(path, model, src, tgt, training_state=big)
     return model
 
 

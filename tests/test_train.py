@@ -382,3 +382,62 @@ def test_init_from_with_other_model_flags_names_them(trained, tmp_path, capsys):
     assert "d_ff 64 (this run: 128)" in err and "Traceback" not in err
     assert main(tiny_argv(tmp_path, data, "--init-from", str(tmp_path / "missing.pt"))) == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the step, checked against the recipe written out
+
+
+def test_train_is_bit_for_bit_the_recipe_written_out_by_hand(tmp_path):
+    """Seeded init, Adam, warm-up schedule, label-smoothed loss, clipping, the epoch's bucketed batches: a plain
+    loop over the same pieces gives exactly train()'s weights after 7 steps (dropout on, so RNG order counts)."""
+    from core.data import collate, encode_pairs, make_batches, read_tsv, split_pairs
+    from core.model import Transformer, causal_mask, padding_mask
+    from core.tokenizer import PAD_ID, load_tokenizer
+
+    data = write_corpus(tmp_path / "pairs.tsv", n=100)
+    flags = ("--epochs", "1", "--dropout", "0.2", "--seed", "4", "--warmup-steps", "3", "--max-steps", "7")
+    cfg = config_from_args(tiny_argv(tmp_path, data, *flags))
+    last = train(cfg)
+    src_tok, tgt_tok = (load_tokenizer(Path(cfg.model_folder) / f"tokenizer_{lang}.json") for lang in ("en", "it"))
+    train_pairs, _, _ = split_pairs(read_tsv(data), cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    examples, _ = encode_pairs(train_pairs, src_tok, tgt_tok, cfg.seq_len)
+    config = load_checkpoint(last).config
+    torch.manual_seed(cfg.seed)
+    model = Transformer(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=1e-9)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min((step + 1) / 3, ((step + 1) / 3) ** -0.5))
+    model.train()
+    for indices in make_batches(examples, cfg.batch_size, 0, cfg.seed)[:7]:
+        src, dec, lab = collate([examples[i] for i in indices])
+        logits = model(src, dec, padding_mask(src, PAD_ID), padding_mask(dec, PAD_ID) & causal_mask(dec.size(1)))
+        loss = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), lab.flatten(), ignore_index=PAD_ID, label_smoothing=0.1
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+    trained_weights = weights(last)
+    for key, value in trained_weights.items():
+        assert torch.equal(value, model.state_dict()[key]), key
+
+
+def test_resume_goes_through_the_checkpoint_module_and_refuses_a_damaged_state(tmp_path, capsys):
+    from core.checkpoint import CheckpointError, read_resume_point
+
+    data = write_corpus(tmp_path / "pairs.tsv", n=60)
+    assert main(tiny_argv(tmp_path, data, "--epochs", "1")) == 0
+    path = tmp_path / "weights" / "tmodel_00.pt"
+    point = read_resume_point(path)
+    assert (point.state.epoch, point.state.batch_in_epoch) == (1, 0) and point.state.global_step > 0
+    assert isinstance(point.state.python_rng, tuple) and isinstance(point.state.python_rng[1], tuple)
+    assert point.config == load_checkpoint(path).config
+    payload = read_checkpoint(path)
+    del payload["training_state"]["optimizer"]
+    torch.save(payload, tmp_path / "weights" / "tmodel_01.pt")
+    with pytest.raises(CheckpointError, match="lacks optimizer"):
+        read_resume_point(tmp_path / "weights" / "tmodel_01.pt")
+    capsys.readouterr()
+    assert main(tiny_argv(tmp_path, data, "--epochs", "2", "--preload", "1")) == 2
+    assert "lacks optimizer" in capsys.readouterr().err

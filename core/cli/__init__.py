@@ -1,4 +1,7 @@
-"""The command-line entry points, one module per command: `python -m core <command> --help`."""
+"""The command-line entry points, one module per command: `python -m core <command> --help`.
+
+A command's module is its name with dashes as underscores (align-corpus: core/cli/align_corpus.py).
+"""
 
 COMMANDS = {
     "translate": "translate sentences, optionally as JSON with every attention map",
@@ -6,4 +9,5 @@ COMMANDS = {
     "train": "train a model (resumable; runs under torchrun too)",
     "export": "make a small weights-only file to ship, optionally averaging checkpoints",
     "alignment": "score cross-attention heads against gold word alignments",
+    "align-corpus": "word-align training pairs with eflomal (links for train --alignments)",
 }
