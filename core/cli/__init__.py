@@ -6,4 +6,6 @@ COMMANDS = {
     "train": "train a model (resumable; runs under torchrun too)",
     "export": "make a small weights-only file to ship, optionally averaging checkpoints",
     "alignment": "score cross-attention heads against gold word alignments",
+    "timeline": "follow one sentence through every checkpoint of a training run",
+    "compare": "compare two models head by head (Jensen-Shannon divergence of their maps)",
 }
