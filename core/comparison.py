@@ -18,7 +18,14 @@ from core.attention import KINDS, Attention
 from core.checkpoint import ModelBundle
 from core.decoding import teacher_forced, translate
 from core.model import causal_mask
-from core.tokenizer import EOS_ID, SOS_ID
+from core.tokenizer import EOS_ID, SOS_ID, encode
+
+
+def translation_cap(bundle: ModelBundle, sentence: str) -> int:
+    """Decoder rows allowed for a compared translation: 2 x source tokens + 10, at most seq_len. An early or
+    untrained checkpoint may never write [EOS]; a translation is rarely more than twice as long as its source."""
+    source_tokens = len(encode(bundle.src_tokenizer, sentence)[0]) + 2  # with [SOS] and [EOS]
+    return max(2, min(bundle.config.seq_len, 2 * source_tokens + 10))
 
 
 def feed_decoder(bundle: ModelBundle, source_ids: Sequence[int], target_ids: Sequence[int]) -> Attention:
@@ -83,7 +90,8 @@ def compare_models(a: ModelBundle, b: ModelBundle, sentence: str, reference: str
     Raises ValueError with a readable message for tokenizers or shapes that differ, or unusable input."""
     if problem := vocabulary_mismatch(a, b):
         raise ValueError(problem)
-    own_a, own_b = translate(a, sentence), translate(b, sentence)
+    own_a = translate(a, sentence, max_len=translation_cap(a, sentence))
+    own_b = translate(b, sentence, max_len=translation_cap(b, sentence))
     if reference:
         target_ids = translate(a, sentence, reference=reference).target_ids[1:]
     else:

@@ -23,9 +23,8 @@ import numpy as np
 from core.analysis.head_stats import head_statistics
 from core.attention import KINDS, Attention
 from core.checkpoint import load_checkpoint
-from core.comparison import feed_decoder, log_probability
+from core.comparison import feed_decoder, log_probability, translation_cap
 from core.decoding import translate
-from core.tokenizer import encode
 from core.training import CHECKPOINT_NAME, checkpoint_progress
 
 TIMELINE_STATISTICS = {  # the statistics the Timeline charts, per kind (all of head_stats is kept)
@@ -94,12 +93,6 @@ def discover_runs(root: str | Path, depth: int = 2) -> list[Run]:
     return found
 
 
-def timeline_max_len(source_length: int, seq_len: int) -> int:
-    """Decoder rows allowed per epoch: an early checkpoint may never write [EOS]; a translation is rarely more
-    than twice as long as its source."""
-    return max(2, min(seq_len, 2 * source_length + 10))
-
-
 @dataclass(frozen=True)
 class EpochView:
     """What one checkpoint makes of the sentence; no model is kept."""
@@ -123,8 +116,7 @@ def epoch_view(
     """Load one checkpoint, translate the sentence and feed the decoder the reference, or decoder_ids, or (with
     neither) the checkpoint's own translation. Raises CheckpointError / ValueError with a readable message."""
     bundle = load_checkpoint(checkpoint.path, heads=heads)
-    source_length = len(encode(bundle.src_tokenizer, sentence)[0]) + 2  # with [SOS] and [EOS]
-    own = translate(bundle, sentence, max_len=timeline_max_len(source_length, bundle.config.seq_len))
+    own = translate(bundle, sentence, max_len=translation_cap(bundle, sentence))
     if reference:
         decoder_ids = tuple(translate(bundle, sentence, reference=reference).target_ids[1:])
     elif decoder_ids is None:
