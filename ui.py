@@ -272,7 +272,8 @@ def head_links(sentence: str, reference: str, kind: str, layer: int, head: int) 
     shared = {"sentence": sentence, "kind": kind, "layer": layer, "head": head} | (
         {"reference": reference} if reference else {}
     )
-    chosen = st.session_state.get("model_choice")
+    files = find_checkpoints()
+    chosen = st.session_state.get("model_choice") or (str(files[0]) if files else None)  # as resolve_model picks
     options = {str(p): name for name, p in model_options().items()}
     compare = shared | ({"a": options[chosen]} if chosen in options else {})
     runs = find_runs()

@@ -61,6 +61,17 @@ def resolve(choice: str, files: dict) -> ui.ActiveModel | None:
         return None
 
 
+def default_b(a: str, options: list[str], files: dict) -> str:
+    """The checkpoint before A in its run (after it, for the first), else the first other option."""
+    for run in ui.find_runs():
+        paths = [c.path for c in run.checkpoints]
+        if files.get(a) in paths:
+            i = paths.index(files[a])
+            neighbour = paths[i - 1] if i else paths[1]
+            return next(name for name, path in files.items() if path == neighbour)
+    return next((o for o in options if o != a), options[0])
+
+
 def page() -> None:
     st.title("Compare two models")
     files = ui.model_options()
@@ -76,7 +87,7 @@ def page() -> None:
     if view.get("compare_a") not in options:
         view["compare_a"] = active if active in options else options[0]
     if view.get("compare_b") not in options:
-        view["compare_b"] = next((o for o in options if o != view["compare_a"]), options[0])
+        view["compare_b"] = default_b(view["compare_a"], options, files)
     col_a, col_b = st.columns(2)
     col_a.selectbox("Model A", options, format_func=lambda o: names.get(o, o), **ui.bound("compare_a", options[0]))
     col_b.selectbox("Model B", options, format_func=lambda o: names.get(o, o), **ui.bound("compare_b", options[0]))
