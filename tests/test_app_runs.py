@@ -14,7 +14,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from app_fixtures import tiny_bundle_parts, write_tiny_checkpoint  # noqa: E402
+from app_fixtures import tiny_bundle_parts, write_tiny_checkpoint, write_tutorial_run  # noqa: E402
 
 from core import charts, load_checkpoint, save_checkpoint  # noqa: E402
 from core.comparison import compare_models  # noqa: E402
@@ -163,3 +163,19 @@ def test_translate_links_open_the_same_head(open_page):
     at = open_page("pages/compare.py", **{k: v[0] for k, v in links["compare"].items()})
     view = at.session_state["view"]
     assert (view["compare_a"], view["kind"], view["layer"], view["head"]) == ("tiny.pt", "encoder", 2, 2)
+
+
+def test_a_tutorial_folder_opens_with_one_environment_variable(tmp_path, monkeypatch):
+    """ATTN_CHECKPOINT_DIR=~/opus_books_weights streamlit run app.py: the newest epoch translates, the folder is a run."""
+    folder = write_tutorial_run(tmp_path, [0, 1, 2])
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(folder))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["sentence"] = SENTENCE
+    at.run()
+    assert not at.exception
+    assert "tmodel_02.pt" in " ".join(m.value for m in at.sidebar.markdown)  # the newest epoch is the active model
+    assert any("Translation:" in m.value for m in at.markdown)
+    at.switch_page("pages/timeline.py").run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["checkpoint"]) == ["epoch 00", "epoch 01", "epoch 02"]
+    assert at.selectbox(key="timeline_run").value == "./tmodel_"

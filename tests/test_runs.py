@@ -7,7 +7,7 @@ import weakref
 
 import pytest
 import torch
-from app_fixtures import tiny_bundle_parts
+from app_fixtures import tiny_bundle_parts, write_tutorial_run
 
 import core.runs
 from core import load_checkpoint, save_checkpoint, translate
@@ -23,27 +23,6 @@ def write_ours(folder, names):
     for seed, name in enumerate(names):
         model, src, tgt = tiny_bundle_parts(seed=seed)
         save_checkpoint(folder / name, model, src, tgt, metadata={"seed": seed})
-    return folder
-
-
-def write_tutorial(root, epochs):
-    """The tutorial's layout: weights/tmodel_NN.pt (weights + optimizer state), tokenizers one folder up."""
-    folder = root / "opus_books_weights"
-    folder.mkdir(parents=True)
-    for epoch in epochs:
-        model, src, tgt = tiny_bundle_parts(seed=epoch)
-        optimizer = torch.optim.Adam(model.parameters())
-        torch.save(
-            {
-                "epoch": epoch,
-                "model_state_dict": model.state_dict(),
-                "optimizer_state_dict": optimizer.state_dict(),
-                "global_step": 10 * epoch,
-            },
-            folder / f"tmodel_{epoch:02d}.pt",
-        )
-    src.save(str(root / "tokenizer_en.json"))
-    tgt.save(str(root / "tokenizer_it.json"))
     return folder
 
 
@@ -65,7 +44,7 @@ def test_our_run_is_ordered_by_epoch_with_step_files_before_their_epoch_end(tmp_
 
 
 def test_tutorial_run_with_tokenizers_one_folder_up_is_found_and_followed(tmp_path):
-    folder = write_tutorial(tmp_path / "course", [2, 0, 1])
+    folder = write_tutorial_run(tmp_path / "course", [2, 0, 1])
     write_ours(tmp_path / "ours", ["tmodel_00.pt", "tmodel_01.pt"])
     (tmp_path / "single").mkdir()
     write_ours(tmp_path / "single", ["tmodel_00.pt"])  # one checkpoint is not a run
@@ -132,7 +111,7 @@ def test_no_model_outlives_its_epoch(tmp_path, monkeypatch):
 
 
 def test_cli_prints_each_epoch_and_writes_json(tmp_path, capsys):
-    folder = write_tutorial(tmp_path, [0, 1])
+    folder = write_tutorial_run(tmp_path, [0, 1])
     out = tmp_path / "timeline.json"
     code = timeline_cli.main(
         ["--run", str(folder), "--sentence", SENTENCE, "--json", str(out), "--layer", "1", "--head", "2"]
