@@ -119,6 +119,11 @@ def epoch_view(
     own = translate(bundle, sentence, max_len=translation_cap(bundle, sentence))
     if reference:
         decoder_ids = tuple(translate(bundle, sentence, reference=reference).target_ids[1:])
+    elif decoder_ids is not None and max(decoder_ids, default=0) >= bundle.config.tgt_vocab_size:
+        raise ValueError(
+            f"{checkpoint.path.name} has a smaller Italian vocabulary than the run's last checkpoint: "
+            "are these checkpoints of one run?"
+        )
     elif decoder_ids is None:
         decoder_ids = tuple(own.target_ids[1:])  # what it fed itself after [SOS]
     attention = feed_decoder(bundle, own.source_ids, decoder_ids)
@@ -172,6 +177,13 @@ def follow_sentence(
         views.append(view(checkpoint, sentence, reference or None, final.decoder_ids, heads))
         if on_epoch:
             on_epoch(done, total, views[-1])
+    shape = (final.attention.n_layers, final.attention.n_heads)
+    for other in views:
+        if (other.attention.n_layers, other.attention.n_heads) != shape:
+            raise ValueError(
+                f"{other.checkpoint.path.name} has {other.attention.n_layers} layers x {other.attention.n_heads} "
+                f"heads and the run's last checkpoint {shape[0]} x {shape[1]}: are these checkpoints of one run?"
+            )
     return Timeline(sentence, reference or None, (*views, final))
 
 

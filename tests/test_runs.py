@@ -129,3 +129,12 @@ def test_cli_explains_a_folder_without_a_run(tmp_path, capsys):
     write_ours(tmp_path / "inner", ["tmodel_00.pt", "tmodel_01.pt"])
     assert timeline_cli.main(["--run", str(tmp_path), "--sentence", SENTENCE]) == 2
     assert "runs below it" in capsys.readouterr().err
+
+
+def test_checkpoints_of_different_models_in_one_folder_get_a_message(tmp_path):
+    write_ours(tmp_path, ["tmodel_00.pt"])
+    model, src, tgt = tiny_bundle_parts(layers=3)
+    save_checkpoint(tmp_path / "tmodel_01.pt", model, src, tgt)
+    (run,) = runs_in_folder(tmp_path)
+    with pytest.raises(ValueError, match="tmodel_00.pt has 2 layers x 2 heads"):
+        follow_sentence(run, SENTENCE)
