@@ -279,13 +279,18 @@ def head_links(sentence: str, reference: str, kind: str, layer: int, head: int) 
     runs = find_runs()
     active_run = next((r for r in runs if any(str(c.path) == chosen for c in r.checkpoints)), runs[0] if runs else None)
     timeline = shared | ({"run": run_id(active_run)} if active_run else {})
-    a, b = st.columns(2, width=520)
+    a, b = st.columns(2, width=480)
     a.page_link(
         "pages/compare.py",
-        label="Compare this head with another model",
+        label="Open in Compare",
         icon=":material/compare:",
         query_params=compare,
+        help="This head of the active model against another model's, on the same sentence",
     )
     b.page_link(
-        "pages/timeline.py", label="This head over a training run", icon=":material/timeline:", query_params=timeline
+        "pages/timeline.py",
+        label="Open in Timeline",
+        icon=":material/timeline:",
+        query_params=timeline,
+        help="This head at every checkpoint of a training run, on the same sentence",
     )

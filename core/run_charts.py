@@ -26,12 +26,14 @@ def divergence_frame(grid: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"layer": layer + 1, "head": head + 1, "divergence": np.asarray(grid, float).reshape(-1)})
 
 
-def divergence_grid(df: pd.DataFrame, title: str, cell: int = 34, selectable: bool = True) -> alt.Chart:
+def divergence_grid(df: pd.DataFrame, title: str, cell: int = 40, selectable: bool = True) -> alt.Chart:
     """Layers down, heads across, coloured by divergence on a fixed 0..1 bit scale (so kinds compare)."""
     base = alt.Chart(df).encode(x=alt.X("head:O", title="head"), y=alt.Y("layer:O", title="layer"))
     cells = base.mark_rect().encode(
         color=alt.Color(
-            "divergence:Q", title="JS (bits)", scale=alt.Scale(scheme=DIVERGENCE_SCHEME, domain=[0, 1], clamp=True)
+            "divergence:Q",
+            scale=alt.Scale(scheme=DIVERGENCE_SCHEME, domain=[0, 1], clamp=True),
+            legend=None,  # the numbers are written in the cells; the scale is 0..1 bits for every kind
         ),
         tooltip=["layer:O", "head:O", alt.Tooltip("divergence:Q", format=".4f")],
     )
@@ -45,11 +47,13 @@ def divergence_grid(df: pd.DataFrame, title: str, cell: int = 34, selectable: bo
     return (cells + text).properties(title=title, width=cell * n_heads, height=cell * n_layers, autosize=charts.PAD)
 
 
-def difference_heatmap(a: np.ndarray, b: np.ndarray, queries: list[str], keys: list[str], title: str) -> alt.Chart:
+def difference_heatmap(
+    a: np.ndarray, b: np.ndarray, queries: list[str], keys: list[str], title: str, plot_width: int = 360
+) -> alt.Chart:
     """(Tq, Tk) maps of A and B -> A - B on a symmetric -1..1 scale; the tooltip gives all three weights."""
     df = charts.attention_frame(np.asarray(a) - np.asarray(b), queries, keys)
     df["a"], df["b"] = np.asarray(a, np.float32).reshape(-1), np.asarray(b, np.float32).reshape(-1)
-    chart = charts.heatmap(df, queries, keys, title)
+    chart = charts.heatmap(df, queries, keys, title, plot_width=plot_width)
     return chart.encode(
         color=alt.Color(
             "weight:Q", title="A - B", scale=alt.Scale(scheme=DIFFERENCE_SCHEME, domain=[-1, 1], reverse=True)

@@ -148,6 +148,7 @@ def page() -> None:
             key=f"grid_{kind}",
             on_select=lambda kind=kind: pick_head(kind),
             selection_mode="pick",
+            width="content",
         )
 
     kind = st.radio(
@@ -169,11 +170,11 @@ def page() -> None:
     js = result.divergence[kind][layer - 1, head - 1]
     st.markdown(f"**{where}**: divergence {js:.4f} bits")
     cols = st.columns(3)
-    cols[0].altair_chart(charts.heatmap(charts.attention_frame(a, queries, keys), queries, keys, "A"), key="head_a")
-    cols[1].altair_chart(charts.heatmap(charts.attention_frame(b, queries, keys), queries, keys, "B"), key="head_b")
-    cols[2].altair_chart(
-        run_charts.difference_heatmap(a, b, queries, keys, "A - B (red: A more, blue: B more)"), key="head_diff"
-    )
+    for col, matrix, name in ((cols[0], a, "A"), (cols[1], b, "B")):
+        heat = charts.heatmap(charts.attention_frame(matrix, queries, keys), queries, keys, name, plot_width=260)
+        col.altair_chart(heat, key=f"head_{name}", width="content")
+    diff = run_charts.difference_heatmap(a, b, queries, keys, "A - B (red: A more)", plot_width=260)
+    cols[2].altair_chart(diff, key="head_diff", width="content")
 
     st.subheader("Heads that changed most")
     top = most_changed(result.divergence, top=10)

@@ -126,15 +126,17 @@ def page() -> None:
     shown = timeline.epochs[position]
     queries, keys = shown.attention.queries(kind), shown.attention.keys(kind)
     matrices = [charts.head_matrix(e.attention, kind, layer, head) for e in timeline.epochs]
-    left, right = st.columns([2, 3])
+    left, right = st.columns([1, 1])
     left.altair_chart(
         charts.heatmap(
             charts.attention_frame(matrices[position], queries, keys),
             queries,
             keys,
-            f"{KIND_LABELS[kind]} · layer {layer} · head {head} · {labels[position]}",
+            f"Layer {layer} · head {head} · {labels[position]}",
+            plot_width=420,
         ),
         key="timeline_focus",
+        width="content",
     )
     left.text(f"{labels[position]}: {shown.translation}")
     with right:
@@ -144,10 +146,13 @@ def page() -> None:
         for row_start in range(0, len(names), 2):
             for col, name in zip(st.columns(2), names[row_start : row_start + 2]):
                 col.altair_chart(
-                    run_charts.series_chart(frame[frame["statistic"] == name], labels, STATISTIC_TITLES[name], position)
+                    run_charts.series_chart(
+                        frame[frame["statistic"] == name], labels, STATISTIC_TITLES[name], position
+                    ),
+                    width="content",
                 )
     st.subheader("This head at every checkpoint")
-    st.altair_chart(run_charts.epochs_grid(run_charts.epochs_frame(matrices), labels, queries, keys))
+    st.altair_chart(run_charts.epochs_grid(run_charts.epochs_frame(matrices), labels, queries, keys), width="content")
 
 
 ui.route_through_app()
