@@ -84,14 +84,17 @@ class Comparison:
     divergence: dict[str, np.ndarray]  # kind -> (L, H) mean Jensen-Shannon divergence in bits
 
 
-def compare_models(a: ModelBundle, b: ModelBundle, sentence: str, reference: str | None = None) -> Comparison:
-    """Translate with both, feed both A's translation (or the reference) and compare every head.
+def compare_models(
+    a: ModelBundle, b: ModelBundle, sentence: str, reference: str | None = None, max_len: int | None = None
+) -> Comparison:
+    """Translate with both (at most max_len decoder rows, default translation_cap), feed both A's translation
+    (or the reference) and compare every head.
 
     Raises ValueError with a readable message for tokenizers or shapes that differ, or unusable input."""
     if problem := vocabulary_mismatch(a, b):
         raise ValueError(problem)
-    own_a = translate(a, sentence, max_len=translation_cap(a, sentence))
-    own_b = translate(b, sentence, max_len=translation_cap(b, sentence))
+    own_a = translate(a, sentence, max_len=max_len or translation_cap(a, sentence))
+    own_b = translate(b, sentence, max_len=max_len or translation_cap(b, sentence))
     if reference:
         target_ids = translate(a, sentence, reference=reference).target_ids[1:]
     else:

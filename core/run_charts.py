@@ -28,7 +28,9 @@ def divergence_frame(grid: np.ndarray) -> pd.DataFrame:
 
 def divergence_grid(df: pd.DataFrame, title: str, cell: int = 40, selectable: bool = True) -> alt.Chart:
     """Layers down, heads across, coloured by divergence on a fixed 0..1 bit scale (so kinds compare)."""
-    base = alt.Chart(df).encode(x=alt.X("head:O", title="head"), y=alt.Y("layer:O", title="layer"))
+    base = alt.Chart(df).encode(
+        x=alt.X("head:O", title="head", axis=alt.Axis(labelAngle=0)), y=alt.Y("layer:O", title="layer")
+    )
     cells = base.mark_rect().encode(
         color=alt.Color(
             "divergence:Q",
@@ -125,4 +127,4 @@ def series_chart(rows: pd.DataFrame, checkpoints: list[str], title: str, current
     layers = [line]
     if current is not None:
         layers.append(alt.Chart(pd.DataFrame({"position": [current]})).mark_rule(color="red").encode(x=x))
-    return alt.layer(*layers).properties(title=title, width=260, height=160, autosize=charts.PAD)
+    return alt.layer(*layers).properties(title=title, width=180, height=130, autosize=charts.PAD)
