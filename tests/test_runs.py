@@ -138,3 +138,19 @@ def test_checkpoints_of_different_models_in_one_folder_get_a_message(tmp_path):
     (run,) = runs_in_folder(tmp_path)
     with pytest.raises(ValueError, match="tmodel_00.pt has 2 layers x 2 heads"):
         follow_sentence(run, SENTENCE)
+
+
+def test_a_loaded_model_keeps_nothing_of_its_memory_mapped_file(tmp_path):
+    """load_checkpoint maps the file (optimizer state never read) but copies the weights: overwriting the file in
+    place afterwards (as the tutorial's torch.save does) leaves the model as it was."""
+    folder = write_tutorial_run(tmp_path, [0])
+    path = folder / "tmodel_00.pt"
+    bundle = load_checkpoint(path, heads=2)
+    before = {k: v.clone() for k, v in bundle.model.state_dict().items()}
+    size = path.stat().st_size
+    with path.open("r+b") as f:  # same inode: a mapping that was still in use would now see zeros
+        f.seek(size // 4)
+        f.write(bytes(size // 2))
+    after = bundle.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert translate(bundle, SENTENCE).translation
