@@ -16,6 +16,8 @@ def main() -> None:
         [
             st.Page("pages/translate.py", title="Translate & attention", icon=":material/translate:", default=True),
             st.Page("pages/steps.py", title="Decoding step by step", icon=":material/steppers:", url_path="steps"),
+            st.Page("pages/timeline.py", title="Training timeline", icon=":material/timeline:", url_path="timeline"),
+            st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
             st.Page("pages/models.py", title="Models", icon=":material/model_training:", url_path="models"),
         ]
     ).run()

@@ -16,6 +16,8 @@ from pathlib import Path
 import streamlit as st
 
 from core import CheckpointError, ModelBundle, Translation, load_checkpoint, translate
+from core.runs import EpochView, Run, RunCheckpoint, discover_runs, epoch_view
+from core.training import checkpoint_progress
 
 REPO = Path(__file__).resolve().parent
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -66,12 +68,18 @@ def checkpoint_dir() -> Path:
 
 
 def find_checkpoints() -> list[Path]:
-    """Checkpoint files in the checkpoints folder, default.pt first."""
+    """Checkpoint files in the checkpoints folder: default.pt, other names, then numbered ones newest first (a
+    tutorial folder has no default.pt: its last epoch is the model that opens)."""
     folder = checkpoint_dir()
     if not folder.is_dir():
         return []
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
-    return sorted(files, key=lambda p: p.name != "default.pt")
+
+    def order(path: Path) -> tuple:
+        progress = checkpoint_progress(path)
+        return (path.name != "default.pt", progress is not None, tuple(-n for n in progress or ()))
+
+    return sorted(files, key=order)
 
 
 def upload_limit_mb() -> int:
@@ -233,3 +241,82 @@ def sidebar(model: ActiveModel | None, error: str | None = None) -> None:
             return
         st.markdown(f"**{model.label}**  \n{model.origin}, {model.bundle.kind} format")
         st.markdown("\n".join(f"- {k}: **{v}**" for k, v in model_facts(model.bundle).items()))
+
+
+# ---------------------------------------------------------------- runs, Timeline and Compare
+
+
+def find_runs() -> list[Run]:
+    """Training runs (two or more tmodel_NN.pt of one stem) in the checkpoints folder and its subfolders."""
+    return discover_runs(checkpoint_dir())
+
+
+def run_id(run: Run) -> str:
+    """A run as written in a link: its folder relative to the checkpoints folder, and its stem."""
+    folder = run.folder.relative_to(checkpoint_dir()).as_posix() if run.folder != checkpoint_dir() else "."
+    return f"{folder}/{run.stem}"
+
+
+def model_options() -> dict[str, Path]:
+    """Every checkpoint the Compare page can pick, by its path relative to the checkpoints folder: the files in
+    the folder, then each run's checkpoints."""
+    root = checkpoint_dir()
+    paths = find_checkpoints() + [c.path for run in find_runs() for c in run.checkpoints]
+    return {p.relative_to(root).as_posix(): p for p in dict.fromkeys(paths)}
+
+
+def load_option(path: Path) -> ActiveModel:
+    """One checkpoint file as a model (cached like the active model); raises CheckpointError or OSError."""
+    stamp = _stamp(path)
+    return ActiveModel(f"file:{path}:{stamp}", path.name, "checkpoints folder", load_file(str(path), stamp))
+
+
+@st.cache_data(max_entries=200, show_spinner=False)  # about 0.3 MB each at full size: one sentence at one epoch
+def cached_epoch_view(
+    path: str, stamp: str, epoch: int, step: int | None, sentence: str, reference, decoder_ids, heads
+) -> EpochView:
+    """epoch_view of one checkpoint file version; the model is loaded, used and dropped (never cached)."""
+    return epoch_view(RunCheckpoint(Path(path), epoch, step), sentence, reference, decoder_ids, heads)
+
+
+def cached_view(checkpoint: RunCheckpoint, sentence: str, reference, decoder_ids, heads) -> EpochView:
+    """follow_sentence's per-epoch step, through the cache (keyed by the file's stamp)."""
+    return cached_epoch_view(
+        str(checkpoint.path),
+        checkpoint.stamp,
+        checkpoint.epoch,
+        checkpoint.step,
+        sentence,
+        reference,
+        decoder_ids,
+        heads,
+    )
+
+
+def head_links(sentence: str, reference: str, kind: str, layer: int, head: int) -> None:
+    """Links that open this sentence's head (kind, layer, head) on the Compare and Timeline pages."""
+    shared = {"sentence": sentence, "kind": kind, "layer": layer, "head": head} | (
+        {"reference": reference} if reference else {}
+    )
+    files = find_checkpoints()
+    chosen = st.session_state.get("model_choice") or (str(files[0]) if files else None)  # as resolve_model picks
+    options = {str(p): name for name, p in model_options().items()}
+    compare = shared | ({"a": options[chosen]} if chosen in options else {})
+    runs = find_runs()
+    active_run = next((r for r in runs if any(str(c.path) == chosen for c in r.checkpoints)), runs[0] if runs else None)
+    timeline = shared | ({"run": run_id(active_run)} if active_run else {})
+    a, b = st.columns(2, width=480)
+    a.page_link(
+        "pages/compare.py",
+        label="Open in Compare",
+        icon=":material/compare:",
+        query_params=compare,
+        help="This head of the active model against another model's, on the same sentence",
+    )
+    b.page_link(
+        "pages/timeline.py",
+        label="Open in Timeline",
+        icon=":material/timeline:",
+        query_params=timeline,
+        help="This head at every checkpoint of a training run, on the same sentence",
+    )

@@ -31,7 +31,7 @@ import torch
 from tokenizers import Tokenizer
 
 from core.config import ModelConfig
-from core.model import Transformer
+from core.model import PositionalEncoding, Transformer
 from core.tokenizer import load_tokenizer
 
 FORMAT = "transformer-attention-checkpoint/1"
@@ -152,8 +152,13 @@ def save_checkpoint(
     atomic_torch_save(payload, path)
 
 
-def read_checkpoint(source: str | Path | bytes | BinaryIO) -> object:
-    """Read a checkpoint file's content safely (no code runs); raise CheckpointError naming the problem."""
+def read_checkpoint(source: str | Path | bytes | BinaryIO, mmap: bool = False) -> object:
+    """Read a checkpoint file's content safely (no code runs); raise CheckpointError naming the problem.
+
+    With mmap, a file on disk in torch's zip format is memory-mapped: only the tensors used are read, so a
+    training checkpoint's optimizer state (two thirds of a tutorial file) is never read for inference. The
+    tensors are then backed by the file: copy what you keep (load_checkpoint does)."""
+    mapped = None
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
@@ -163,7 +168,10 @@ def read_checkpoint(source: str | Path | bytes | BinaryIO) -> object:
             )
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            head = f.read(len(ZIP_MAGIC))
+        mapped = path if mmap and head == ZIP_MAGIC and path.stat().st_size > len(ZIP_MAGIC) else None
+        data = head if mapped else path.read_bytes()
     elif isinstance(source, bytes):
         data = source
     else:
@@ -173,6 +181,8 @@ def read_checkpoint(source: str | Path | bytes | BinaryIO) -> object:
     if not (data.startswith(ZIP_MAGIC) or data[:1] == b"\x80"):
         raise CheckpointError("not a checkpoint: expected a PyTorch .pt file")
     try:
+        if mapped:
+            return torch.load(mapped, map_location="cpu", weights_only=True, mmap=True)
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad files: turn each into one clear line
         message = str(exc)
@@ -194,7 +204,7 @@ def read_checkpoint(source: str | Path | bytes | BinaryIO) -> object:
             ) from None
         if data.startswith(ZIP_MAGIC) or isinstance(exc, (EOFError, ValueError)):
             raise CheckpointError(
-                f"truncated or corrupted checkpoint ({len(data):,} bytes): "
+                f"truncated or corrupted checkpoint ({mapped.stat().st_size if mapped else len(data):,} bytes): "
                 f"{message.splitlines()[0].split('. ')[0] if message else type(exc).__name__}"
             ) from None
         raise CheckpointError(f"not a checkpoint: {type(exc).__name__}: {message.splitlines()[0]}") from None
@@ -301,7 +311,9 @@ def _load_weights(model: Transformer, state: dict) -> None:
             )
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"corrupted checkpoint: {key} holds NaN or infinite values")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    # Copies (float32): the model must not share memory with a memory-mapped file or the caller's tensors.
+    copies = {k: v.to(torch.float32, copy=True) if v.is_floating_point() else v.clone() for k, v in state.items()}
+    model.load_state_dict(copies, strict=True, assign=True)
 
 
 def _check_vocab(config: ModelConfig, src: Tokenizer, tgt: Tokenizer) -> None:
@@ -326,7 +338,7 @@ def load_checkpoint(
     as a path they default to tokenizer_en.json / tokenizer_it.json beside it or one folder up.
     `heads` is needed only for tutorial checkpoints (shapes do not record it; default 8).
     """
-    payload = read_checkpoint(source)
+    payload = read_checkpoint(source, mmap=True)  # the weights are copied into the model below
     name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "uploaded file")
     notes: list[str] = []
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
@@ -365,10 +377,11 @@ def load_checkpoint(
         raise CheckpointError(f"not a checkpoint: the file holds {what}")
 
     _check_vocab(config, src, tgt)
-    model = Transformer(config)
+    with torch.device("meta"):  # shapes only: no random initialisation, every tensor comes from the file
+        model = Transformer(config)
     if kind == "native":
-        positions = model.state_dict()
-        state.update({k: positions[k] for k in POSITION_KEYS})  # recomputed, never stored
+        positions = PositionalEncoding(config.d_model, config.seq_len, 0.0).pe  # recomputed, never stored
+        state.update({k: positions for k in POSITION_KEYS})
     _load_weights(model, state)
     model.to(device).eval()
     return ModelBundle(model, src, tgt, config, name, kind, metadata, tuple(notes))

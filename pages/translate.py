@@ -116,6 +116,7 @@ def page() -> None:
         head = ui.index_slider("Head", cfg.n_heads, "head", disabled=view.get("avg", False))
     avg = c3.toggle("Average over heads", **ui.bound("avg", False))
     st.query_params.from_dict(linked | {"kind": kind, "layer": layer, "head": head} | ({"avg": 1} if avg else {}))
+    ui.head_links(sentence, reference, kind, layer, head)
 
     att = result.attention
     queries, keys = att.queries(kind), att.keys(kind)

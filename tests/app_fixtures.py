@@ -58,3 +58,18 @@ def write_tutorial_files(folder: Path, layers: int = 2, heads: int = 2) -> tuple
     src.save(str(src_path))
     tgt.save(str(tgt_path))
     return ckpt, src_path, tgt_path
+
+
+def write_tutorial_run(root: Path, epochs: list[int]) -> Path:
+    """The tutorial's layout: root/opus_books_weights/tmodel_NN.pt (weights and Adam state, no head count) with
+    tokenizer_en.json / tokenizer_it.json one folder up, in root. Returns the weights folder."""
+    folder = root / "opus_books_weights"
+    folder.mkdir(parents=True)
+    for epoch in epochs:
+        model, src, tgt = tiny_bundle_parts(seed=epoch)
+        optimizer = torch.optim.Adam(model.parameters())
+        payload = {"epoch": epoch, "model_state_dict": model.state_dict(), "global_step": 10 * epoch}
+        torch.save(payload | {"optimizer_state_dict": optimizer.state_dict()}, folder / f"tmodel_{epoch:02d}.pt")
+    src.save(str(root / "tokenizer_en.json"))
+    tgt.save(str(root / "tokenizer_it.json"))
+    return folder

@@ -50,6 +50,8 @@ def free_port() -> int:
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser_checkpoints")
     write_tiny_checkpoint(folder / "tiny.pt")
+    for epoch in range(3):  # a training run in a subfolder, for the Timeline page
+        write_tiny_checkpoint(folder / "run" / f"tmodel_{epoch:02d}.pt", seed=epoch, card=False)
     port = free_port()
     log = (folder / "streamlit.log").open("w")
     proc = subprocess.Popen(
@@ -215,3 +217,18 @@ def test_two_sessions_at_the_same_time_see_their_own_attention(server, chromium_
         sync_api.expect(chart.locator("svg text", has_text=theirs)).to_have_count(0)
         assert_no_errors(page)
         page.context.close()
+
+
+def test_timeline_slider_moves_through_the_checkpoints(server, chromium_browser):
+    page = open_app(chromium_browser, f"{server}/timeline?sentence=the+cat+sat&kind=cross&layer=1&head=1")
+    sync_api.expect(page.get_by_role("heading", name="Training timeline")).to_be_visible()
+    sync_api.expect(focused_chart(page).get_by_text("epoch 00", exact=False)).to_have_count(1)
+    checkpoint = slider(page, "Checkpoint")
+    checkpoint.focus()
+    act(page, lambda: checkpoint.press("ArrowRight"))
+    sync_api.expect(focused_chart(page).get_by_text("epoch 01", exact=False)).to_have_count(1)
+    act(page, lambda: checkpoint.press("End"))
+    sync_api.expect(focused_chart(page).get_by_text("epoch 02", exact=False)).to_have_count(1)
+    assert "epoch=3" in page.url and "run=run" in page.url  # the view is in the link
+    assert_no_errors(page)
+    page.context.close()

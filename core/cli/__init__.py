@@ -10,4 +10,6 @@ COMMANDS = {
     "export": "make a small weights-only file to ship, optionally averaging checkpoints",
     "alignment": "score cross-attention heads against gold word alignments",
     "align-corpus": "word-align training pairs with eflomal (links for train --alignments)",
+    "timeline": "follow one sentence through every checkpoint of a training run",
+    "compare": "compare two models head by head (Jensen-Shannon divergence of their maps)",
 }

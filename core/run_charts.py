@@ -1,0 +1,130 @@
+"""Charts of the Timeline and Compare pages: pure functions of data (no Streamlit), built on core/charts.py.
+
+- divergence_grid: one kind's layers x heads Jensen-Shannon divergence, a click selects a (layer, head);
+- difference_heatmap: A - B of one head on a diverging scale (red: A attends more, blue: B does);
+- epochs_grid: one head's map at every checkpoint (small multiples, panels titled by checkpoint);
+- series_chart: one statistic per checkpoint as a line, with the checkpoint on view marked.
+"""
+
+from __future__ import annotations
+
+import json
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from core import charts
+
+DIVERGENCE_SCHEME = "oranges"
+DIFFERENCE_SCHEME = "redblue"
+
+
+def divergence_frame(grid: np.ndarray) -> pd.DataFrame:
+    """(L, H) divergence -> rows layer, head (1-based), divergence."""
+    layer, head = np.indices(grid.shape).reshape(2, -1)
+    return pd.DataFrame({"layer": layer + 1, "head": head + 1, "divergence": np.asarray(grid, float).reshape(-1)})
+
+
+def divergence_grid(df: pd.DataFrame, title: str, cell: int = 40, selectable: bool = True) -> alt.Chart:
+    """Layers down, heads across, coloured by divergence on a fixed 0..1 bit scale (so kinds compare)."""
+    base = alt.Chart(df).encode(
+        x=alt.X("head:O", title="head", axis=alt.Axis(labelAngle=0)), y=alt.Y("layer:O", title="layer")
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color(
+            "divergence:Q",
+            scale=alt.Scale(scheme=DIVERGENCE_SCHEME, domain=[0, 1], clamp=True),
+            legend=None,  # the numbers are written in the cells; the scale is 0..1 bits for every kind
+        ),
+        tooltip=["layer:O", "head:O", alt.Tooltip("divergence:Q", format=".4f")],
+    )
+    if selectable:
+        cells = cells.add_params(alt.selection_point(name="pick", fields=["layer", "head"], on="click"))
+    text = base.mark_text(fontSize=9).encode(
+        text=alt.Text("divergence:Q", format=".2f"),
+        color=alt.condition("datum.divergence > 0.5", alt.value("white"), alt.value("black")),
+    )
+    n_layers, n_heads = df["layer"].nunique(), df["head"].nunique()
+    return (cells + text).properties(title=title, width=cell * n_heads, height=cell * n_layers, autosize=charts.PAD)
+
+
+def difference_heatmap(
+    a: np.ndarray, b: np.ndarray, queries: list[str], keys: list[str], title: str, plot_width: int = 360
+) -> alt.Chart:
+    """(Tq, Tk) maps of A and B -> A - B on a symmetric -1..1 scale; the tooltip gives all three weights."""
+    df = charts.attention_frame(np.asarray(a) - np.asarray(b), queries, keys)
+    df["a"], df["b"] = np.asarray(a, np.float32).reshape(-1), np.asarray(b, np.float32).reshape(-1)
+    chart = charts.heatmap(df, queries, keys, title, plot_width=plot_width)
+    return chart.encode(
+        color=alt.Color(
+            "weight:Q", title="A - B", scale=alt.Scale(scheme=DIFFERENCE_SCHEME, domain=[-1, 1], reverse=True)
+        ),
+        tooltip=[
+            alt.Tooltip("query_token:N", title="query"),
+            alt.Tooltip("key_token:N", title="key"),
+            alt.Tooltip("a:Q", format=".3f", title="A"),
+            alt.Tooltip("b:Q", format=".3f", title="B"),
+            alt.Tooltip("weight:Q", format="+.3f", title="A - B"),
+        ],
+    )
+
+
+def epochs_frame(matrices: list[np.ndarray]) -> pd.DataFrame:
+    """One (Tq, Tk) map per checkpoint -> rows position (0-based checkpoint), qi, ki, weight."""
+    frames = []
+    for position, matrix in enumerate(matrices):
+        qi, ki = np.indices(matrix.shape).reshape(2, -1)
+        frames.append(
+            pd.DataFrame(
+                {"position": position, "qi": qi, "ki": ki, "weight": np.asarray(matrix, np.float32).reshape(-1)}
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def epochs_grid(
+    df: pd.DataFrame, checkpoints: list[str], queries: list[str], keys: list[str], columns: int = 5, cell: int = 110
+) -> alt.Chart:
+    """Small multiples: the same head at every checkpoint, panels titled by checkpoint, in training order."""
+    query_labels, key_labels = json.dumps(charts.labels(queries)), json.dumps(charts.labels(keys))
+    chart = (
+        alt.Chart(df)
+        .mark_rect()
+        .transform_calculate(query_token=f"{query_labels}[datum.qi]", key_token=f"{key_labels}[datum.ki]")
+        .encode(
+            x=alt.X("ki:O", axis=alt.Axis(labels=False, ticks=False, title=None)),
+            y=alt.Y("qi:O", axis=alt.Axis(labels=False, ticks=False, title=None)),
+            color=alt.Color("weight:Q", scale=alt.Scale(scheme=charts.SCHEME, domain=[0, 1])),
+            tooltip=[
+                alt.Tooltip("query_token:N", title="query"),
+                alt.Tooltip("key_token:N", title="key"),
+                alt.Tooltip("weight:Q", format=".3f"),
+            ],
+        )
+        .properties(width=cell, height=cell)
+    )
+    header = alt.Header(labelExpr=f"{json.dumps(checkpoints)}[datum.value]", title=None)
+    return chart.facet(facet=alt.Facet("position:O", header=header), columns=columns).configure_legend(orient="bottom")
+
+
+def series_chart(rows: pd.DataFrame, checkpoints: list[str], title: str, current: int | None = None) -> alt.Chart:
+    """Rows position, value of one statistic -> a line over the checkpoints; `current` (0-based) marked."""
+    x = alt.X(
+        "position:O",
+        title="checkpoint",
+        axis=alt.Axis(labelExpr=f"{json.dumps(checkpoints)}[datum.value]", labelAngle=-45),
+    )
+    line = (
+        alt.Chart(rows)
+        .mark_line(point=True)
+        .encode(
+            x=x,
+            y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+            tooltip=[alt.Tooltip("checkpoint:N"), alt.Tooltip("value:Q", format=".4f")],
+        )
+    )
+    layers = [line]
+    if current is not None:
+        layers.append(alt.Chart(pd.DataFrame({"position": [current]})).mark_rule(color="red").encode(x=x))
+    return alt.layer(*layers).properties(title=title, width=180, height=130, autosize=charts.PAD)
