@@ -13,7 +13,8 @@ from torch import Tensor
 
 from core.attention import Attention
 from core.checkpoint import ModelBundle
-from core.model import Transformer, causal_mask, padding_mask
+from core.heads_off import HeadsOff
+from core.model import HeadMask, Transformer, causal_mask, padding_mask
 from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, UNK, UNK_ID, detokenize, encode
 
 TOP_K = 5
@@ -51,22 +52,25 @@ def _top(logits: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.inference_mode()
-def greedy_decode(model: Transformer, src_ids: list[int], max_len: int):
+def greedy_decode(model: Transformer, src_ids: list[int], max_len: int, *, head_mask: HeadMask | None = None):
     """Encode once, then decode one token per step over a key/value cache.
 
     Returns (decoder input ids, output ids, (T, k) top ids, (T, k) top probs, (encoder, decoder, cross)
     attention as (L, H, Tq, Tk) tensors). max_len counts
     [SOS], as in the tutorial's loop: at most max_len decoder tokens. The model must be in eval mode.
+    head_mask switches heads off (core.model.HeadMask).
     """
     device = next(model.parameters()).device
     src = torch.tensor([src_ids], device=device)  # (1, S)
-    memory, enc_probs = model.encode(src, None, need_weights=True)  # no padding, so no source mask
+    memory, enc_probs = model.encode(src, None, True, head_mask)  # no padding, so no source mask
     caches = model.new_cache()
     inputs, outputs, self_rows, cross_rows, top_ids, top_probs = [SOS_ID], [], [], [], [], []
     last_row_only = False
     while True:
         token = torch.tensor([[inputs[-1]]], device=device)  # (1, 1): only the newest token is run
-        hidden, self_p, cross_p = model.decode(token, memory, None, None, True, caches, start=len(inputs) - 1)
+        hidden, self_p, cross_p = model.decode(
+            token, memory, None, None, True, caches, start=len(inputs) - 1, head_mask=head_mask
+        )
         self_rows.append(torch.stack(self_p)[:, 0, :, 0])  # (L, H, len(inputs))
         cross_rows.append(torch.stack(cross_p)[:, 0, :, 0])  # (L, H, S)
         ids, probs = _top(model.project(hidden[:, -1]))  # (1, k)
@@ -91,13 +95,13 @@ def greedy_decode(model: Transformer, src_ids: list[int], max_len: int):
 
 
 @torch.inference_mode()
-def teacher_forced(model: Transformer, src_ids: list[int], tgt_ids: list[int]):
+def teacher_forced(model: Transformer, src_ids: list[int], tgt_ids: list[int], *, head_mask: HeadMask | None = None):
     """One full pass with decoder input [SOS] + tgt_ids; returns (inputs, argmax ids, top ids, top probs, maps)
     with maps the (encoder, decoder, cross) attention as (L, H, Tq, Tk) tensors."""
     device = next(model.parameters()).device
     src = torch.tensor([src_ids], device=device)
     tgt = torch.tensor([[SOS_ID, *tgt_ids]], device=device)
-    logits, maps = model(src, tgt, None, causal_mask(tgt.size(1), device), return_attention=True)
+    logits, maps = model(src, tgt, None, causal_mask(tgt.size(1), device), True, head_mask)
     ids, probs = _top(logits[0])
     return tgt[0].tolist(), ids[:, 0].tolist(), ids, probs, tuple(m[:, 0] for m in maps)
 
@@ -178,27 +182,32 @@ def translate(
     max_len: int | None = None,
     reference: str | None = None,
     copy_unknown: bool = True,
+    *,
+    head_mask: HeadMask | HeadsOff | None = None,
 ) -> Translation:
     """Translate one sentence greedily (or, given a reference, feed it to the decoder) with all attention maps.
 
     With copy_unknown, each [UNK] the model generates is shown in the text as the source word it attended
-    to most (tokens and ids keep the [UNK]). Raises ValueError with a readable message for empty or
-    overlong input.
+    to most (tokens and ids keep the [UNK]). head_mask switches heads off for this call only (HeadsOff, or a
+    HeadMask of (L, H) gates). Raises ValueError with a readable message for empty or overlong input, or a
+    head the model does not have.
     """
     model, src_tok, tgt_tok, seq_len = bundle.model, bundle.src_tokenizer, bundle.tgt_tokenizer, bundle.config.seq_len
+    if isinstance(head_mask, HeadsOff):
+        head_mask = head_mask.mask(bundle.config.n_layers, bundle.config.n_heads) if head_mask else None
     ids, tokens, words = _encode_checked(src_tok, sentence, seq_len - 2, "sentence", "[SOS] and [EOS]")
     src_ids = [SOS_ID, *ids, EOS_ID]
     unknown = tuple(w for w, t in zip(words, tokens) if t == src_tok.id_to_token(UNK_ID))
     copies: list[tuple[int, int, str]] = []
     if reference is not None:
         ref_ids, ref_tokens, _ = _encode_checked(tgt_tok, reference, seq_len - 1, "reference translation", "[SOS]")
-        inputs, outputs, top_ids, top_probs, maps = teacher_forced(model, src_ids, ref_ids)
+        inputs, outputs, top_ids, top_probs, maps = teacher_forced(model, src_ids, ref_ids, head_mask=head_mask)
         text = detokenize(ref_tokens)
     else:
         max_len = seq_len if max_len is None else max_len
         if not 2 <= max_len <= seq_len:
             raise ValueError(f"max_len must be between 2 and the model's seq_len {seq_len}, got {max_len}")
-        inputs, outputs, top_ids, top_probs, maps = greedy_decode(model, src_ids, max_len)
+        inputs, outputs, top_ids, top_probs, maps = greedy_decode(model, src_ids, max_len, head_mask=head_mask)
         if copy_unknown and UNK_ID in outputs:
             copies = copy_unknown_words(tgt_tok, maps[2].mean((0, 1)), outputs, tokens, words)
         text = copied_text(tgt_tok, outputs, copies)
@@ -219,11 +228,19 @@ def translate(
 
 
 @torch.inference_mode()
-def greedy_batch(model: Transformer, sources: list[list[int]], max_len: int, need_cross: bool = False):
+def greedy_batch(
+    model: Transformer,
+    sources: list[list[int]],
+    max_len: int,
+    need_cross: bool = False,
+    *,
+    head_mask: HeadMask | None = None,
+):
     """Greedy-decode several encoder inputs at once over a key/value cache; for validation and evaluation.
 
     Returns each sentence's generated ids (up to, not including, [EOS]); with need_cross, also each
-    sentence's (T, S) cross-attention averaged over layers and heads (for copy_sources).
+    sentence's (T, S) cross-attention averaged over layers and heads (for copy_sources). head_mask: HeadMask,
+    (L, H) gates for all sentences or (B, L, H) one set per sentence.
     """
     device = next(model.parameters()).device
     width = max(len(s) for s in sources)
@@ -231,13 +248,15 @@ def greedy_batch(model: Transformer, sources: list[list[int]], max_len: int, nee
     for row, ids in enumerate(sources):
         src[row, : len(ids)] = torch.tensor(ids, device=device)
     src_mask = padding_mask(src, PAD_ID)  # (B, 1, 1, S)
-    memory, _ = model.encode(src, src_mask)
+    memory, _ = model.encode(src, src_mask, head_mask=head_mask)
     caches = model.new_cache()
     tokens = torch.full((len(sources), 1), SOS_ID, dtype=torch.long, device=device)
     done = torch.zeros(len(sources), dtype=torch.bool, device=device)
     generated, cross_rows = [], []
     for step in range(max_len - 1):
-        hidden, _, cross = model.decode(tokens, memory, src_mask, None, need_cross, caches, start=step)
+        hidden, _, cross = model.decode(
+            tokens, memory, src_mask, None, need_cross, caches, start=step, head_mask=head_mask
+        )
         if need_cross:
             cross_rows.append(torch.stack(cross)[:, :, :, -1].mean((0, 2)))  # (B, S)
         tokens = model.project(hidden[:, -1]).argmax(-1, keepdim=True)  # (B, 1)

@@ -11,6 +11,7 @@ from core.checkpoint import ModelBundle
 from core.data import encode_pairs
 from core.decoding import copied_text, copy_unknown_words, greedy_batch
 from core.metrics import score
+from core.model import HeadMask
 from core.tokenizer import UNK_ID, encode, ids_to_text
 
 
@@ -26,11 +27,12 @@ def evaluate(
     batch_size: int = 64,
     progress: bool = True,
     copy_unknown: bool = True,
+    head_mask: HeadMask | None = None,
 ) -> tuple[dict[str, float], list[str], list[tuple[str, str]]]:
     """Greedy-translate the pairs that fit the model; returns (metrics, hypotheses, the pairs scored).
 
     The hypotheses are the text `translate` gives: with copy_unknown, a generated [UNK] shows the source
-    word it attended to; without, it stays "[UNK]".
+    word it attended to; without, it stays "[UNK]". head_mask switches heads off (core.model.HeadMask).
     """
     src_tok, tgt_tok = bundle.src_tokenizer, bundle.tgt_tokenizer
     examples, kept = encode_pairs(pairs, src_tok, tgt_tok, bundle.config.seq_len)
@@ -38,7 +40,9 @@ def evaluate(
     for start in tqdm(range(0, len(examples), batch_size), desc="translating", disable=not progress):
         batch = examples[start : start + batch_size]
         max_len = min(bundle.config.seq_len, max(len(e.tgt) for e in batch) * 2 + 10)
-        decoded = greedy_batch(bundle.model, [e.src for e in batch], max_len, need_cross=copy_unknown)
+        decoded = greedy_batch(
+            bundle.model, [e.src for e in batch], max_len, need_cross=copy_unknown, head_mask=head_mask
+        )
         outputs, crosses = decoded if copy_unknown else (decoded, [None] * len(decoded))
         for (source, _), ids, cross in zip(kept[start : start + batch_size], outputs, crosses):
             if cross is not None and UNK_ID in ids:
