@@ -124,3 +124,56 @@ def source_relevance(model: Transformer, translation, method: str) -> Tensor:
     if method == "gradient":
         return gradient_relevance(model, translation.source_ids, translation.target_ids, row_outputs(translation))
     raise ValueError(f"unknown relevance method {method!r}: use one of {', '.join(METHODS)}")
+
+
+@torch.inference_mode()
+def deletion_drops(model: Transformer, translation) -> Tensor:
+    """(S - 2, T) drop of each row's output probability when one source word is deleted (teacher-forced on
+    the same decoder input): entry [w, t] deletes encoder input position w + 1 ([SOS] and [EOS] stay)."""
+    device = next(model.parameters()).device
+    src, dec = translation.source_ids, translation.target_ids
+    outputs = torch.tensor(row_outputs(translation), device=device)
+    variants = torch.tensor([src[:p] + src[p + 1 :] for p in range(1, len(src) - 1)], device=device)  # (S-2, S-1)
+    full = torch.tensor([src], device=device)
+    tgt = torch.tensor([dec], device=device)
+    tgt_mask = causal_mask(len(dec), device)
+    base = model(full, tgt, None, tgt_mask).softmax(-1)[0, torch.arange(len(dec)), outputs]  # (T,)
+    deleted = model(variants, tgt.expand(len(variants), -1), None, tgt_mask).softmax(-1)[
+        :, torch.arange(len(dec)), outputs
+    ]
+    return base[None] - deleted
+
+
+def deletion_test(bundle, sentences: list[str], methods=METHODS, progress=None) -> dict:
+    """Mean drop of an output token's probability when the source word each method ranks first is deleted.
+
+    For every sentence of at least two words, greedy-translated, and every decoder row that does not
+    predict [EOS]: the word ranked first ([SOS]/[EOS] never count) is deleted and the row's probability of
+    the same output token is read again, teacher-forced on the same decoder input. Returns {method: mean
+    drop} plus "random" (the mean drop over all words: what a ranking by chance gives), "best" (the drop
+    of the most damaging word each time: the ceiling), "rows" and "sentences".
+    """
+    from core.decoding import translate
+    from core.tokenizer import EOS_ID
+
+    totals = dict.fromkeys([*methods, "random", "best"], 0.0)
+    rows = used = 0
+    for sentence in sentences:
+        result = translate(bundle, sentence)
+        if len(result.source_ids) < 4:
+            if progress:
+                progress(1)
+            continue
+        drops = deletion_drops(bundle.model, result)  # (W, T)
+        keep = torch.tensor([o != EOS_ID for o in row_outputs(result)])
+        for method in methods:
+            relevance = source_relevance(bundle.model, result, method)[:, 1:-1]  # (T, W): words only
+            first = relevance.argmax(-1)  # (T,)
+            totals[method] += drops[first, torch.arange(len(first))][keep].sum().item()
+        totals["random"] += drops.mean(0)[keep].sum().item()
+        totals["best"] += drops.max(0).values[keep].sum().item()
+        rows += int(keep.sum())
+        used += 1
+        if progress:
+            progress(1)
+    return {name: total / max(rows, 1) for name, total in totals.items()} | {"rows": rows, "sentences": used}
