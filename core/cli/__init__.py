@@ -6,4 +6,5 @@ COMMANDS = {
     "train": "train a model (resumable; runs under torchrun too)",
     "export": "make a small weights-only file to ship, optionally averaging checkpoints",
     "alignment": "score cross-attention heads against gold word alignments",
+    "heads": "what each head does and which ones matter (statistics, ablation, gradient score, pruning)",
 }
