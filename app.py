@@ -16,6 +16,7 @@ def main() -> None:
         [
             st.Page("pages/translate.py", title="Translate & attention", icon=":material/translate:", default=True),
             st.Page("pages/steps.py", title="Decoding step by step", icon=":material/steppers:", url_path="steps"),
+            st.Page("pages/heads.py", title="Heads", icon=":material/grid_view:", url_path="heads"),
             st.Page("pages/models.py", title="Models", icon=":material/model_training:", url_path="models"),
         ]
     ).run()

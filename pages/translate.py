@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+import heads_ui
 import ui
 from core import charts
 from core.attention import KIND_LABELS
@@ -49,6 +50,7 @@ def page() -> None:
         return
     cfg = model.bundle.config
     restore_from_url(cfg.n_layers, cfg.n_heads)
+    heads_ui.restore_heads_off(cfg.n_layers, cfg.n_heads)
     view = ui.view_state()
     left, right = st.columns([3, 2])
     left.text_input("Sentence (English)", max_chars=2000, **ui.bound("sentence", ui.EXAMPLES[1]))
@@ -139,6 +141,8 @@ def page() -> None:
                 "head": "mean" if avg else head,
             },
         )
+
+    heads_ui.translate_extras(model, result, sentence, reference, (kind, layer, None if avg else head))
 
     st.subheader("All layers × heads")
     st.caption("Rows are layers, columns heads. Click a cell to focus that head above.")
