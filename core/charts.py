@@ -287,7 +287,7 @@ def head_values_grid(df: pd.DataFrame, title: str, cell: int = 44, diverging: bo
         .encode(
             x=alt.X("head:O", title="head"),
             y=alt.Y("layer:O", title="layer"),
-            color=alt.Color("value:Q", title=None, scale=scale),
+            color=alt.Color("value:Q", title="value", scale=scale),
             tooltip=[alt.Tooltip("layer:O"), alt.Tooltip("head:O"), alt.Tooltip("value:Q", title=title, format=".4f")],
         )
         .add_params(alt.selection_point(name="pick", fields=["layer", "head"], on="click"))

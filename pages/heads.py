@@ -87,7 +87,7 @@ def page() -> None:
     )
     frame = charts.head_values_frame(values)
     grid = charts.head_values_grid(frame, MEASURE_LABELS[measure], diverging=measure == "ablation_delta_logprob")
-    st.altair_chart(grid, key="heads_grid", on_select=pick_head, selection_mode="pick")
+    st.altair_chart(grid, key="heads_grid", on_select=pick_head, selection_mode="pick", width="content")
 
     table = pd.DataFrame({"layer": frame["layer"], "head": frame["head"]})
     for name, measure_values in report.measures[kind].items():
@@ -106,7 +106,7 @@ def page() -> None:
             f"Heads of all kinds switched off {heads_ui.PRUNING_STEP} at a time, least important (ablation) first; "
             "chrF of greedy re-translation of the same pairs. `python -m core heads` prints finer curves."
         )
-        st.altair_chart(charts.pruning_chart(report.pruning_curve), key="pruning")
+        st.altair_chart(charts.pruning_chart(report.pruning_curve), key="pruning", width="content")
 
 
 ui.route_through_app()
