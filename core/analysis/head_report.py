@@ -62,7 +62,8 @@ class HeadReport:
         }
 
 
-def _attentions(bundle: ModelBundle, pairs: Sequence[tuple[str, str]], progress) -> list[Attention]:
+def reference_attentions(bundle: ModelBundle, pairs: Sequence[tuple[str, str]], progress=None) -> list[Attention]:
+    """Teacher-forced attention of every pair that fits, with the tokens (the statistics are computed on these)."""
     src_tok, tgt_tok = bundle.src_tokenizer, bundle.tgt_tokenizer
     examples = encoded(bundle, pairs)
     result = []
@@ -99,7 +100,7 @@ def head_report(
 
     pruning_step None skips the curve (it re-translates the pairs once per step); encoder_pruning_step
     adds the encoder-only curve."""
-    attentions = _attentions(bundle, pairs, progress)
+    attentions = reference_attentions(bundle, pairs, progress)
     n = len(attentions)
     measures = {kind: mean_statistics(attentions, kind) for kind in KINDS}
     deltas, base, tokens = ablation(bundle, pairs, progress=_counter(progress, "ablation", n))
