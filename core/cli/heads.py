@@ -38,13 +38,15 @@ class Bars:
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         bar = self.bars.get(stage)
-        if bar is None:
-            bar = self.bars[stage] = tqdm(total=total, desc=stage, file=sys.stderr, leave=False)
+        if bar is None:  # stages run one after the other: a new one ends the previous bar
+            self.close()
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, file=sys.stderr)
         bar.update(done - bar.n)
 
     def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
+        self.bars.clear()
 
 
 def main(argv: list[str] | None = None) -> int:
