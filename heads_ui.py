@@ -137,21 +137,27 @@ def translate_extras(model: ui.ActiveModel, result: Translation, sentence: str, 
             )
     off_param = HeadsOff.from_param(",".join(chosen)).to_param()
     with st.expander("Source relevance per output word (beyond raw attention)"):
-        method = st.radio(
-            "Method", METHODS, format_func=METHOD_LABELS.get, horizontal=True, **ui.bound("relevance", "gradient")
-        )
-        shown = cached_masked(model.key, model.bundle, sentence, reference or None, off_param) if off_param else result
-        relevance = cached_relevance(model.key, model.bundle, sentence, reference or None, method, off_param)
-        predicted = [model.bundle.tgt_tokenizer.id_to_token(i) for i in row_outputs(shown)]
-        frame = charts.attention_frame(relevance, predicted, shown.source_tokens)
-        title = f"{METHOD_LABELS[method]}" + (" · with heads off" if off_param else "")
-        st.altair_chart(
-            charts.heatmap(frame, predicted, shown.source_tokens, title), key="relevance_chart", width="content"
-        )
-        st.caption(
-            "Rows: the output token each decoder row predicts; columns: source tokens; each row sums to 1. "
-            "`python bench/relevance_deletion.py` checks the methods by deleting the source word each ranks first."
-        )
+        if st.toggle("Show source relevance", **ui.bound("relevance_on", False)):
+            show_relevance(model, result, sentence, reference, off_param)
+
+
+def show_relevance(model: ui.ActiveModel, result: Translation, sentence: str, reference: str, off_param: str) -> None:
+    """Which source tokens each output token drew on, by the chosen method (computed only when asked)."""
+    method = st.radio(
+        "Method", METHODS, format_func=METHOD_LABELS.get, horizontal=True, **ui.bound("relevance", "gradient")
+    )
+    shown = cached_masked(model.key, model.bundle, sentence, reference or None, off_param) if off_param else result
+    relevance = cached_relevance(model.key, model.bundle, sentence, reference or None, method, off_param)
+    predicted = [model.bundle.tgt_tokenizer.id_to_token(i) for i in row_outputs(shown)]
+    frame = charts.attention_frame(relevance, predicted, shown.source_tokens)
+    title = f"{METHOD_LABELS[method]}" + (" · with heads off" if off_param else "")
+    st.altair_chart(
+        charts.heatmap(frame, predicted, shown.source_tokens, title), key="relevance_chart", width="content"
+    )
+    st.caption(
+        "Rows: the output token each decoder row predicts; columns: source tokens; each row sums to 1. "
+        "`python bench/relevance_deletion.py` checks the methods by deleting the source word each ranks first."
+    )
 
 
 def show_comparison(original: Translation, masked: Translation, off: HeadsOff, view: tuple) -> None:

@@ -142,14 +142,13 @@ def page() -> None:
             },
         )
 
-    heads_ui.translate_extras(model, result, sentence, reference, (kind, layer, None if avg else head))
-
     st.subheader("All layers × heads")
     st.caption("Rows are layers, columns heads. Click a cell to focus that head above.")
     grid = charts.grid_frame(att.weights(kind), queries, keys)
     st.altair_chart(
         charts.layers_grid(grid, queries, keys), key="grid", on_select=pick_from_grid, selection_mode="pick"
     )
+    heads_ui.translate_extras(model, result, sentence, reference, (kind, layer, None if avg else head))
 
 
 def download_buttons(df, chart, context: dict) -> None:

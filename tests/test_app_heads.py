@@ -133,8 +133,8 @@ def test_switch_heads_off_shows_both_translations_and_the_changed_maps(app, bund
     assert [t.value for t in app.text][:2] == [plain.translation, masked.translation]
     assert app.query_params["off"] in ("e2.2,c1.1", ["e2.2,c1.1"])
     charts = app.get("vega_lite_chart")
-    # focused head, heads of the layer, then original and switched-off maps of the same head (cross L2 H1)
-    for index, result in ((2, plain), (3, masked)):
+    # focused head, heads of the layer, all layers x heads, then original and switched-off maps of cross L2 H1
+    for index, result in ((3, plain), (4, masked)):
         rows, _ = chart_rows(app, index)
         want = result.attention.cross[1, 0]
         got = torch.zeros_like(want)
@@ -142,7 +142,7 @@ def test_switch_heads_off_shows_both_translations_and_the_changed_maps(app, bund
             rows["weight"].to_numpy().copy()
         )
         torch.testing.assert_close(got, want)
-    assert len(charts) >= 5
+    assert len(charts) == 5
 
 
 def test_the_link_keeps_the_switched_off_heads(ckpt_dir, monkeypatch):
@@ -162,6 +162,8 @@ def test_the_link_keeps_the_switched_off_heads(ckpt_dir, monkeypatch):
 def test_relevance_view_shows_each_method(app, bundle):
     translate_in(app, SENTENCE)
     result = translate(bundle, SENTENCE)
+    assert len(app.get("vega_lite_chart")) == 3  # computed only when asked for
+    app.toggle(key="relevance_on").set_value(True).run()
     for method in ("rollout", "gradient", "cross_last"):
         app.radio(key="relevance").set_value(method).run()
         assert not app.exception
