@@ -18,6 +18,7 @@ def main() -> None:
             st.Page("pages/steps.py", title="Decoding step by step", icon=":material/steppers:", url_path="steps"),
             st.Page("pages/timeline.py", title="Training timeline", icon=":material/timeline:", url_path="timeline"),
             st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+            st.Page("pages/heads.py", title="Heads", icon=":material/grid_view:", url_path="heads"),
             st.Page("pages/models.py", title="Models", icon=":material/model_training:", url_path="models"),
         ]
     ).run()

@@ -25,18 +25,23 @@ def read_tsv(path: str | Path) -> list[Pair]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
-    pairs = []
     with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            cols = line.split("\t")
-            if len(cols) < 2 or not cols[0].strip() or not cols[1].strip():
-                raise DataError(f"{path}:{n}: expected 'source<TAB>target', got {line[:60]!r}")
-            pairs.append((cols[0].strip(), cols[1].strip()))
+        return parse_tsv(f, str(path))
+
+
+def parse_tsv(lines, name: str) -> list[Pair]:
+    """Pairs from `source<TAB>target` lines (read_tsv's rules); name is where they come from, for messages."""
+    pairs = []
+    for n, line in enumerate(lines, 1):
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if len(cols) < 2 or not cols[0].strip() or not cols[1].strip():
+            raise DataError(f"{name}:{n}: expected 'source<TAB>target', got {line[:60]!r}")
+        pairs.append((cols[0].strip(), cols[1].strip()))
     if not pairs:
-        raise DataError(f"{path} holds no sentence pairs")
+        raise DataError(f"{name} holds no sentence pairs")
     return pairs
 
 

@@ -13,7 +13,8 @@ from torch import Tensor
 
 from core.attention import Attention
 from core.checkpoint import ModelBundle
-from core.model import Transformer, causal_mask, padding_mask
+from core.heads_off import HeadsOff
+from core.model import HeadMask, Transformer, causal_mask, padding_mask
 from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, SPECIAL_TOKENS, UNK, UNK_ID, encode, tokens_to_text
 
 TOP_K = 5
@@ -55,22 +56,25 @@ def _top(logits: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.inference_mode()
-def greedy_decode(model: Transformer, src_ids: list[int], max_len: int):
+def greedy_decode(model: Transformer, src_ids: list[int], max_len: int, *, head_mask: HeadMask | None = None):
     """Encode once, then decode one token per step over a key/value cache.
 
     Returns (decoder input ids, output ids, (T, k) top ids, (T, k) top probs, (encoder, decoder, cross)
     attention as (L, H, Tq, Tk) tensors). max_len counts
     [SOS], as in the tutorial's loop: at most max_len decoder tokens. The model must be in eval mode.
+    head_mask switches heads off (core.model.HeadMask).
     """
     device = next(model.parameters()).device
     src = torch.tensor([src_ids], device=device)  # (1, S)
-    memory, enc_probs = model.encode(src, None, need_weights=True)  # no padding, so no source mask
+    memory, enc_probs = model.encode(src, None, True, head_mask)  # no padding, so no source mask
     caches = model.new_cache()
     inputs, outputs, self_rows, cross_rows, top_ids, top_probs = [SOS_ID], [], [], [], [], []
     last_row_only = False
     while True:
         token = torch.tensor([[inputs[-1]]], device=device)  # (1, 1): only the newest token is run
-        hidden, self_p, cross_p = model.decode(token, memory, None, None, True, caches, start=len(inputs) - 1)
+        hidden, self_p, cross_p = model.decode(
+            token, memory, None, None, True, caches, start=len(inputs) - 1, head_mask=head_mask
+        )
         self_rows.append(torch.stack(self_p)[:, 0, :, 0])  # (L, H, len(inputs))
         cross_rows.append(torch.stack(cross_p)[:, 0, :, 0])  # (L, H, S)
         ids, probs = _top(model.project(hidden[:, -1]))  # (1, k)
@@ -95,13 +99,13 @@ def greedy_decode(model: Transformer, src_ids: list[int], max_len: int):
 
 
 @torch.inference_mode()
-def teacher_forced(model: Transformer, src_ids: list[int], tgt_ids: list[int]):
+def teacher_forced(model: Transformer, src_ids: list[int], tgt_ids: list[int], *, head_mask: HeadMask | None = None):
     """One full pass with decoder input [SOS] + tgt_ids; returns (inputs, argmax ids, top ids, top probs, maps)
     with maps the (encoder, decoder, cross) attention as (L, H, Tq, Tk) tensors."""
     device = next(model.parameters()).device
     src = torch.tensor([src_ids], device=device)
     tgt = torch.tensor([[SOS_ID, *tgt_ids]], device=device)
-    logits, maps = model(src, tgt, None, causal_mask(tgt.size(1), device), return_attention=True)
+    logits, maps = model(src, tgt, None, causal_mask(tgt.size(1), device), True, head_mask)
     ids, probs = _top(logits[0])
     return tgt[0].tolist(), ids[:, 0].tolist(), ids, probs, tuple(m[:, 0] for m in maps)
 
@@ -187,19 +191,23 @@ def translate(
     nbest: int = 1,
     length_penalty: float = 0.0,
     prefix: str | list[str | int] | None = None,
+    head_mask: HeadMask | HeadsOff | None = None,
 ) -> Translation:
     """Translate one sentence greedily (or, given a reference, feed it to the decoder) with all attention maps.
 
     With copy_unknown, each [UNK] the model generates is shown in the text as the source word it attended
     to most (tokens and ids keep the [UNK]). Raises ValueError with a readable message for empty or
-    overlong input.
+    overlong input, or a head the model does not have.
 
     beam_size > 1 runs a beam search (beam_search) and keeps its nbest hypotheses, ranked by log-probability
     over GNMT's length penalty (length_penalty is its alpha; 0: none), and its tree; the result's fields are
     the best hypothesis's. prefix (target tokens or ids, or a text the target tokenizer splits) forces the
     first output tokens and continues greedily or with the beam: what the model writes after them.
+    head_mask switches heads off for this call only (HeadsOff, or a HeadMask of (L, H) gates).
     """
     model, src_tok, tgt_tok, seq_len = bundle.model, bundle.src_tokenizer, bundle.tgt_tokenizer, bundle.config.seq_len
+    if isinstance(head_mask, HeadsOff):
+        head_mask = head_mask.mask(bundle.config.n_layers, bundle.config.n_heads) if head_mask else None
     ids, tokens, words = _encode_checked(src_tok, sentence, seq_len - 2, "sentence", "[SOS] and [EOS]")
     src_ids = [SOS_ID, *ids, EOS_ID]
     unknown = tuple(w for w, t in zip(words, tokens) if t == src_tok.id_to_token(UNK_ID))
@@ -208,7 +216,7 @@ def translate(
         if beam_size != 1 or prefix is not None:
             raise ValueError("a reference translation is fed to the decoder as it is: no beam search or prefix with it")
         ref_ids, ref_tokens, _ = _encode_checked(tgt_tok, reference, seq_len - 1, "reference translation", "[SOS]")
-        inputs, outputs, top_ids, top_probs, maps = teacher_forced(model, src_ids, ref_ids)
+        inputs, outputs, top_ids, top_probs, maps = teacher_forced(model, src_ids, ref_ids, head_mask=head_mask)
         text = tokens_to_text(tgt_tok, ref_tokens)
     else:
         max_len = seq_len if max_len is None else max_len
@@ -222,11 +230,13 @@ def translate(
                     f"the prefix has {len(forced)} tokens; with max_len {max_len} the decoder writes at most "
                     f"{max_len - 1}"
                 )
-            paths, tree = beam_search(model, src_ids, beam_size, max_len, length_penalty, nbest, forced)
+            paths, tree = beam_search(
+                model, src_ids, beam_size, max_len, length_penalty, nbest, forced, head_mask=head_mask
+            )
             source = (_tokens(src_tok, src_ids), tokens, words)
             hypotheses = tuple(_hypothesis(tgt_tok, source, path, copy_unknown) for path in paths)
             return _translation_of(sentence, src_ids, unknown, hypotheses, tuple(tree), len(forced))
-        inputs, outputs, top_ids, top_probs, maps = greedy_decode(model, src_ids, max_len)
+        inputs, outputs, top_ids, top_probs, maps = greedy_decode(model, src_ids, max_len, head_mask=head_mask)
         if copy_unknown and UNK_ID in outputs:
             copies = copy_unknown_words(tgt_tok, maps[2].mean((0, 1)), outputs, tokens, words)
         text = copied_text(tgt_tok, outputs, copies)
@@ -253,11 +263,19 @@ def translate(
 
 
 @torch.inference_mode()
-def greedy_batch(model: Transformer, sources: list[list[int]], max_len: int, need_cross: bool = False):
+def greedy_batch(
+    model: Transformer,
+    sources: list[list[int]],
+    max_len: int,
+    need_cross: bool = False,
+    *,
+    head_mask: HeadMask | None = None,
+):
     """Greedy-decode several encoder inputs at once over a key/value cache; for validation and evaluation.
 
     Returns each sentence's generated ids (up to, not including, [EOS]); with need_cross, also each
-    sentence's (T, S) cross-attention averaged over layers and heads (for copy_sources).
+    sentence's (T, S) cross-attention averaged over layers and heads (for copy_sources). head_mask: HeadMask,
+    (L, H) gates for all sentences or (B, L, H) one set per sentence.
     """
     device = next(model.parameters()).device
     width = max(len(s) for s in sources)
@@ -265,13 +283,15 @@ def greedy_batch(model: Transformer, sources: list[list[int]], max_len: int, nee
     for row, ids in enumerate(sources):
         src[row, : len(ids)] = torch.tensor(ids, device=device)
     src_mask = padding_mask(src, PAD_ID)  # (B, 1, 1, S)
-    memory, _ = model.encode(src, src_mask)
+    memory, _ = model.encode(src, src_mask, head_mask=head_mask)
     caches = model.new_cache()
     tokens = torch.full((len(sources), 1), SOS_ID, dtype=torch.long, device=device)
     done = torch.zeros(len(sources), dtype=torch.bool, device=device)
     generated, cross_rows = [], []
     for step in range(max_len - 1):
-        hidden, _, cross = model.decode(tokens, memory, src_mask, None, need_cross, caches, start=step)
+        hidden, _, cross = model.decode(
+            tokens, memory, src_mask, None, need_cross, caches, start=step, head_mask=head_mask
+        )
         if need_cross:
             cross_rows.append(torch.stack(cross)[:, :, :, -1].mean((0, 2)))  # (B, S)
         tokens = model.project(hidden[:, -1]).argmax(-1, keepdim=True)  # (B, 1)
@@ -377,6 +397,7 @@ def _search(
     prefix: list[int],
     record: bool,
     need_cross: bool,
+    head_mask: HeadMask | None = None,
 ) -> tuple[list[list[BeamPath]], list[_Search]]:
     """Beam search of several encoder inputs at once over a key/value cache.
 
@@ -395,7 +416,7 @@ def _search(
     for row, ids in enumerate(sources):
         src[row, : len(ids)] = torch.tensor(ids, device=device)
     src_mask = None if all(len(s) == width for s in sources) else padding_mask(src, PAD_ID)  # (n, 1, 1, S)
-    memory, enc_probs = model.encode(src, src_mask, need_weights=record)
+    memory, enc_probs = model.encode(src, src_mask, need_weights=record, head_mask=head_mask)
     memory = memory.repeat_interleave(k, 0)  # (n * k, S, D): the slots of a sentence read the same source
     slot_mask = None if src_mask is None else src_mask.repeat_interleave(k, 0)
     caches = model.new_cache()
@@ -407,7 +428,9 @@ def _search(
     for pos in range(max_len):
         if pos == max_len - 1 and not (record or need_cross):
             break  # the last step would only give the newest tokens their attention rows
-        hidden, self_p, cross_p = model.decode(tokens, memory, slot_mask, None, record or need_cross, caches, start=pos)
+        hidden, self_p, cross_p = model.decode(
+            tokens, memory, slot_mask, None, record or need_cross, caches, start=pos, head_mask=head_mask
+        )
         logits = _project_rows(model, hidden[:, -1])  # (n * k, V)
         if record:
             ids, probs = _top(logits)
@@ -543,11 +566,15 @@ def beam_search(
     length_penalty: float = 0.0,
     nbest: int = 1,
     prefix: list[int] = (),
+    *,
+    head_mask: HeadMask | None = None,
 ) -> tuple[list[BeamPath], list[BeamNode]]:
     """Beam search of one sentence with every attention map: (the nbest hypotheses, best score first, and the
     search tree, root first). Each hypothesis's attention and top candidates are the rows its own beams were
     decoded in. The first len(prefix) tokens are forced. Beam size 1 is greedy decoding."""
-    results, searches = _search(model, [src_ids], beam_size, max_len, length_penalty, nbest, list(prefix), True, False)
+    results, searches = _search(
+        model, [src_ids], beam_size, max_len, length_penalty, nbest, list(prefix), True, False, head_mask
+    )
     tree = [BeamNode(n.token, n.parent, n.step, n.log_prob, n.status, n.forced) for n in searches[0].nodes]
     return results[0], tree
 
@@ -559,11 +586,13 @@ def beam_batch(
     max_len: int,
     length_penalty: float = 0.0,
     need_cross: bool = False,
+    *,
+    head_mask: HeadMask | None = None,
 ):
     """Beam-search several encoder inputs at once, for evaluation; returns what greedy_batch returns: each
     sentence's best hypothesis ids (up to, not including, [EOS]) and, with need_cross, its (T, S)
     cross-attention averaged over layers and heads."""
-    results, _ = _search(model, sources, beam_size, max_len, length_penalty, 1, [], False, need_cross)
+    results, _ = _search(model, sources, beam_size, max_len, length_penalty, 1, [], False, need_cross, head_mask)
     best = [paths[0] for paths in results]
     outputs = [p.output_ids[:-1] if p.finished else p.output_ids for p in best]
     return (outputs, [p.cross_mean for p in best]) if need_cross else outputs

@@ -14,7 +14,7 @@ from core.checkpoint import ModelBundle
 from core.data import Example, encode_pairs
 from core.decoding import beam_batch, check_beam_options, copied_text, copy_unknown_words, greedy_batch
 from core.metrics import score
-from core.model import Transformer
+from core.model import HeadMask, Transformer
 from core.tokenizer import UNK_ID, encode, ids_to_text
 
 
@@ -34,6 +34,7 @@ def batch_translations(
     progress: bool = False,
     beam_size: int = 1,
     length_penalty: float = 0.0,
+    head_mask: HeadMask | None = None,
 ) -> list[str]:
     """Translations of encoded examples, decoded in batches (validation and evaluate share it): greedy, or
     with beam_size > 1 a beam search of batch_size // beam_size sentences per batch (about batch_size
@@ -51,8 +52,10 @@ def batch_translations(
 
     def decode_batch(sources: list[list[int]], max_len: int, need_cross: bool):
         if beam_size > 1:
-            return beam_batch(model, sources, beam_size, max_len, length_penalty, need_cross=need_cross)
-        return greedy_batch(model, sources, max_len, need_cross=need_cross)
+            return beam_batch(
+                model, sources, beam_size, max_len, length_penalty, need_cross=need_cross, head_mask=head_mask
+            )
+        return greedy_batch(model, sources, max_len, need_cross=need_cross, head_mask=head_mask)
 
     for start in tqdm(range(0, len(examples), batch_size), desc="translating", disable=not progress):
         batch = examples[start : start + batch_size]
@@ -82,13 +85,14 @@ def evaluate(
     copy_unknown: bool = True,
     beam_size: int = 1,
     length_penalty: float = 0.0,
+    head_mask: HeadMask | None = None,
 ) -> tuple[dict[str, float], list[str], list[tuple[str, str]]]:
     """Greedy-translate (or, with beam_size > 1, beam-search) the pairs that fit the model; returns
     (metrics, hypotheses, the pairs scored).
 
     The hypotheses are the text `translate` gives: with copy_unknown, a generated [UNK] shows the source
     word it attended to; without, it stays "[UNK]". A beam search runs batch_size // beam_size sentences
-    per batch, so each decoder call has about batch_size rows.
+    per batch, so each decoder call has about batch_size rows. head_mask switches heads off (core.model.HeadMask).
     """
     check_beam_options(beam_size, 1, length_penalty)
     src_tok, tgt_tok = bundle.src_tokenizer, bundle.tgt_tokenizer
@@ -103,5 +107,6 @@ def evaluate(
         progress=progress,
         beam_size=beam_size,
         length_penalty=length_penalty,
+        head_mask=head_mask,
     )
     return score(hyps, [t for _, t in kept], lowercase=lowercases(bundle)), hyps, kept

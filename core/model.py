@@ -7,6 +7,7 @@ with the tutorial's own layer norm, a final norm after each stack, raw logits), 
 load unchanged and give the same outputs. What differs: attention probabilities come back as
 returned data when asked for (never stored on modules), the fused scaled_dot_product_attention
 kernel runs when they are not, and the decoder can run one token at a time over a key/value cache.
+Heads can be switched off per call (`head_mask`, see HeadMask), never by changing the modules.
 
 Dimensions: B batch, S source length, T target length, D d_model, H heads, Dh = D / H,
 F d_ff, V vocabulary, L layers. Masks are boolean, True where a query may attend to a key.
@@ -15,6 +16,7 @@ F d_ff, V vocabulary, L layers. Masks are boolean, True where a query may attend
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +24,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.config import ModelConfig
+
+HeadMask = Mapping[str, Tensor]
+"""Which heads run, per call: attention kind ("encoder", "decoder", "cross") -> gates shaped (L, H), or
+(B, L, H) for one set of gates per batch row, bool or float. Each head's output is multiplied by its gate
+before the output projection w_o (Michel et al. 2019): 0 switches the head off, 1 keeps it, and a float
+tensor with requires_grad gives d loss / d gate. A kind that is missing runs every head; with no mask
+nothing is multiplied, so the numerics are the tutorial's."""
+
+
+def layer_gates(head_mask: HeadMask | None, kind: str, n_layers: int) -> list[Tensor | None]:
+    """Per layer, that kind's gates as (B or 1, H), or Nones when the kind is not masked."""
+    gates = None if head_mask is None else head_mask.get(kind)
+    if gates is None:
+        return [None] * n_layers
+    if gates.dim() == 2:
+        gates = gates[None]  # (1, L, H): the same gates for every row
+    if gates.dim() != 3 or gates.size(1) != n_layers:
+        raise ValueError(f"{kind} head mask {tuple(gates.shape)} is not (layers, heads) or (batch, layers, heads)")
+    return list(gates.unbind(1))
 
 
 def padding_mask(ids: Tensor, pad_id: int) -> Tensor:
@@ -149,11 +170,13 @@ class MultiHeadAttentionBlock(nn.Module):
         mask: Tensor | None,
         need_weights: bool = False,
         cache: KVCache | None = None,
+        gates: Tensor | None = None,
         head: int | None = None,
     ):
         """Attend from x_q (B, Tq, D) to x_kv (B, Tk, D); returns (output (B, Tq, D), probs or None).
 
-        probs are (B, H, Tq, Tk) with need_weights, else (B, Tq, Tk) of `head` when one is given (see attention).
+        gates (B or 1, H) multiply each head's output before w_o (None: all heads as they are). probs are
+        (B, H, Tq, Tk) with need_weights, else (B, Tq, Tk) of `head` when one is given (see attention).
         """
         q = self.split_heads(self.w_q(x_q))
         if cache is not None and cache.static and cache.k is not None:
@@ -166,6 +189,10 @@ class MultiHeadAttentionBlock(nn.Module):
                 cache.k, cache.v = k, v
         dropout_p = self.dropout.p if self.training else 0.0
         out, probs = attention(q, k, v, mask, dropout_p, need_weights, head)
+        if gates is not None:
+            if gates.size(-1) != self.h:
+                raise ValueError(f"head mask has {gates.size(-1)} heads; this model has {self.h}")
+            out = out * gates.to(out.dtype)[:, :, None, None]  # (B, H, Tq, Dh) * (B or 1, H, 1, 1)
         b, _, t, _ = out.shape
         return self.w_o(out.transpose(1, 2).reshape(b, t, -1)), probs  # (B, H, Tq, Dh) -> (B, Tq, D)
 
@@ -189,8 +216,10 @@ class EncoderBlock(nn.Module):
         self.feed_forward_block = ffn
         self.residual_connections = nn.ModuleList([ResidualConnection(d_model, dropout) for _ in range(2)])
 
-    def forward(self, x: Tensor, src_mask: Tensor | None, need_weights: bool):
-        x, probs = self.residual_connections[0](x, lambda y: self.self_attention_block(y, y, src_mask, need_weights))
+    def forward(self, x: Tensor, src_mask: Tensor | None, need_weights: bool, gates: Tensor | None = None):
+        x, probs = self.residual_connections[0](
+            x, lambda y: self.self_attention_block(y, y, src_mask, need_weights, gates=gates)
+        )
         x, _ = self.residual_connections[1](x, lambda y: (self.feed_forward_block(y), None))
         return x, probs
 
@@ -218,15 +247,20 @@ class DecoderBlock(nn.Module):
         tgt_mask: Tensor | None,
         need_weights: bool,
         cache: tuple[KVCache, KVCache] | None = None,
+        gates: tuple[Tensor | None, Tensor | None] = (None, None),
         cross_head: int | None = None,
     ):
         """cross_head: without need_weights, return that cross-attention head's (B, T, S) probabilities alone."""
         self_cache, cross_cache = cache if cache is not None else (None, None)
+        self_gates, cross_gates = gates
         x, self_probs = self.residual_connections[0](
-            x, lambda y: self.self_attention_block(y, y, tgt_mask, need_weights, self_cache)
+            x, lambda y: self.self_attention_block(y, y, tgt_mask, need_weights, self_cache, self_gates)
         )
         x, cross_probs = self.residual_connections[1](
-            x, lambda y: self.cross_attention_block(y, memory, src_mask, need_weights, cross_cache, cross_head)
+            x,
+            lambda y: self.cross_attention_block(
+                y, memory, src_mask, need_weights, cross_cache, gates=cross_gates, head=cross_head
+            ),
         )
         x, _ = self.residual_connections[2](x, lambda y: (self.feed_forward_block(y), None))
         return x, self_probs, cross_probs
@@ -238,10 +272,12 @@ class Encoder(nn.Module):
         self.layers = layers
         self.norm = LayerNormalization(d_model)
 
-    def forward(self, x: Tensor, src_mask: Tensor | None, need_weights: bool = False):
+    def forward(
+        self, x: Tensor, src_mask: Tensor | None, need_weights: bool = False, head_mask: HeadMask | None = None
+    ):
         probs = []
-        for layer in self.layers:
-            x, p = layer(x, src_mask, need_weights)
+        for layer, gates in zip(self.layers, layer_gates(head_mask, "encoder", len(self.layers))):
+            x, p = layer(x, src_mask, need_weights, gates)
             probs.append(p)
         return self.norm(x), probs
 
@@ -260,13 +296,16 @@ class Decoder(nn.Module):
         tgt_mask: Tensor | None,
         need_weights: bool = False,
         caches: list[tuple[KVCache, KVCache]] | None = None,
+        head_mask: HeadMask | None = None,
         align_head: tuple[int, int] | None = None,
     ):
         self_probs, cross_probs = [], []
-        for i, layer in enumerate(self.layers):
+        n = len(self.layers)
+        gates = zip(layer_gates(head_mask, "decoder", n), layer_gates(head_mask, "cross", n))
+        for i, (layer, layer_gate) in enumerate(zip(self.layers, gates)):
             cache = None if caches is None else caches[i]
             cross_head = align_head[1] if align_head is not None and align_head[0] == i else None
-            x, sp, cp = layer(x, memory, src_mask, tgt_mask, need_weights, cache, cross_head)
+            x, sp, cp = layer(x, memory, src_mask, tgt_mask, need_weights, cache, layer_gate, cross_head)
             self_probs.append(sp)
             cross_probs.append(cp)
         return self.norm(x), self_probs, cross_probs
@@ -315,9 +354,11 @@ class Transformer(nn.Module):
             if param.dim() > 1:
                 nn.init.xavier_uniform_(param)
 
-    def encode(self, src: Tensor, src_mask: Tensor | None, need_weights: bool = False):
+    def encode(
+        self, src: Tensor, src_mask: Tensor | None, need_weights: bool = False, head_mask: HeadMask | None = None
+    ):
         """(B, S) ids -> memory (B, S, D) and per-layer encoder self-attention (B, H, S, S) or Nones."""
-        return self.encoder(self.src_pos(self.src_embed(src)), src_mask, need_weights)
+        return self.encoder(self.src_pos(self.src_embed(src)), src_mask, need_weights, head_mask)
 
     def decode(
         self,
@@ -328,15 +369,16 @@ class Transformer(nn.Module):
         need_weights: bool = False,
         caches: list[tuple[KVCache, KVCache]] | None = None,
         start: int = 0,
+        head_mask: HeadMask | None = None,
         align_head: tuple[int, int] | None = None,
     ):
         """(B, T) ids at positions start.. -> hidden (B, T, D), per-layer self (B, H, T, T_all) and cross (B, H, T, S).
 
-        align_head=(layer, head), 0-based, without need_weights: that layer's cross entry is the one head's
-        (B, T, S) probabilities, the others None.
+        head_mask switches heads off (HeadMask). align_head=(layer, head), 0-based, without need_weights: that
+        layer's cross entry is the one head's (B, T, S) probabilities, the others None.
         """
         x = self.tgt_pos(self.tgt_embed(tgt), start)
-        return self.decoder(x, memory, src_mask, tgt_mask, need_weights, caches, align_head)
+        return self.decoder(x, memory, src_mask, tgt_mask, need_weights, caches, head_mask, align_head)
 
     def project(self, x: Tensor) -> Tensor:
         return self.projection_layer(x)
@@ -352,19 +394,20 @@ class Transformer(nn.Module):
         src_mask: Tensor | None,
         tgt_mask: Tensor | None,
         return_attention: bool = False,
+        head_mask: HeadMask | None = None,
         align_head: tuple[int, int] | None = None,
     ):
         """Teacher-forced pass: logits (B, T, V), plus (encoder, decoder, cross) attention stacked over layers,
-        (L, B, H, Tq, Tk) each, when return_attention is set.
+        (L, B, H, Tq, Tk) each, when return_attention is set. head_mask switches heads off (HeadMask).
 
         With align_head=(layer, head), 0-based (and no return_attention), returns (logits, that cross-attention
         head's (B, T, S) probabilities): the fused kernel still runs everywhere, and the logits are the same.
         """
         if return_attention and align_head is not None:
             raise ValueError("align_head is for training: return_attention already returns every head")
-        memory, enc_probs = self.encode(src, src_mask, return_attention)
+        memory, enc_probs = self.encode(src, src_mask, return_attention, head_mask)
         hidden, self_probs, cross_probs = self.decode(
-            tgt, memory, src_mask, tgt_mask, return_attention, None, 0, align_head
+            tgt, memory, src_mask, tgt_mask, return_attention, head_mask=head_mask, align_head=align_head
         )
         logits = self.project(hidden)
         if align_head is not None:

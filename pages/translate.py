@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+import heads_ui
 import ui
 import ui_alignment
 from core import charts
@@ -50,6 +51,7 @@ def page() -> None:
         return
     cfg = model.bundle.config
     restore_from_url(cfg.n_layers, cfg.n_heads)
+    heads_ui.restore_heads_off(cfg.n_layers, cfg.n_heads)
     view = ui.view_state()
     left, right = st.columns([3, 2])
     left.text_input("Sentence (English)", max_chars=2000, **ui.bound("sentence", ui.EXAMPLES[1]))
@@ -150,6 +152,7 @@ def page() -> None:
     st.altair_chart(
         charts.layers_grid(grid, queries, keys), key="grid", on_select=pick_from_grid, selection_mode="pick"
     )
+    heads_ui.translate_extras(model, result, sentence, reference, (kind, layer, None if avg else head))
 
 
 def download_buttons(df, chart, context: dict) -> None:

@@ -12,4 +12,5 @@ COMMANDS = {
     "align-corpus": "word-align training pairs with eflomal (links for train --alignments)",
     "timeline": "follow one sentence through every checkpoint of a training run",
     "compare": "compare two models head by head (Jensen-Shannon divergence of their maps)",
+    "heads": "what each head does and which ones matter (statistics, ablation, gradient score, pruning)",
 }

@@ -1,0 +1,116 @@
+"""Which heads matter and what each one does: `python -m core heads --checkpoint PATH --data pairs.tsv`.
+
+Prints, per attention kind, layers x heads tables of each statistic and of importance (ablation and the
+gradient score, with their Spearman correlation), the most and least important heads, and the pruning
+curve; --json writes the same as one object. The methods are in core/analysis/ (head_stats, importance,
+head_report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core.analysis.head_report import MEASURE_LABELS, head_report
+from core.attention import KIND_LABELS, KINDS
+from core.checkpoint import CheckpointError, load_checkpoint
+from core.data import DataError, read_tsv
+
+
+def table(values: np.ndarray, indent: str = "  ") -> str:
+    """(L, H) -> a text table, layers down, heads across."""
+    header = indent + "       " + "".join(f"{'h' + str(h + 1):>9}" for h in range(values.shape[1]))
+    rows = [indent + f"layer {layer + 1}" + "".join(f"{v:9.4f}" for v in row) for layer, row in enumerate(values)]
+    return "\n".join([header, *rows])
+
+
+class Bars:
+    """One tqdm bar per stage of head_report, on stderr."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        bar = self.bars.get(stage)
+        if bar is None:  # stages run one after the other: a new one ends the previous bar
+            self.close()
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, file=sys.stderr)
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core heads", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint of ours (or a tutorial file)")
+    parser.add_argument("--data", required=True, help="TSV file of 'english<TAB>italian' pairs")
+    parser.add_argument("--limit", type=int, default=200, help="use the first N pairs (default 200)")
+    parser.add_argument("--json", metavar="OUT", help="also write everything to this JSON file")
+    parser.add_argument("--step", type=int, default=8, help="heads switched off per pruning step (default 8)")
+    parser.add_argument("--top", type=int, default=5, help="print this many most and least important heads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    args = parser.parse_args(argv)
+    if args.limit < 1 or args.step < 1 or args.threads < 1:
+        print("error: --limit, --step and --threads must be at least 1", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    try:
+        bundle = load_checkpoint(args.checkpoint)
+        pairs = read_tsv(args.data)[: args.limit]
+    except (CheckpointError, DataError, OSError, UnicodeDecodeError) as exc:
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    bars = Bars()
+    try:
+        report = head_report(
+            bundle, pairs, pruning_step=args.step, encoder_pruning_step=max(1, args.step // 2), progress=bars
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bars.close()
+    print(
+        f"{report.sentences} sentence pairs, {report.tokens} reference tokens; mean log-prob {report.base_logprob:.4f}"
+    )
+    for kind in KINDS:
+        print(f"\n== {KIND_LABELS[kind]} ({kind}) ==")
+        for name, values in report.measures[kind].items():
+            print(f"{MEASURE_LABELS[name]}:\n{table(values)}")
+        print(f"Spearman(ablation drop, gradient importance): {report.spearman[kind]:.3f}")
+    print(f"\nSpearman over all heads: {report.spearman['all']:.3f}")
+    drop = {kind: -report.measures[kind]["ablation_delta_logprob"] for kind in KINDS}
+    for title, heads in (
+        ("most important", report.order[::-1][: args.top]),
+        ("least important", report.order[: args.top]),
+    ):
+        print(f"{title} heads (ablation):")
+        for kind, layer, head in heads:
+            print(
+                f"  {kind} layer {layer} head {head}: mean log-prob {-drop[kind][layer - 1, head - 1]:+.4f} when off, "
+                f"gradient {report.measures[kind]['gradient_importance'][layer - 1, head - 1]:.4f}"
+            )
+    for name, curve in (("all heads", report.pruning_curve), ("encoder heads only", report.pruning_curve_encoder)):
+        print(f"pruning curve ({name}, least important first): heads off -> chrF / BLEU")
+        for point in curve:
+            print(f"  {point['heads_off']:3d} -> {point['chrf']:6.2f} / {point['bleu']:6.2f}")
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(report.to_json(), indent=1), encoding="utf-8")
+        except OSError as exc:
+            print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
