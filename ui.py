@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,16 +51,35 @@ class ActiveModel:
     bundle: ModelBundle
 
 
-def route_through_app() -> None:
-    """Call first in every page. With a pages/ folder, Streamlit runs a fresh server's first request in its
-    legacy mode: a deep link such as /steps then runs the page file alone, skipping app.py (no sidebar, no
-    layout). Turn that mode off and rerun; app.py's st.navigation then opens the same URL. (Streamlit 1.67
-    internals; any later session already runs app.py.)"""
-    from streamlit.runtime.pages_manager import PagesManager
+_router = threading.local()  # .running: True while app.py's router runs a page in this thread (one script run)
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+
+@contextmanager
+def router_running() -> Iterator[None]:
+    """Wrap app.py's st.navigation(...).run(): pages run inside it know they came through the router."""
+    _router.running = True
+    try:
+        yield
+    finally:
+        _router.running = False
+
+
+def route_through_app() -> None:
+    """Call first in every page file (see "Adding a page" in README.md).
+
+    With a pages/ folder beside app.py, Streamlit opens a fresh server's first session in its legacy pages/
+    mode until some session calls st.navigation: a deep link such as /steps then runs pages/steps.py alone,
+    without app.py (no sidebar, no wide layout, no shared model). Here the page notices it was not started by
+    app.py's router and runs app.py's main() instead, which renders the same URL through st.navigation, then
+    stops this run. Only public Streamlit API is used: st.navigation (documented: once any session calls it,
+    the pages/ folder is ignored for all sessions) and st.stop. On a Streamlit without the legacy mode the
+    check simply never fires."""
+    if getattr(_router, "running", False):
+        return
+    import app  # app.py imports this module; importing it here, at call time, is not circular
+
+    app.main()
+    st.stop()
 
 
 def checkpoint_dir() -> Path:

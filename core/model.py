@@ -15,6 +15,7 @@ F d_ff, V vocabulary, L layers. Masks are boolean, True where a query may attend
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +35,9 @@ def causal_mask(size: int, device: torch.device | None = None) -> Tensor:
     return torch.ones(size, size, dtype=torch.bool, device=device).tril()[None, None]
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float, need_weights: bool):
+def attention(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float, need_weights: bool
+) -> tuple[Tensor, Tensor | None]:
     """Scaled dot-product attention on (B, H, Tq, Dh) queries; returns (output, probabilities or None)."""
     if not need_weights:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p), None
@@ -61,7 +64,9 @@ class KVCache:
 
 
 class InputEmbeddings(nn.Module):
-    def __init__(self, d_model: int, vocab_size: int):
+    """Token ids -> vectors scaled by sqrt(d_model), as in the paper."""
+
+    def __init__(self, d_model: int, vocab_size: int) -> None:
         super().__init__()
         self.d_model = d_model
         self.embedding = nn.Embedding(vocab_size, d_model)
@@ -71,7 +76,9 @@ class InputEmbeddings(nn.Module):
 
 
 class PositionalEncoding(nn.Module):
-    def __init__(self, d_model: int, seq_len: int, dropout: float):
+    """Adds the fixed sinusoidal position vectors (kept as the buffer `pe`), then dropout."""
+
+    def __init__(self, d_model: int, seq_len: int, dropout: float) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         position = torch.arange(seq_len, dtype=torch.float).unsqueeze(1)  # (seq_len, 1)
@@ -89,7 +96,9 @@ class PositionalEncoding(nn.Module):
 
 
 class LayerNormalization(nn.Module):
-    def __init__(self, features: int, eps: float = 1e-6):
+    """The tutorial's layer norm over the last dimension, with learned scale `alpha` and `bias`."""
+
+    def __init__(self, features: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.eps = eps
         self.alpha = nn.Parameter(torch.ones(features))
@@ -102,7 +111,9 @@ class LayerNormalization(nn.Module):
 
 
 class FeedForwardBlock(nn.Module):
-    def __init__(self, d_model: int, d_ff: int, dropout: float):
+    """Position-wise feed-forward network: Linear(D, F), ReLU, dropout, Linear(F, D)."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
         super().__init__()
         self.linear_1 = nn.Linear(d_model, d_ff)
         self.dropout = nn.Dropout(dropout)
@@ -113,7 +124,10 @@ class FeedForwardBlock(nn.Module):
 
 
 class MultiHeadAttentionBlock(nn.Module):
-    def __init__(self, d_model: int, h: int, dropout: float, bias: bool = False):
+    """Multi-head attention: project to H heads, attend, merge the heads, project back; returns its probabilities
+    when asked, and can append to or reuse a key/value cache."""
+
+    def __init__(self, d_model: int, h: int, dropout: float, bias: bool = False) -> None:
         super().__init__()
         self.h = h
         self.w_q = nn.Linear(d_model, d_model, bias=bias)
@@ -128,7 +142,7 @@ class MultiHeadAttentionBlock(nn.Module):
 
     def forward(
         self, x_q: Tensor, x_kv: Tensor, mask: Tensor | None, need_weights: bool = False, cache: KVCache | None = None
-    ):
+    ) -> tuple[Tensor, Tensor | None]:
         """Attend from x_q (B, Tq, D) to x_kv (B, Tk, D); returns (output (B, Tq, D), probs or None)."""
         q = self.split_heads(self.w_q(x_q))
         if cache is not None and cache.static and cache.k is not None:
@@ -146,31 +160,39 @@ class MultiHeadAttentionBlock(nn.Module):
 
 
 class ResidualConnection(nn.Module):
-    def __init__(self, features: int, dropout: float):
+    """Pre-norm residual wrapper around one sublayer."""
+
+    def __init__(self, features: int, dropout: float) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.norm = LayerNormalization(features)
 
-    def forward(self, x: Tensor, sublayer):
+    def forward(
+        self, x: Tensor, sublayer: Callable[[Tensor], tuple[Tensor, Tensor | None]]
+    ) -> tuple[Tensor, Tensor | None]:
         """Pre-norm residual x + dropout(sublayer(norm(x))); the sublayer returns (output, probs)."""
         out, probs = sublayer(self.norm(x))
         return x + self.dropout(out), probs
 
 
 class EncoderBlock(nn.Module):
-    def __init__(self, d_model: int, attn: MultiHeadAttentionBlock, ffn: FeedForwardBlock, dropout: float):
+    """One encoder layer: self-attention, then feed-forward, each in a residual connection."""
+
+    def __init__(self, d_model: int, attn: MultiHeadAttentionBlock, ffn: FeedForwardBlock, dropout: float) -> None:
         super().__init__()
         self.self_attention_block = attn
         self.feed_forward_block = ffn
         self.residual_connections = nn.ModuleList([ResidualConnection(d_model, dropout) for _ in range(2)])
 
-    def forward(self, x: Tensor, src_mask: Tensor | None, need_weights: bool):
+    def forward(self, x: Tensor, src_mask: Tensor | None, need_weights: bool) -> tuple[Tensor, Tensor | None]:
         x, probs = self.residual_connections[0](x, lambda y: self.self_attention_block(y, y, src_mask, need_weights))
         x, _ = self.residual_connections[1](x, lambda y: (self.feed_forward_block(y), None))
         return x, probs
 
 
 class DecoderBlock(nn.Module):
+    """One decoder layer: masked self-attention, cross-attention to the encoder output, then feed-forward."""
+
     def __init__(
         self,
         d_model: int,
@@ -178,7 +200,7 @@ class DecoderBlock(nn.Module):
         cross_attn: MultiHeadAttentionBlock,
         ffn: FeedForwardBlock,
         dropout: float,
-    ):
+    ) -> None:
         super().__init__()
         self.self_attention_block = self_attn
         self.cross_attention_block = cross_attn
@@ -193,7 +215,7 @@ class DecoderBlock(nn.Module):
         tgt_mask: Tensor | None,
         need_weights: bool,
         cache: tuple[KVCache, KVCache] | None = None,
-    ):
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         self_cache, cross_cache = cache if cache is not None else (None, None)
         x, self_probs = self.residual_connections[0](
             x, lambda y: self.self_attention_block(y, y, tgt_mask, need_weights, self_cache)
@@ -206,12 +228,16 @@ class DecoderBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, d_model: int, layers: nn.ModuleList):
+    """The stack of encoder layers and a final layer norm."""
+
+    def __init__(self, d_model: int, layers: nn.ModuleList) -> None:
         super().__init__()
         self.layers = layers
         self.norm = LayerNormalization(d_model)
 
-    def forward(self, x: Tensor, src_mask: Tensor | None, need_weights: bool = False):
+    def forward(
+        self, x: Tensor, src_mask: Tensor | None, need_weights: bool = False
+    ) -> tuple[Tensor, list[Tensor | None]]:
         probs = []
         for layer in self.layers:
             x, p = layer(x, src_mask, need_weights)
@@ -220,7 +246,9 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, d_model: int, layers: nn.ModuleList):
+    """The stack of decoder layers and a final layer norm."""
+
+    def __init__(self, d_model: int, layers: nn.ModuleList) -> None:
         super().__init__()
         self.layers = layers
         self.norm = LayerNormalization(d_model)
@@ -233,7 +261,7 @@ class Decoder(nn.Module):
         tgt_mask: Tensor | None,
         need_weights: bool = False,
         caches: list[tuple[KVCache, KVCache]] | None = None,
-    ):
+    ) -> tuple[Tensor, list[Tensor | None], list[Tensor | None]]:
         self_probs, cross_probs = [], []
         for i, layer in enumerate(self.layers):
             x, sp, cp = layer(x, memory, src_mask, tgt_mask, need_weights, None if caches is None else caches[i])
@@ -243,7 +271,9 @@ class Decoder(nn.Module):
 
 
 class ProjectionLayer(nn.Module):
-    def __init__(self, d_model: int, vocab_size: int):
+    """Hidden states -> raw logits over the target vocabulary."""
+
+    def __init__(self, d_model: int, vocab_size: int) -> None:
         super().__init__()
         self.proj = nn.Linear(d_model, vocab_size)
 
@@ -252,7 +282,10 @@ class ProjectionLayer(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, config: ModelConfig):
+    """The encoder-decoder model built from a ModelConfig; `encode`, `decode` and `project` are the pieces that
+    decoding calls one at a time, `forward` the teacher-forced pass used in training."""
+
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         d, h, f, p, bias = config.d_model, config.n_heads, config.d_ff, config.dropout, config.attention_bias
@@ -285,7 +318,9 @@ class Transformer(nn.Module):
             if param.dim() > 1:
                 nn.init.xavier_uniform_(param)
 
-    def encode(self, src: Tensor, src_mask: Tensor | None, need_weights: bool = False):
+    def encode(
+        self, src: Tensor, src_mask: Tensor | None, need_weights: bool = False
+    ) -> tuple[Tensor, list[Tensor | None]]:
         """(B, S) ids -> memory (B, S, D) and per-layer encoder self-attention (B, H, S, S) or Nones."""
         return self.encoder(self.src_pos(self.src_embed(src)), src_mask, need_weights)
 
@@ -298,7 +333,7 @@ class Transformer(nn.Module):
         need_weights: bool = False,
         caches: list[tuple[KVCache, KVCache]] | None = None,
         start: int = 0,
-    ):
+    ) -> tuple[Tensor, list[Tensor | None], list[Tensor | None]]:
         """(B, T) ids at positions start.. -> hidden (B, T, D), per-layer self (B, H, T, T_all) and cross (B, H, T, S)."""
         return self.decoder(self.tgt_pos(self.tgt_embed(tgt), start), memory, src_mask, tgt_mask, need_weights, caches)
 
@@ -311,7 +346,7 @@ class Transformer(nn.Module):
 
     def forward(
         self, src: Tensor, tgt: Tensor, src_mask: Tensor | None, tgt_mask: Tensor | None, return_attention: bool = False
-    ):
+    ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
         """Teacher-forced pass: logits (B, T, V), plus (encoder, decoder, cross) attention stacked over layers,
         (L, B, H, Tq, Tk) each, when return_attention is set."""
         memory, enc_probs = self.encode(src, src_mask, return_attention)

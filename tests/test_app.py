@@ -215,6 +215,20 @@ def test_no_checkpoint_explains_how_to_get_one(tmp_path, monkeypatch):
         assert not at.exception
 
 
+PAGE_FILES = sorted((Path(APP).parent / "pages").glob("*.py"))
+
+
+@pytest.mark.parametrize("page_file", PAGE_FILES, ids=[p.stem for p in PAGE_FILES])
+def test_a_page_file_run_alone_is_routed_through_app(page_file, ckpt_dir, monkeypatch):
+    """What Streamlit's legacy pages/ mode does with a fresh server's first deep link: run the page file alone.
+    Every page must then hand over to app.py's router (sidebar, layout, navigation) instead of rendering bare."""
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(ckpt_dir))
+    at = AppTest.from_file(str(page_file), default_timeout=60).run()
+    assert not at.exception
+    assert [h.value for h in at.sidebar.subheader] == ["Active model"]  # drawn by app.py's main(), once
+    assert len(at.title) == 1  # one page rendered, not the bare file and the routed page both
+
+
 # ---- Models page: uploads ---------------------------------------------------------------------------------
 
 
