@@ -37,6 +37,7 @@ FORMAT = "transformer-attention-checkpoint/1"
 DEFAULT_TUTORIAL_HEADS = 8
 POSITION_KEYS = ("src_pos.pe", "tgt_pos.pe")
 ZIP_MAGIC = b"PK\x03\x04"
+MAX_SEQ_LEN = 1 << 16  # positions a checkpoint may declare: the table is seq_len x d_model per stack, never stored
 
 
 class CheckpointError(ValueError):
@@ -154,12 +155,19 @@ def read_checkpoint(source: str | Path | bytes | BinaryIO) -> object:
 
 
 def _looks_like_state_dict(obj: object) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 def _tutorial_state_dict(state: dict) -> dict:
     """Bring older tutorial layouts to the current one (renamed cross-attention, scalar norms)."""
-    d_model = state["src_embed.embedding.weight"].shape[1]
+    embedding = state["src_embed.embedding.weight"]
+    if embedding.dim() != 2:
+        raise CheckpointError(f"damaged checkpoint: src_embed.embedding.weight has shape {tuple(embedding.shape)}")
+    d_model = embedding.shape[1]
     fixed = {}
     for key, tensor in state.items():
         key = key.replace(".source_attention_block.", ".cross_attention_block.")
@@ -180,6 +188,9 @@ def _infer_tutorial_config(state: dict, heads: int) -> ModelConfig:
     missing = [k for k in required if k not in state]
     if missing:
         raise CheckpointError(f"not a Transformer checkpoint: missing {', '.join(missing)}")
+    flat = [k for k in required if state[k].dim() < 2]
+    if flat:
+        raise CheckpointError(f"damaged checkpoint: {', '.join(flat)} should be a matrix")
     layers = {int(m.group(1)) for k in state if (m := re.match(r"encoder\.layers\.(\d+)\.", k))}
     try:
         return ModelConfig(
@@ -216,9 +227,19 @@ def _tokenizer(source: object, what: str) -> Tokenizer:
         raise CheckpointError(f"bad {what} tokenizer: {exc}") from None
 
 
-def _load_weights(model: Transformer, state: dict) -> None:
-    """load_state_dict(strict=True), but failing with one line that names the keys or shapes at fault."""
-    expected = model.state_dict()
+def _check_weights(config: ModelConfig, state: dict, computed: tuple[str, ...] = ()) -> None:
+    """Check the file's tensors against the model `config` describes, before any memory is allocated for it
+    (the model is built on the meta device): keys, shapes, dtypes and finite values, failing with one line that
+    names the key at fault. `computed` keys (the positions of our format) are not stored in the file."""
+    if not _looks_like_state_dict(state):
+        raise CheckpointError("damaged checkpoint: the weights are not a dict of named tensors")
+    if config.seq_len > MAX_SEQ_LEN:
+        raise CheckpointError(f"seq_len {config.seq_len:,} is over this loader's limit of {MAX_SEQ_LEN:,} positions")
+    layers = {m.group(1) for k in state if (m := re.match(r"(?:en|de)coder\.layers\.(\d+)\.", k))}
+    if len(layers) != config.n_layers:  # checked before building even a meta model: n_layers may be huge
+        raise CheckpointError(f"the config says {config.n_layers:,} layers; the weights hold {len(layers)}")
+    with torch.device("meta"):
+        expected = {k: v for k, v in Transformer(config).state_dict().items() if k not in computed}
     unknown = sorted(set(state) - set(expected))
     missing = sorted(set(expected) - set(state))
     if unknown:
@@ -237,9 +258,10 @@ def _load_weights(model: Transformer, state: dict) -> None:
                 f"shape mismatch for {key}: checkpoint has {tuple(tensor.shape)}, "
                 f"the model needs {tuple(expected[key].shape)}"
             )
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        if tensor.layout != torch.strided or not tensor.is_floating_point():
+            raise CheckpointError(f"corrupted checkpoint: {key} is {tensor.dtype}, not a dense floating-point tensor")
+        if not torch.isfinite(tensor).all():
             raise CheckpointError(f"corrupted checkpoint: {key} holds NaN or infinite values")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
 
 
 def _check_vocab(config: ModelConfig, src: Tokenizer, tgt: Tokenizer) -> None:
@@ -303,11 +325,12 @@ def load_checkpoint(
         raise CheckpointError(f"not a checkpoint: the file holds {what}")
 
     _check_vocab(config, src, tgt)
+    _check_weights(config, state, POSITION_KEYS if kind == "native" else ())
     model = Transformer(config)
     if kind == "native":
         positions = model.state_dict()
         state.update({k: positions[k] for k in POSITION_KEYS})  # recomputed, never stored
-    _load_weights(model, state)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     model.to(device).eval()
     return ModelBundle(model, src, tgt, config, name, kind, metadata, tuple(notes))
 
