@@ -2,7 +2,9 @@
 
 Models are cached process-wide with st.cache_resource (read-only, eval mode; nothing per user is ever
 stored on them). Which model a browser session uses lives in st.session_state, so an upload changes
-only that session. Translations are cached per (model key, sentence, reference, max_len): moving a
+only that session; the uploaded models themselves live in one process-wide UploadStore with a memory
+budget ($ATTN_UPLOAD_BUDGET_MB, default 1024 MB), so many sessions uploading cannot grow the server
+without bound. Translations are cached per (model key, sentence, reference, max_len): moving a
 slider reruns the page but never the model.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from core import CheckpointError, ModelBundle, Translation, load_checkpoint, tra
 
 REPO = Path(__file__).resolve().parent
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
+DEFAULT_UPLOAD_BUDGET_MB = 1024  # about three full-size models in float32 (300 MB each), or many small ones
 EXAMPLES = [
     "I love you.",
     "The cat is sleeping on the chair.",
@@ -107,10 +111,63 @@ def load_file(path: str, stamp: str) -> ModelBundle:
     return load_checkpoint(path)
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading uploaded model…")
-def load_upload(key: str, _data: bytes, _src: bytes | None, _tgt: bytes | None, heads: int | None) -> ModelBundle:
-    """An uploaded model, cached by the sha256 of its files (key); the bytes themselves are not hashed again."""
-    return load_checkpoint(_data, _src, _tgt, heads=heads)
+def upload_budget_mb() -> float:
+    """Megabytes of uploaded weights this server process keeps ($ATTN_UPLOAD_BUDGET_MB, default 1024)."""
+    return float(os.environ.get("ATTN_UPLOAD_BUDGET_MB") or DEFAULT_UPLOAD_BUDGET_MB)
+
+
+def model_bytes(bundle: ModelBundle) -> int:
+    """Memory held by a loaded model's weights and buffers."""
+    return sum(t.numel() * t.element_size() for t in bundle.model.state_dict().values())
+
+
+class UploadStore:
+    """Uploaded models of every session of this server process, keyed by the sha256 of their files (upload_key):
+    two sessions uploading the same file share one model. Once the weights held pass budget_bytes, the least
+    recently used are dropped (the newest is always kept); a session whose model was dropped is told to upload
+    it again (resolve_model). Thread-safe: each browser session runs its script in its own thread."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self._models: OrderedDict[str, tuple[ModelBundle, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> ModelBundle | None:
+        with self._lock:
+            if key not in self._models:
+                return None
+            self._models.move_to_end(key)
+            return self._models[key][0]
+
+    def put(self, key: str, bundle: ModelBundle) -> None:
+        with self._lock:
+            self._models[key] = (bundle, model_bytes(bundle))
+            self._models.move_to_end(key)
+            while len(self._models) > 1 and self.total_bytes() > self.budget_bytes:
+                self._models.popitem(last=False)
+
+    def total_bytes(self) -> int:
+        return sum(size for _, size in self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+@st.cache_resource
+def upload_store(budget_mb: float) -> UploadStore:
+    """The process-wide store (one per budget, so a test can set its own)."""
+    return UploadStore(int(budget_mb * 2**20))
+
+
+def load_upload(key: str, data: bytes, src: bytes | None, tgt: bytes | None, heads: int | None) -> ModelBundle:
+    """The uploaded model for key: from the store, or loaded (CheckpointError if it cannot be) and stored."""
+    store = upload_store(upload_budget_mb())
+    bundle = store.get(key)
+    if bundle is None:
+        with st.spinner("Loading uploaded model…"):
+            bundle = load_checkpoint(data, src, tgt, heads=heads)
+        store.put(key, bundle)
+    return bundle
 
 
 def upload_key(data: bytes, src: bytes | None, tgt: bytes | None, heads: int | None) -> str:
@@ -128,20 +185,29 @@ def _stamp(path: Path) -> str:
 def resolve_model() -> tuple[ActiveModel | None, str | None]:
     """(model, error): this session's upload if chosen, else the chosen (or first) file in the checkpoints folder."""
     state = st.session_state
-    upload = state.get("upload")
+    upload, evicted = state.get("upload"), None
     if state.get("model_choice") == "upload" and upload:
-        return ActiveModel(upload["key"], upload["name"], "uploaded (this session only)", upload["bundle"]), None
+        bundle = upload_store(upload_budget_mb()).get(upload["key"])
+        if bundle is not None:
+            return ActiveModel(upload["key"], upload["name"], "uploaded (this session only)", bundle), None
+        del state["upload"]  # dropped from the process-wide budget: say so once, then use the folder's model
+        state["model_choice"] = None
+        evicted = (
+            f"Your uploaded model `{upload['name']}` was unloaded to make room: the server keeps at most "
+            f"{upload_budget_mb():,g} MB of uploaded models for all users together. Upload it again on the "
+            "**Models** page."
+        )
     files = find_checkpoints()
     chosen = [p for p in files if str(p) == state.get("model_choice")] or files
     if not chosen:
-        return None, None
+        return None, evicted
     path = chosen[0]
     try:
         stamp = _stamp(path)
         bundle = load_file(str(path), stamp)
     except (CheckpointError, OSError) as exc:
         return None, f"Cannot load `{path.name}`: {exc}"
-    return ActiveModel(f"file:{path}:{stamp}", path.name, "checkpoints folder", bundle), None
+    return ActiveModel(f"file:{path}:{stamp}", path.name, "checkpoints folder", bundle), evicted
 
 
 def active_model() -> ActiveModel | None:
