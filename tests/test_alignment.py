@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import cli_subprocess
 
 from core.analysis.alignment import aer, read_gold, score_heads, word_matrix, word_of_token
 from core.cli.alignment import main
@@ -35,8 +36,7 @@ def test_read_gold_rejects_malformed_lines(tmp_path):
         read_gold(bad)
 
 
-def test_a_reversing_model_has_a_head_that_aligns_better_than_the_diagonal(reverser_bundle, tmp_path, capsys):
-    gold = tmp_path / "gold.tsv"
+def write_reversed_gold(gold):
     lines = []
     for src in ["1 2 3 4 5", "9 8 7 6", "3 1 4 1 5 9", "2 7 1 8"]:
         words = src.split()
@@ -44,6 +44,11 @@ def test_a_reversing_model_has_a_head_that_aligns_better_than_the_diagonal(rever
         links = " ".join(f"{i}-{n - 1 - i}" for i in range(n))  # word i is written at position n-1-i
         lines.append(f"{src}\t{' '.join(reversed(words))}\t{links}")
     gold.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return gold
+
+
+def test_a_reversing_model_has_a_head_that_aligns_better_than_the_diagonal(reverser_bundle, tmp_path, capsys):
+    gold = write_reversed_gold(tmp_path / "gold.tsv")
     rates, baseline = score_heads(reverser_bundle, read_gold(gold))
     cfg = reverser_bundle.config
     assert rates.shape == (cfg.n_layers, cfg.n_heads)
@@ -51,3 +56,11 @@ def test_a_reversing_model_has_a_head_that_aligns_better_than_the_diagonal(rever
     assert rates.min() < baseline
     assert main(["--checkpoint", str(reverser_bundle.source), "--data", str(gold)]) == 0
     assert "diagonal baseline" in capsys.readouterr().out
+
+
+def test_alignment_command_smoke(reverser_bundle, tmp_path):
+    """`python -m core alignment` in a fresh interpreter."""
+    gold = write_reversed_gold(tmp_path / "gold.tsv")
+    run = cli_subprocess("alignment", "--checkpoint", reverser_bundle.source, "--data", gold)
+    assert run.returncode == 0, run.stderr
+    assert "diagonal baseline" in run.stdout

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import cli_subprocess
 
 from core import load_checkpoint, translate
 from core.checkpoint import read_checkpoint
@@ -382,3 +383,12 @@ def test_init_from_with_other_model_flags_names_them(trained, tmp_path, capsys):
     assert "d_ff 64 (this run: 128)" in err and "Traceback" not in err
     assert main(tiny_argv(tmp_path, data, "--init-from", str(tmp_path / "missing.pt"))) == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_train_command_smoke(tmp_path):
+    """`python -m core train` in a fresh interpreter: two steps, one loadable checkpoint."""
+    data = write_corpus(tmp_path / "pairs.tsv", n=40)
+    run = cli_subprocess("train", *tiny_argv(tmp_path, data, "--epochs", "1", "--max-steps", "2", "--save-every", "2"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    saved = sorted((tmp_path / "weights").glob("*.pt"))
+    assert saved and load_checkpoint(saved[-1]).kind == "native"
