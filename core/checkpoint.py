@@ -238,8 +238,11 @@ def _check_weights(config: ModelConfig, state: dict, computed: tuple[str, ...] =
     layers = {m.group(1) for k in state if (m := re.match(r"(?:en|de)coder\.layers\.(\d+)\.", k))}
     if len(layers) != config.n_layers:  # checked before building even a meta model: n_layers may be huge
         raise CheckpointError(f"the config says {config.n_layers:,} layers; the weights hold {len(layers)}")
-    with torch.device("meta"):
-        expected = {k: v for k, v in Transformer(config).state_dict().items() if k not in computed}
+    try:
+        with torch.device("meta"):
+            expected = {k: v for k, v in Transformer(config).state_dict().items() if k not in computed}
+    except (RuntimeError, ValueError, OverflowError) as exc:  # sizes whose product overflows torch's int64
+        raise CheckpointError(f"cannot build a model of this config: {str(exc).splitlines()[0]}") from None
     unknown = sorted(set(state) - set(expected))
     missing = sorted(set(expected) - set(state))
     if unknown:
@@ -290,8 +293,9 @@ def load_checkpoint(
     name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "uploaded file")
     notes: list[str] = []
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        kind, metadata = "native", dict(payload.get("metadata") or {})
+        kind = "native"
         try:
+            metadata = dict(payload.get("metadata") or {})
             config = ModelConfig.from_dict(payload["model_config"])
             state = dict(payload["model_state_dict"])
             src = _tokenizer(src_tokenizer if src_tokenizer is not None else payload["src_tokenizer"], "source")

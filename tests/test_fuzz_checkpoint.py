@@ -55,3 +55,22 @@ def test_a_huge_config_is_refused_before_any_memory_is_allocated_for_it(native):
     torch.save(payload, buffer)
     with pytest.raises(CheckpointError, match="shape mismatch"):
         load_checkpoint(buffer.getvalue())
+
+
+@pytest.mark.parametrize(
+    ("entry", "value"),
+    [
+        ("model_config", {"d_model": 2**40}),  # d_model x d_model overflows torch's sizes even on the meta device
+        ("metadata", 3),
+        ("model_state_dict", [("a", 1)]),
+        ("model_state_dict", {1: torch.ones(1)}),
+        ("src_tokenizer", 3),
+    ],
+)
+def test_cases_the_large_fuzz_run_found_are_refused(native, entry, value):
+    payload = torch.load(io.BytesIO(native), weights_only=True)
+    payload[entry] = {**payload[entry], **value} if entry == "model_config" else value
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(buffer.getvalue())
