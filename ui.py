@@ -6,6 +6,9 @@ only that session; the uploaded models themselves live in one process-wide Uploa
 budget ($ATTN_UPLOAD_BUDGET_MB, default 1024 MB), so many sessions uploading cannot grow the server
 without bound. Translations are cached per (model key, sentence, reference, max_len): moving a
 slider reruns the page but never the model.
+
+A page is a file in pages/ that defines page() and ends with `ui.route_through_app()` then `page()`, and
+is listed in app.py's st.navigation (README, "Adding a page").
 """
 
 from __future__ import annotations
