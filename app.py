@@ -1,9 +1,13 @@
 """Streamlit entry point: `streamlit run app.py`. A thin router; the pages live in pages/."""
 
+from pathlib import Path
+
 import streamlit as st
 import torch
 
 import ui
+
+PAGES = Path(__file__).resolve().parent / "pages"  # absolute: ui.route_through_app may run main() from a page file
 
 torch.set_num_threads(1)  # faster on a small CPU and immune to contention with the server's own threads
 
@@ -12,16 +16,19 @@ def main() -> None:
     st.set_page_config(page_title="Transformer attention", page_icon="🔤", layout="wide")
     model, error = ui.resolve_model()
     ui.sidebar(model, error)
-    st.navigation(
+    page = st.navigation(
         [
-            st.Page("pages/translate.py", title="Translate & attention", icon=":material/translate:", default=True),
-            st.Page("pages/steps.py", title="Decoding step by step", icon=":material/steppers:", url_path="steps"),
-            st.Page("pages/timeline.py", title="Training timeline", icon=":material/timeline:", url_path="timeline"),
-            st.Page("pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
-            st.Page("pages/heads.py", title="Heads", icon=":material/grid_view:", url_path="heads"),
-            st.Page("pages/models.py", title="Models", icon=":material/model_training:", url_path="models"),
+            st.Page(PAGES / "translate.py", title="Translate & attention", icon=":material/translate:", default=True),
+            st.Page(PAGES / "steps.py", title="Decoding step by step", icon=":material/steppers:", url_path="steps"),
+            st.Page(PAGES / "timeline.py", title="Training timeline", icon=":material/timeline:", url_path="timeline"),
+            st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+            st.Page(PAGES / "heads.py", title="Heads", icon=":material/grid_view:", url_path="heads"),
+            st.Page(PAGES / "models.py", title="Models", icon=":material/model_training:", url_path="models"),
         ]
-    ).run()
+    )
+    with ui.router_running():
+        page.run()
 
 
-main()
+if __name__ == "__main__":  # Streamlit runs the entry point as __main__; ui.route_through_app imports it
+    main()

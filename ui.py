@@ -2,14 +2,23 @@
 
 Models are cached process-wide with st.cache_resource (read-only, eval mode; nothing per user is ever
 stored on them). Which model a browser session uses lives in st.session_state, so an upload changes
-only that session. Translations are cached per (model key, sentence, reference, max_len): moving a
+only that session; the uploaded models themselves live in one process-wide UploadStore with a memory
+budget ($ATTN_UPLOAD_BUDGET_MB, default 1024 MB), so many sessions uploading cannot grow the server
+without bound. Translations are cached per (model key, sentence, reference, max_len): moving a
 slider reruns the page but never the model.
+
+A page is a file in pages/ that defines page() and ends with `ui.route_through_app()` then `page()`, and
+is listed in app.py's st.navigation (README, "Adding a page").
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +30,7 @@ from core.training import checkpoint_progress
 
 REPO = Path(__file__).resolve().parent
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
+DEFAULT_UPLOAD_BUDGET_MB = 1024  # about three full-size models in float32 (300 MB each), or many small ones
 EXAMPLES = [
     "I love you.",
     "The cat is sleeping on the chair.",
@@ -50,16 +60,35 @@ class ActiveModel:
     bundle: ModelBundle
 
 
-def route_through_app() -> None:
-    """Call first in every page. With a pages/ folder, Streamlit runs a fresh server's first request in its
-    legacy mode: a deep link such as /steps then runs the page file alone, skipping app.py (no sidebar, no
-    layout). Turn that mode off and rerun; app.py's st.navigation then opens the same URL. (Streamlit 1.67
-    internals; any later session already runs app.py.)"""
-    from streamlit.runtime.pages_manager import PagesManager
+_router = threading.local()  # .running: True while app.py's router runs a page in this thread (one script run)
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+
+@contextmanager
+def router_running() -> Iterator[None]:
+    """Wrap app.py's st.navigation(...).run(): pages run inside it know they came through the router."""
+    _router.running = True
+    try:
+        yield
+    finally:
+        _router.running = False
+
+
+def route_through_app() -> None:
+    """Call first in every page file (see "Adding a page" in README.md).
+
+    With a pages/ folder beside app.py, Streamlit opens a fresh server's first session in its legacy pages/
+    mode until some session calls st.navigation: a deep link such as /steps then runs pages/steps.py alone,
+    without app.py (no sidebar, no wide layout, no shared model). Here the page notices it was not started by
+    app.py's router and runs app.py's main() instead, which renders the same URL through st.navigation, then
+    stops this run. Only public Streamlit API is used: st.navigation (documented: once any session calls it,
+    the pages/ folder is ignored for all sessions) and st.stop. On a Streamlit without the legacy mode the
+    check simply never fires."""
+    if getattr(_router, "running", False):
+        return
+    import app  # app.py imports this module; importing it here, at call time, is not circular
+
+    app.main()
+    st.stop()
 
 
 def checkpoint_dir() -> Path:
@@ -93,10 +122,63 @@ def load_file(path: str, stamp: str) -> ModelBundle:
     return load_checkpoint(path)
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading uploaded model…")
-def load_upload(key: str, _data: bytes, _src: bytes | None, _tgt: bytes | None, heads: int | None) -> ModelBundle:
-    """An uploaded model, cached by the sha256 of its files (key); the bytes themselves are not hashed again."""
-    return load_checkpoint(_data, _src, _tgt, heads=heads)
+def upload_budget_mb() -> float:
+    """Megabytes of uploaded weights this server process keeps ($ATTN_UPLOAD_BUDGET_MB, default 1024)."""
+    return float(os.environ.get("ATTN_UPLOAD_BUDGET_MB") or DEFAULT_UPLOAD_BUDGET_MB)
+
+
+def model_bytes(bundle: ModelBundle) -> int:
+    """Memory held by a loaded model's weights and buffers."""
+    return sum(t.numel() * t.element_size() for t in bundle.model.state_dict().values())
+
+
+class UploadStore:
+    """Uploaded models of every session of this server process, keyed by the sha256 of their files (upload_key):
+    two sessions uploading the same file share one model. Once the weights held pass budget_bytes, the least
+    recently used are dropped (the newest is always kept); a session whose model was dropped is told to upload
+    it again (resolve_model). Thread-safe: each browser session runs its script in its own thread."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self._models: OrderedDict[str, tuple[ModelBundle, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> ModelBundle | None:
+        with self._lock:
+            if key not in self._models:
+                return None
+            self._models.move_to_end(key)
+            return self._models[key][0]
+
+    def put(self, key: str, bundle: ModelBundle) -> None:
+        with self._lock:
+            self._models[key] = (bundle, model_bytes(bundle))
+            self._models.move_to_end(key)
+            while len(self._models) > 1 and self.total_bytes() > self.budget_bytes:
+                self._models.popitem(last=False)
+
+    def total_bytes(self) -> int:
+        return sum(size for _, size in self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+@st.cache_resource
+def upload_store(budget_mb: float) -> UploadStore:
+    """The process-wide store (one per budget, so a test can set its own)."""
+    return UploadStore(int(budget_mb * 2**20))
+
+
+def load_upload(key: str, data: bytes, src: bytes | None, tgt: bytes | None, heads: int | None) -> ModelBundle:
+    """The uploaded model for key: from the store, or loaded (CheckpointError if it cannot be) and stored."""
+    store = upload_store(upload_budget_mb())
+    bundle = store.get(key)
+    if bundle is None:
+        with st.spinner("Loading uploaded model…"):
+            bundle = load_checkpoint(data, src, tgt, heads=heads)
+        store.put(key, bundle)
+    return bundle
 
 
 def upload_key(data: bytes, src: bytes | None, tgt: bytes | None, heads: int | None) -> str:
@@ -111,23 +193,41 @@ def _stamp(path: Path) -> str:
     return f"{stat.st_mtime_ns}:{stat.st_size}"
 
 
+def session_upload() -> ActiveModel | None:
+    """This session's uploaded model, or None when it has none or the store has dropped it."""
+    upload = st.session_state.get("upload")
+    bundle = upload_store(upload_budget_mb()).get(upload["key"]) if upload else None
+    return (
+        None if bundle is None else ActiveModel(upload["key"], upload["name"], "uploaded (this session only)", bundle)
+    )
+
+
 def resolve_model() -> tuple[ActiveModel | None, str | None]:
     """(model, error): this session's upload if chosen, else the chosen (or first) file in the checkpoints folder."""
     state = st.session_state
-    upload = state.get("upload")
+    upload, evicted = state.get("upload"), None
     if state.get("model_choice") == "upload" and upload:
-        return ActiveModel(upload["key"], upload["name"], "uploaded (this session only)", upload["bundle"]), None
+        uploaded = session_upload()
+        if uploaded is not None:
+            return uploaded, None
+        del state["upload"]  # dropped from the process-wide budget: say so once, then use the folder's model
+        state["model_choice"] = None
+        evicted = (
+            f"Your uploaded model `{upload['name']}` was unloaded to make room: the server keeps at most "
+            f"{upload_budget_mb():,g} MB of uploaded models for all users together. Upload it again on the "
+            "**Models** page."
+        )
     files = find_checkpoints()
     chosen = [p for p in files if str(p) == state.get("model_choice")] or files
     if not chosen:
-        return None, None
+        return None, evicted
     path = chosen[0]
     try:
         stamp = _stamp(path)
         bundle = load_file(str(path), stamp)
     except (CheckpointError, OSError) as exc:
         return None, f"Cannot load `{path.name}`: {exc}"
-    return ActiveModel(f"file:{path}:{stamp}", path.name, "checkpoints folder", bundle), None
+    return ActiveModel(f"file:{path}:{stamp}", path.name, "checkpoints folder", bundle), evicted
 
 
 def active_model() -> ActiveModel | None:

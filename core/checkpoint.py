@@ -38,6 +38,7 @@ FORMAT = "transformer-attention-checkpoint/1"
 DEFAULT_TUTORIAL_HEADS = 8
 POSITION_KEYS = ("src_pos.pe", "tgt_pos.pe")
 ZIP_MAGIC = b"PK\x03\x04"
+MAX_SEQ_LEN = 1 << 16  # positions a checkpoint may declare: the table is seq_len x d_model per stack, never stored
 
 
 class CheckpointError(ValueError):
@@ -226,12 +227,19 @@ def read_resume_point(path: str | Path) -> ResumePoint:
 
 
 def _looks_like_state_dict(obj: object) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 def _tutorial_state_dict(state: dict) -> dict:
     """Bring older tutorial layouts to the current one (renamed cross-attention, scalar norms)."""
-    d_model = state["src_embed.embedding.weight"].shape[1]
+    embedding = state["src_embed.embedding.weight"]
+    if embedding.dim() != 2:
+        raise CheckpointError(f"damaged checkpoint: src_embed.embedding.weight has shape {tuple(embedding.shape)}")
+    d_model = embedding.shape[1]
     fixed = {}
     for key, tensor in state.items():
         key = key.replace(".source_attention_block.", ".cross_attention_block.")
@@ -252,6 +260,9 @@ def _infer_tutorial_config(state: dict, heads: int) -> ModelConfig:
     missing = [k for k in required if k not in state]
     if missing:
         raise CheckpointError(f"not a Transformer checkpoint: missing {', '.join(missing)}")
+    flat = [k for k in required if state[k].dim() < 2]
+    if flat:
+        raise CheckpointError(f"damaged checkpoint: {', '.join(flat)} should be a matrix")
     layers = {int(m.group(1)) for k in state if (m := re.match(r"encoder\.layers\.(\d+)\.", k))}
     try:
         return ModelConfig(
@@ -288,9 +299,22 @@ def _tokenizer(source: object, what: str) -> Tokenizer:
         raise CheckpointError(f"bad {what} tokenizer: {exc}") from None
 
 
-def _load_weights(model: Transformer, state: dict) -> None:
-    """load_state_dict(strict=True), but failing with one line that names the keys or shapes at fault."""
-    expected = model.state_dict()
+def _check_weights(config: ModelConfig, state: dict, computed: tuple[str, ...] = ()) -> None:
+    """Check the file's tensors against the model `config` describes, before any memory is allocated for it
+    (the model is built on the meta device): keys, shapes, dtypes and finite values, failing with one line that
+    names the key at fault. `computed` keys (the positions of our format) are not stored in the file."""
+    if not _looks_like_state_dict(state):
+        raise CheckpointError("damaged checkpoint: the weights are not a dict of named tensors")
+    if config.seq_len > MAX_SEQ_LEN:
+        raise CheckpointError(f"seq_len {config.seq_len:,} is over this loader's limit of {MAX_SEQ_LEN:,} positions")
+    layers = {m.group(1) for k in state if (m := re.match(r"(?:en|de)coder\.layers\.(\d+)\.", k))}
+    if len(layers) != config.n_layers:  # checked before building even a meta model: n_layers may be huge
+        raise CheckpointError(f"the config says {config.n_layers:,} layers; the weights hold {len(layers)}")
+    try:
+        with torch.device("meta"):
+            expected = {k: v for k, v in Transformer(config).state_dict().items() if k not in computed}
+    except (RuntimeError, ValueError, OverflowError) as exc:  # sizes whose product overflows torch's int64
+        raise CheckpointError(f"cannot build a model of this config: {str(exc).splitlines()[0]}") from None
     unknown = sorted(set(state) - set(expected))
     missing = sorted(set(expected) - set(state))
     if unknown:
@@ -309,11 +333,10 @@ def _load_weights(model: Transformer, state: dict) -> None:
                 f"shape mismatch for {key}: checkpoint has {tuple(tensor.shape)}, "
                 f"the model needs {tuple(expected[key].shape)}"
             )
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        if tensor.layout != torch.strided or not tensor.is_floating_point():
+            raise CheckpointError(f"corrupted checkpoint: {key} is {tensor.dtype}, not a dense floating-point tensor")
+        if not torch.isfinite(tensor).all():
             raise CheckpointError(f"corrupted checkpoint: {key} holds NaN or infinite values")
-    # Copies (float32): the model must not share memory with a memory-mapped file or the caller's tensors.
-    copies = {k: v.to(torch.float32, copy=True) if v.is_floating_point() else v.clone() for k, v in state.items()}
-    model.load_state_dict(copies, strict=True, assign=True)
 
 
 def _check_vocab(config: ModelConfig, src: Tokenizer, tgt: Tokenizer) -> None:
@@ -342,8 +365,9 @@ def load_checkpoint(
     name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "uploaded file")
     notes: list[str] = []
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        kind, metadata = "native", dict(payload.get("metadata") or {})
+        kind = "native"
         try:
+            metadata = dict(payload.get("metadata") or {})
             config = ModelConfig.from_dict(payload["model_config"])
             state = dict(payload["model_state_dict"])
             src = _tokenizer(src_tokenizer if src_tokenizer is not None else payload["src_tokenizer"], "source")
@@ -377,12 +401,14 @@ def load_checkpoint(
         raise CheckpointError(f"not a checkpoint: the file holds {what}")
 
     _check_vocab(config, src, tgt)
+    _check_weights(config, state, POSITION_KEYS if kind == "native" else ())
     with torch.device("meta"):  # shapes only: no random initialisation, every tensor comes from the file
         model = Transformer(config)
     if kind == "native":
         positions = PositionalEncoding(config.d_model, config.seq_len, 0.0).pe  # recomputed, never stored
         state.update({k: positions for k in POSITION_KEYS})
-    _load_weights(model, state)
+    # Copies (float32): the model must not share memory with a memory-mapped file or the caller's tensors.
+    model.load_state_dict({k: v.to(torch.float32, copy=True) for k, v in state.items()}, strict=True, assign=True)
     model.to(device).eval()
     return ModelBundle(model, src, tgt, config, name, kind, metadata, tuple(notes))
 

@@ -16,7 +16,7 @@ F d_ff, V vocabulary, L layers. Masks are boolean, True where a query may attend
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -67,7 +67,7 @@ def attention_probabilities(q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor
 
 def attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float, need_weights: bool, head: int | None = None
-):
+) -> tuple[Tensor, Tensor | None]:
     """Scaled dot-product attention on (B, H, Tq, Dh) queries; returns (output, probabilities or None).
 
     With need_weights, the probabilities are (B, H, Tq, Tk); otherwise the fused kernel runs and, when `head`
@@ -98,7 +98,9 @@ class KVCache:
 
 
 class InputEmbeddings(nn.Module):
-    def __init__(self, d_model: int, vocab_size: int):
+    """Token ids -> vectors scaled by sqrt(d_model), as in the paper."""
+
+    def __init__(self, d_model: int, vocab_size: int) -> None:
         super().__init__()
         self.d_model = d_model
         self.embedding = nn.Embedding(vocab_size, d_model)
@@ -108,7 +110,9 @@ class InputEmbeddings(nn.Module):
 
 
 class PositionalEncoding(nn.Module):
-    def __init__(self, d_model: int, seq_len: int, dropout: float):
+    """Adds the fixed sinusoidal position vectors (kept as the buffer `pe`), then dropout."""
+
+    def __init__(self, d_model: int, seq_len: int, dropout: float) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         position = torch.arange(seq_len, dtype=torch.float).unsqueeze(1)  # (seq_len, 1)
@@ -126,7 +130,9 @@ class PositionalEncoding(nn.Module):
 
 
 class LayerNormalization(nn.Module):
-    def __init__(self, features: int, eps: float = 1e-6):
+    """The tutorial's layer norm over the last dimension, with learned scale `alpha` and `bias`."""
+
+    def __init__(self, features: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.eps = eps
         self.alpha = nn.Parameter(torch.ones(features))
@@ -139,7 +145,9 @@ class LayerNormalization(nn.Module):
 
 
 class FeedForwardBlock(nn.Module):
-    def __init__(self, d_model: int, d_ff: int, dropout: float):
+    """Position-wise feed-forward network: Linear(D, F), ReLU, dropout, Linear(F, D)."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
         super().__init__()
         self.linear_1 = nn.Linear(d_model, d_ff)
         self.dropout = nn.Dropout(dropout)
@@ -150,7 +158,10 @@ class FeedForwardBlock(nn.Module):
 
 
 class MultiHeadAttentionBlock(nn.Module):
-    def __init__(self, d_model: int, h: int, dropout: float, bias: bool = False):
+    """Multi-head attention: project to H heads, attend, merge the heads, project back; returns its probabilities
+    when asked, and can append to or reuse a key/value cache."""
+
+    def __init__(self, d_model: int, h: int, dropout: float, bias: bool = False) -> None:
         super().__init__()
         self.h = h
         self.w_q = nn.Linear(d_model, d_model, bias=bias)
@@ -172,7 +183,7 @@ class MultiHeadAttentionBlock(nn.Module):
         cache: KVCache | None = None,
         gates: Tensor | None = None,
         head: int | None = None,
-    ):
+    ) -> tuple[Tensor, Tensor | None]:
         """Attend from x_q (B, Tq, D) to x_kv (B, Tk, D); returns (output (B, Tq, D), probs or None).
 
         gates (B or 1, H) multiply each head's output before w_o (None: all heads as they are). probs are
@@ -198,25 +209,33 @@ class MultiHeadAttentionBlock(nn.Module):
 
 
 class ResidualConnection(nn.Module):
-    def __init__(self, features: int, dropout: float):
+    """Pre-norm residual wrapper around one sublayer."""
+
+    def __init__(self, features: int, dropout: float) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.norm = LayerNormalization(features)
 
-    def forward(self, x: Tensor, sublayer):
+    def forward(
+        self, x: Tensor, sublayer: Callable[[Tensor], tuple[Tensor, Tensor | None]]
+    ) -> tuple[Tensor, Tensor | None]:
         """Pre-norm residual x + dropout(sublayer(norm(x))); the sublayer returns (output, probs)."""
         out, probs = sublayer(self.norm(x))
         return x + self.dropout(out), probs
 
 
 class EncoderBlock(nn.Module):
-    def __init__(self, d_model: int, attn: MultiHeadAttentionBlock, ffn: FeedForwardBlock, dropout: float):
+    """One encoder layer: self-attention, then feed-forward, each in a residual connection."""
+
+    def __init__(self, d_model: int, attn: MultiHeadAttentionBlock, ffn: FeedForwardBlock, dropout: float) -> None:
         super().__init__()
         self.self_attention_block = attn
         self.feed_forward_block = ffn
         self.residual_connections = nn.ModuleList([ResidualConnection(d_model, dropout) for _ in range(2)])
 
-    def forward(self, x: Tensor, src_mask: Tensor | None, need_weights: bool, gates: Tensor | None = None):
+    def forward(
+        self, x: Tensor, src_mask: Tensor | None, need_weights: bool, gates: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         x, probs = self.residual_connections[0](
             x, lambda y: self.self_attention_block(y, y, src_mask, need_weights, gates=gates)
         )
@@ -225,6 +244,8 @@ class EncoderBlock(nn.Module):
 
 
 class DecoderBlock(nn.Module):
+    """One decoder layer: masked self-attention, cross-attention to the encoder output, then feed-forward."""
+
     def __init__(
         self,
         d_model: int,
@@ -232,7 +253,7 @@ class DecoderBlock(nn.Module):
         cross_attn: MultiHeadAttentionBlock,
         ffn: FeedForwardBlock,
         dropout: float,
-    ):
+    ) -> None:
         super().__init__()
         self.self_attention_block = self_attn
         self.cross_attention_block = cross_attn
@@ -249,7 +270,7 @@ class DecoderBlock(nn.Module):
         cache: tuple[KVCache, KVCache] | None = None,
         gates: tuple[Tensor | None, Tensor | None] = (None, None),
         cross_head: int | None = None,
-    ):
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """cross_head: without need_weights, return that cross-attention head's (B, T, S) probabilities alone."""
         self_cache, cross_cache = cache if cache is not None else (None, None)
         self_gates, cross_gates = gates
@@ -267,14 +288,16 @@ class DecoderBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, d_model: int, layers: nn.ModuleList):
+    """The stack of encoder layers and a final layer norm."""
+
+    def __init__(self, d_model: int, layers: nn.ModuleList) -> None:
         super().__init__()
         self.layers = layers
         self.norm = LayerNormalization(d_model)
 
     def forward(
         self, x: Tensor, src_mask: Tensor | None, need_weights: bool = False, head_mask: HeadMask | None = None
-    ):
+    ) -> tuple[Tensor, list[Tensor | None]]:
         probs = []
         for layer, gates in zip(self.layers, layer_gates(head_mask, "encoder", len(self.layers))):
             x, p = layer(x, src_mask, need_weights, gates)
@@ -283,7 +306,9 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, d_model: int, layers: nn.ModuleList):
+    """The stack of decoder layers and a final layer norm."""
+
+    def __init__(self, d_model: int, layers: nn.ModuleList) -> None:
         super().__init__()
         self.layers = layers
         self.norm = LayerNormalization(d_model)
@@ -298,7 +323,7 @@ class Decoder(nn.Module):
         caches: list[tuple[KVCache, KVCache]] | None = None,
         head_mask: HeadMask | None = None,
         align_head: tuple[int, int] | None = None,
-    ):
+    ) -> tuple[Tensor, list[Tensor | None], list[Tensor | None]]:
         self_probs, cross_probs = [], []
         n = len(self.layers)
         gates = zip(layer_gates(head_mask, "decoder", n), layer_gates(head_mask, "cross", n))
@@ -312,7 +337,9 @@ class Decoder(nn.Module):
 
 
 class ProjectionLayer(nn.Module):
-    def __init__(self, d_model: int, vocab_size: int):
+    """Hidden states -> raw logits over the target vocabulary."""
+
+    def __init__(self, d_model: int, vocab_size: int) -> None:
         super().__init__()
         self.proj = nn.Linear(d_model, vocab_size)
 
@@ -321,7 +348,10 @@ class ProjectionLayer(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, config: ModelConfig):
+    """The encoder-decoder model built from a ModelConfig; `encode`, `decode` and `project` are the pieces that
+    decoding calls one at a time, `forward` the teacher-forced pass used in training."""
+
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         d, h, f, p, bias = config.d_model, config.n_heads, config.d_ff, config.dropout, config.attention_bias
@@ -356,7 +386,7 @@ class Transformer(nn.Module):
 
     def encode(
         self, src: Tensor, src_mask: Tensor | None, need_weights: bool = False, head_mask: HeadMask | None = None
-    ):
+    ) -> tuple[Tensor, list[Tensor | None]]:
         """(B, S) ids -> memory (B, S, D) and per-layer encoder self-attention (B, H, S, S) or Nones."""
         return self.encoder(self.src_pos(self.src_embed(src)), src_mask, need_weights, head_mask)
 
@@ -371,7 +401,7 @@ class Transformer(nn.Module):
         start: int = 0,
         head_mask: HeadMask | None = None,
         align_head: tuple[int, int] | None = None,
-    ):
+    ) -> tuple[Tensor, list[Tensor | None], list[Tensor | None]]:
         """(B, T) ids at positions start.. -> hidden (B, T, D), per-layer self (B, H, T, T_all) and cross (B, H, T, S).
 
         head_mask switches heads off (HeadMask). align_head=(layer, head), 0-based, without need_weights: that
@@ -396,7 +426,7 @@ class Transformer(nn.Module):
         return_attention: bool = False,
         head_mask: HeadMask | None = None,
         align_head: tuple[int, int] | None = None,
-    ):
+    ) -> Tensor | tuple[Tensor, Tensor | tuple[Tensor, Tensor, Tensor]]:
         """Teacher-forced pass: logits (B, T, V), plus (encoder, decoder, cross) attention stacked over layers,
         (L, B, H, Tq, Tk) each, when return_attention is set. head_mask switches heads off (HeadMask).
 

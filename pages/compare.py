@@ -52,8 +52,10 @@ def pick_head(kind: str) -> None:
 def resolve(choice: str, files: dict) -> ui.ActiveModel | None:
     """The model behind a choice (a file or this session's upload), or None after saying why it cannot load."""
     if choice == UPLOAD:
-        upload = st.session_state["upload"]
-        return ui.ActiveModel(upload["key"], upload["name"], "uploaded (this session only)", upload["bundle"])
+        uploaded = ui.session_upload()
+        if uploaded is None:
+            st.warning("Your uploaded model was unloaded to make room for others: upload it again on the Models page.")
+        return uploaded
     try:
         return ui.load_option(files[choice])
     except (CheckpointError, OSError) as exc:

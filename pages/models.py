@@ -39,11 +39,11 @@ def load_uploaded() -> None:
     heads = int(state.get("up_heads", 8)) if tutorial else None
     key = ui.upload_key(data, src, tgt, heads)
     try:
-        bundle = ui.load_upload(key, data, src, tgt, heads)
+        ui.load_upload(key, data, src, tgt, heads)
     except CheckpointError as exc:
         state["upload_error"] = f"`{ckpt.name}` was not loaded: {exc}. The previous model stays active."
         return
-    state["upload"] = {"key": key, "name": ckpt.name, "bundle": bundle}
+    state["upload"] = {"key": key, "name": ckpt.name}  # the model itself is in ui's process-wide store
     state["model_choice"] = "upload"
     state["upload_error"] = None
     state["upload_ok"] = f"Loaded `{ckpt.name}`: it is now the active model for this browser session only."

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import os
 import random
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,3 +130,46 @@ def reverser_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def reverser_bundle(reverser_checkpoint):
     return load_checkpoint(reverser_checkpoint)
+
+
+# ---- running the commands ---------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run `python -m core <command> args...` in this process (fast): cli("translate", "--checkpoint", p, ...)."""
+    from core.__main__ import main
+
+    def run(command: str, *args, stdin: str | None = None) -> CommandRun:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+        capsys.readouterr()  # drop what earlier calls in the same test printed
+        try:
+            code = main([command, *map(str, args)])
+        except SystemExit as exc:  # argparse reports bad arguments this way
+            code = exc.code
+        out = capsys.readouterr()
+        return CommandRun(code, out.out, out.err)
+
+    return run
+
+
+def cli_subprocess(command: str, *args, stdin: bytes | None = None, timeout: float = 120) -> CommandRun:
+    """The same in a fresh interpreter, as a user runs it: one smoke test per command uses this."""
+    run = subprocess.run(
+        [sys.executable, "-m", "core", command, *map(str, args)],
+        input=stdin,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        timeout=timeout,
+    )
+    return CommandRun(run.returncode, run.stdout.decode(), run.stderr.decode())

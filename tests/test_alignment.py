@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import cli_subprocess
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from core import ModelConfig, Transformer, load_checkpoint, save_checkpoint, translate
@@ -342,3 +343,10 @@ def test_a_subword_model_is_aligned_on_words(tmp_path):
         manual[t] = [rows[[i for i, w in enumerate(src_words) if w == s]].sum() for s in range(2)]
     np.testing.assert_allclose(got.matrix, manual / manual.sum(-1, keepdims=True), rtol=1e-5)
     assert got.links == {(int(s), t) for t, s in enumerate(manual.argmax(-1))}
+
+
+def test_alignment_command_smoke(reverser_bundle, reversed_gold):
+    """`python -m core alignment` in a fresh interpreter."""
+    run = cli_subprocess("alignment", "--checkpoint", reverser_bundle.source, "--data", reversed_gold)
+    assert run.returncode == 0, run.stderr
+    assert "diagonal baseline" in run.stdout

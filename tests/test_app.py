@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from app_fixtures import IT, write_tiny_checkpoint, write_tutorial_files  # noqa: E402
 
+import ui  # noqa: E402
 from core import load_checkpoint, save_checkpoint, translate  # noqa: E402
 from core.tokenizer import build_tokenizer  # noqa: E402
 from ui import EXAMPLES  # noqa: E402
@@ -215,6 +217,20 @@ def test_no_checkpoint_explains_how_to_get_one(tmp_path, monkeypatch):
         assert not at.exception
 
 
+PAGE_FILES = sorted((Path(APP).parent / "pages").glob("*.py"))
+
+
+@pytest.mark.parametrize("page_file", PAGE_FILES, ids=[p.stem for p in PAGE_FILES])
+def test_a_page_file_run_alone_is_routed_through_app(page_file, ckpt_dir, monkeypatch):
+    """What Streamlit's legacy pages/ mode does with a fresh server's first deep link: run the page file alone.
+    Every page must then hand over to app.py's router (sidebar, layout, navigation) instead of rendering bare."""
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(ckpt_dir))
+    at = AppTest.from_file(str(page_file), default_timeout=60).run()
+    assert not at.exception
+    assert [h.value for h in at.sidebar.subheader] == ["Active model"]  # drawn by app.py's main(), once
+    assert len(at.title) == 1  # one page rendered, not the bare file and the routed page both
+
+
 # ---- Models page: uploads ---------------------------------------------------------------------------------
 
 
@@ -251,6 +267,61 @@ def test_upload_native_checkpoint_is_used_by_this_session_only(app, tmp_path, ck
     assert not app.exception and len(app.get("vega_lite_chart")) == 3  # 1 layer: no layer slider, no crash
     other = AppTest.from_file(APP, default_timeout=60).run()  # another browser session
     assert "tiny.pt" in active_label(other) and "other.pt" not in active_label(other)
+
+
+def test_upload_store_keeps_its_budget_with_many_sessions_at_once(ckpt_dir):
+    """20 sessions (threads) each put their own model; the store never holds more than its budget."""
+    size = ui.model_bytes(load_checkpoint(ckpt_dir / "tiny.pt"))
+    store = ui.UploadStore(budget_bytes=3 * size)  # room for three tiny models
+    loaded = [load_checkpoint(ckpt_dir / "tiny.pt") for _ in range(20)]
+    peaks = []
+
+    def session(i: int) -> None:
+        store.put(f"upload:{i}", loaded[i])
+        peaks.append((len(store), store.total_bytes()))
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(n for n, _ in peaks) <= 3 and max(b for _, b in peaks) <= 3 * size
+    assert len(store) == 3 and sum(store.get(f"upload:{i}") is not None for i in range(20)) == 3
+
+
+def test_upload_store_drops_the_least_recently_used(ckpt_dir):
+    size = ui.model_bytes(load_checkpoint(ckpt_dir / "tiny.pt"))
+    store = ui.UploadStore(budget_bytes=2 * size)
+    a, b, c = (load_checkpoint(ckpt_dir / "tiny.pt") for _ in range(3))
+    store.put("a", a)
+    store.put("b", b)
+    assert store.get("a") is a  # a is now the most recently used
+    store.put("c", c)
+    assert store.get("b") is None and store.get("a") is a and store.get("c") is c
+    big = ui.UploadStore(budget_bytes=size // 2)  # a model over the whole budget is still kept, alone
+    big.put("a", a)
+    big.put("b", b)
+    assert len(big) == 1 and big.get("b") is b
+
+
+def test_sessions_uploading_past_the_budget_are_told_to_upload_again(ckpt_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(ckpt_dir))
+    size = ui.model_bytes(load_checkpoint(ckpt_dir / "tiny.pt"))
+    monkeypatch.setenv("ATTN_UPLOAD_BUDGET_MB", str(2.5 * size / 2**20))  # room for two uploads
+    sessions = []
+    for i in range(5):
+        data = write_tiny_checkpoint(tmp_path / f"u{i}.pt", seed=10 + i).read_bytes()
+        at = upload(open_models(AppTest.from_file(APP, default_timeout=60).run()), data, f"u{i}.pt")
+        assert not at.exception and f"u{i}.pt" in active_label(at)
+        store = ui.upload_store(ui.upload_budget_mb())
+        assert len(store) <= 2 and store.total_bytes() <= 2.5 * size
+        sessions.append(at)
+    first = sessions[0].run()  # its upload was dropped to make room for the later ones
+    assert not first.exception
+    assert any("u0.pt" in e.value and "Upload it again" in e.value for e in first.sidebar.error)
+    assert "tiny.pt" in active_label(first)
+    last = sessions[-1].run()
+    assert "u4.pt" in active_label(last) and not last.sidebar.error
 
 
 def test_upload_tutorial_checkpoint_with_tokenizers(app, tmp_path):

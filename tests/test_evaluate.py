@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import cli_subprocess
 
 from core import ModelConfig, Transformer, load_checkpoint, save_checkpoint
 from core.evaluation import evaluate
@@ -18,7 +16,6 @@ from core.tokenizer import build_tokenizer
 
 torch.set_num_threads(1)
 
-ROOT = Path(__file__).resolve().parents[1]
 PAIRS = [
     ("the cat sleeps", "il gatto dorme"),
     ("a dog runs", "un cane corre"),
@@ -76,18 +73,6 @@ def checkpoint(tmp_path) -> tuple[Path, Path]:
     return path, data
 
 
-def run_evaluate(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "core", "evaluate", *args, "--threads", "1"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_evaluate_function_matches_score(checkpoint):
     path, _ = checkpoint
     bundle = load_checkpoint(path)
@@ -96,9 +81,9 @@ def test_evaluate_function_matches_score(checkpoint):
     assert metrics == score(hyps, [t for _, t in PAIRS])
 
 
-def test_evaluate_cli_prints_bleu_chrf_cer_wer(checkpoint):
+def test_evaluate_cli_prints_bleu_chrf_cer_wer(checkpoint, cli):
     path, data = checkpoint
-    proc = run_evaluate("--checkpoint", str(path), "--data", str(data), "--json")
+    proc = cli("evaluate", "--threads", "1", "--checkpoint", str(path), "--data", str(data), "--json")
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(metrics) == {"bleu", "chrf", "cer", "wer", "sentences", "dropped"}
@@ -107,18 +92,26 @@ def test_evaluate_cli_prints_bleu_chrf_cer_wer(checkpoint):
     expected = score(hyps, [t for _, t in PAIRS])
     for name in ("bleu", "chrf", "cer", "wer"):
         assert metrics[name] == pytest.approx(expected[name])
-    proc = run_evaluate("--checkpoint", str(path), "--data", str(data), "--examples", "1")
+    proc = cli("evaluate", "--threads", "1", "--checkpoint", str(path), "--data", str(data), "--examples", "1")
     assert proc.returncode == 0, proc.stderr
     assert "SOURCE:" in proc.stdout and "PREDICTED:" in proc.stdout
     last = proc.stdout.strip().splitlines()[-1]
     assert all(word in last for word in ("BLEU", "chrF", "CER", "WER"))
 
 
-def test_evaluate_cli_errors(checkpoint, tmp_path):
+def test_evaluate_cli_errors(checkpoint, tmp_path, cli):
     path, data = checkpoint
-    proc = run_evaluate("--checkpoint", str(path), "--data", str(tmp_path / "missing.tsv"))
+    proc = cli("evaluate", "--threads", "1", "--checkpoint", str(path), "--data", str(tmp_path / "missing.tsv"))
     assert proc.returncode == 2 and "data file not found" in proc.stderr
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    proc = run_evaluate("--checkpoint", str(garbage), "--data", str(data))
+    proc = cli("evaluate", "--threads", "1", "--checkpoint", str(garbage), "--data", str(data))
     assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_evaluate_command_smoke(checkpoint):
+    """`python -m core evaluate` in a fresh interpreter."""
+    path, data = checkpoint
+    proc = cli_subprocess("evaluate", "--checkpoint", path, "--data", data, "--json", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["sentences"] == 5

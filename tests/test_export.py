@@ -5,6 +5,7 @@ import random
 
 import pytest
 import torch
+from conftest import cli_subprocess
 
 from core import ModelConfig, Transformer, load_checkpoint, save_checkpoint
 from core.checkpoint import TrainingState
@@ -68,3 +69,11 @@ def test_checkpoints_of_different_models_are_not_averaged(tmp_path, tiny_config,
 def test_a_missing_checkpoint_is_a_clear_error(tmp_path, bad, capsys):
     assert main(["--checkpoint", str(tmp_path / bad), "--out", str(tmp_path / "x.pt")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_export_command_smoke(tmp_path, tiny_config, src_tokenizer, tgt_tokenizer):
+    """`python -m core export` in a fresh interpreter."""
+    _checkpoint(tmp_path / "a.pt", tiny_config, src_tokenizer, tgt_tokenizer, 0)
+    run = cli_subprocess("export", "--checkpoint", tmp_path / "a.pt", "--out", tmp_path / "out.pt")
+    assert run.returncode == 0, run.stderr
+    assert load_checkpoint(tmp_path / "out.pt").config == tiny_config

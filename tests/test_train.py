@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import cli_subprocess
 
 from core import load_checkpoint, translate
 from core.checkpoint import read_checkpoint
@@ -441,3 +442,12 @@ def test_resume_goes_through_the_checkpoint_module_and_refuses_a_damaged_state(t
     capsys.readouterr()
     assert main(tiny_argv(tmp_path, data, "--epochs", "2", "--preload", "1")) == 2
     assert "lacks optimizer" in capsys.readouterr().err
+
+
+def test_train_command_smoke(tmp_path):
+    """`python -m core train` in a fresh interpreter: two steps, one loadable checkpoint."""
+    data = write_corpus(tmp_path / "pairs.tsv", n=40)
+    run = cli_subprocess("train", *tiny_argv(tmp_path, data, "--epochs", "1", "--max-steps", "2", "--save-every", "2"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    saved = sorted((tmp_path / "weights").glob("*.pt"))
+    assert saved and load_checkpoint(saved[-1]).kind == "native"

@@ -1,38 +1,23 @@
-"""The command line: python -m core translate, run as a subprocess."""
+"""The command line: python -m core translate, run in-process (`cli`), plus one subprocess smoke test."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import cli_subprocess
 
 
-def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "core", "translate", *map(str, args)],
-        input=stdin,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+def test_plain_output_one_line_per_sentence(tiny_checkpoint, cli):
+    run = cli(
+        "translate", "--checkpoint", tiny_checkpoint, "--max-len", "5", "the cat sleeps .", "where is the station ?"
     )
-
-
-def test_plain_output_one_line_per_sentence(tiny_checkpoint):
-    run = run_cli("--checkpoint", tiny_checkpoint, "--max-len", "5", "the cat sleeps .", "where is the station ?")
     assert run.returncode == 0, run.stderr
     assert len(run.stdout.splitlines()) == 2
     assert run.stderr == ""
 
 
-def test_json_schema_and_shapes(tiny_checkpoint, tiny_config):
-    run = run_cli("--checkpoint", tiny_checkpoint, "--json", "--max-len", "6", "the cat sleeps .", "a dog")
+def test_json_schema_and_shapes(tiny_checkpoint, tiny_config, cli):
+    run = cli("translate", "--checkpoint", tiny_checkpoint, "--json", "--max-len", "6", "the cat sleeps .", "a dog")
     assert run.returncode == 0, run.stderr
     records = [json.loads(line) for line in run.stdout.splitlines()]
     assert [r["source"] for r in records] == ["the cat sleeps .", "a dog"]
@@ -59,88 +44,84 @@ def test_json_schema_and_shapes(tiny_checkpoint, tiny_config):
                 assert all(abs(sum(row) - 1) < 1e-4 for row in head)
 
 
-def test_reference_mode(tiny_checkpoint):
-    run = run_cli("--checkpoint", tiny_checkpoint, "--json", "--reference", "il gatto dorme .", "the cat sleeps .")
+def test_reference_mode(tiny_checkpoint, cli):
+    run = cli(
+        "translate", "--checkpoint", tiny_checkpoint, "--json", "--reference", "il gatto dorme .", "the cat sleeps ."
+    )
     assert run.returncode == 0, run.stderr
     record = json.loads(run.stdout)
     assert record["target_tokens"] == ["[SOS]", "il", "gatto", "dorme", "."]
     assert record["translation"] == "il gatto dorme."
 
 
-def test_empty_sentence_is_an_error_but_others_are_translated(tiny_checkpoint):
-    run = run_cli("--checkpoint", tiny_checkpoint, "--max-len", "4", "the cat", "  ", "a dog")
+def test_empty_sentence_is_an_error_but_others_are_translated(tiny_checkpoint, cli):
+    run = cli("translate", "--checkpoint", tiny_checkpoint, "--max-len", "4", "the cat", "  ", "a dog")
     assert run.returncode == 1
     assert len(run.stdout.splitlines()) == 2
     assert "error: the sentence is empty" in run.stderr
     assert "Traceback" not in run.stderr
 
 
-def test_overlong_sentence_names_the_limit(tiny_checkpoint, tiny_config):
-    run = run_cli("--checkpoint", tiny_checkpoint, " ".join(["cat"] * tiny_config.seq_len))
+def test_overlong_sentence_names_the_limit(tiny_checkpoint, tiny_config, cli):
+    run = cli("translate", "--checkpoint", tiny_checkpoint, " ".join(["cat"] * tiny_config.seq_len))
     assert run.returncode == 1
     assert f"at most {tiny_config.seq_len - 2}" in run.stderr and "Traceback" not in run.stderr
 
 
-def test_bad_checkpoint_path(tmp_path):
-    run = run_cli("--checkpoint", tmp_path / "nope.pt", "hello")
+def test_bad_checkpoint_path(tmp_path, cli):
+    run = cli("translate", "--checkpoint", tmp_path / "nope.pt", "hello")
     assert run.returncode == 2
     assert run.stderr.strip() == f"error: checkpoint not found: {tmp_path / 'nope.pt'}"
     assert run.stdout == ""
 
 
-def test_not_a_checkpoint(tmp_path):
+def test_not_a_checkpoint(tmp_path, cli):
     (tmp_path / "notes.txt").write_text("hello")
-    run = run_cli("--checkpoint", tmp_path / "notes.txt", "hello")
+    run = cli("translate", "--checkpoint", tmp_path / "notes.txt", "hello")
     assert run.returncode == 2 and run.stderr.startswith("error: not a checkpoint") and "Traceback" not in run.stderr
 
 
-def test_sentences_from_stdin(tiny_checkpoint):
-    run = run_cli("--checkpoint", tiny_checkpoint, "--max-len", "4", stdin="the cat\n\na dog\n")
+def test_sentences_from_stdin(tiny_checkpoint, cli):
+    run = cli("translate", "--checkpoint", tiny_checkpoint, "--max-len", "4", stdin="the cat\n\na dog\n")
     assert run.returncode == 0, run.stderr
     assert len(run.stdout.splitlines()) == 2
 
 
-def test_tutorial_checkpoint_note(tmp_path):
+def test_tutorial_checkpoint_note(tmp_path, cli):
     from test_checkpoint import tutorial_state_dict, write_tokenizers, write_tutorial_checkpoint
 
     write_tokenizers(tmp_path)
     write_tutorial_checkpoint(tmp_path / "tmodel_00.pt", tutorial_state_dict())
-    run = run_cli("--checkpoint", tmp_path / "tmodel_00.pt", "--max-len", "3", "en1 en2")
+    run = cli("translate", "--checkpoint", tmp_path / "tmodel_00.pt", "--max-len", "3", "en1 en2")
     assert run.returncode == 0, run.stderr
     assert "note: tutorial checkpoints do not record the head count; assumed 8" in run.stderr
-    run = run_cli("--checkpoint", tmp_path / "tmodel_00.pt", "--heads", "4", "--max-len", "3", "en1 en2")
+    run = cli("translate", "--checkpoint", tmp_path / "tmodel_00.pt", "--heads", "4", "--max-len", "3", "en1 en2")
     assert run.returncode == 0 and "note:" not in run.stderr
 
 
 def test_stdin_bytes_that_are_not_utf8_reject_that_line_only(tiny_checkpoint):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run(
-        [sys.executable, "-m", "core", "translate", "--checkpoint", str(tiny_checkpoint), "--json", "--max-len", "4"],
-        input=b"\xff\xfe bad\r\nthe cat\r\n",
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        timeout=60,
+    """The smoke test: `python -m core translate` in a fresh interpreter, real bytes on stdin."""
+    run = cli_subprocess(
+        "translate", "--checkpoint", tiny_checkpoint, "--json", "--max-len", "4", stdin=b"\xff\xfe bad\r\nthe cat\r\n"
     )
-    stderr = run.stderr.decode()
-    assert run.returncode == 1 and "Traceback" not in stderr
-    assert "error: the sentence is not UTF-8 text" in stderr
-    records = [json.loads(line) for line in run.stdout.decode().splitlines()]
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "error: the sentence is not UTF-8 text" in run.stderr
+    records = [json.loads(line) for line in run.stdout.splitlines()]
     assert [r["source"] for r in records] == ["the cat"]  # the Windows line ending is not part of the sentence
 
 
-def test_argument_errors_are_one_line(tiny_checkpoint, tmp_path):
-    run = run_cli("--checkpoint", tiny_checkpoint, "--threads", "0", "the cat")
+def test_argument_errors_are_one_line(tiny_checkpoint, tmp_path, cli):
+    run = cli("translate", "--checkpoint", tiny_checkpoint, "--threads", "0", "the cat")
     assert run.returncode == 2 and "--threads: expected a whole number of at least 1" in run.stderr
-    run = run_cli("--checkpoint", tiny_checkpoint, "--reference", "il gatto .", "the cat", "a dog")
+    run = cli("translate", "--checkpoint", tiny_checkpoint, "--reference", "il gatto .", "the cat", "a dog")
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.strip() == "error: --reference is the translation of one sentence; got 2 sentences"
     (tmp_path / "runs" / "small").mkdir(parents=True)
     (tmp_path / "runs" / "small" / "tmodel_05.pt").write_bytes(b"")
-    run = run_cli("--checkpoint", tmp_path / "runs", "the cat")
+    run = cli("translate", "--checkpoint", tmp_path / "runs", "the cat")
     assert (
         run.returncode == 2 and run.stderr.strip() == f"error: {tmp_path / 'runs'} is a folder, not a checkpoint file"
     )
-    run = run_cli("--checkpoint", tmp_path / "runs" / "small", "the cat")
+    run = cli("translate", "--checkpoint", tmp_path / "runs" / "small", "the cat")
     assert run.stderr.strip().endswith("is a folder, not a checkpoint file; it holds tmodel_05.pt")
     assert "Traceback" not in run.stderr

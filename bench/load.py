@@ -1,0 +1,361 @@
+"""A teacher's class on one server: browser sessions translating and moving sliders at the same time.
+
+    python bench/load.py [--users 8] [--sentences 4] [--port 8630] [--url http://127.0.0.1:8501]
+
+Starts `streamlit run app.py` on --port (the shipped default model) unless --url names a running server,
+then drives --users Playwright contexts (Debian's chromium, headless) at once: each types its own
+sentences, clicks Translate, and after each translation moves the Head and Layer sliders. Checks:
+
+- no cross-talk: the focused heatmap shows exactly this session's tokens ("2·cat"), as core.translate
+  gives them for its sentence, and the shown translation is its own; after a slider move, still;
+- no error: no exception or error box on any page, no traceback or error line in the server's log.
+
+Prints the Translate-click-to-drawn-heatmap time (p50, p95) and where it goes, from timestamps taken in
+the browser (one clock): waiting for the server to start the run (click -> script "running"), the server
+running the script until the heatmap's message arrives, the browser drawing it after that message, and
+the bytes the websocket carried for one translation. A single user is measured first, in the same run,
+as the uncontended baseline. Exit status 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from playwright.async_api import async_playwright  # noqa: E402
+
+from core import charts, load_checkpoint, translate  # noqa: E402
+
+SENTENCES = [  # 45 different sentences, none the page opens on (ui.EXAMPLES[1]): a change must be visible
+    "I love you.",
+    "The old man is sitting on the bench.",
+    "Where is the train station?",
+    "We will go to the sea tomorrow.",
+    "She opened the door and looked at the garden.",
+    "My brother works in a big hospital.",
+    "The children are playing in the park.",
+    "I don't understand what you are saying.",
+    "This book is very interesting.",
+    "Can you help me, please?",
+    "The weather is cold today.",
+    "He drinks coffee every morning.",
+    "They bought a new house last year.",
+    "I have never seen this film.",
+    "The shop closes at eight.",
+    "Tom is waiting for his friends.",
+    "Please speak more slowly.",
+    "We had dinner at a small restaurant.",
+    "The dog is barking at the postman.",
+    "I forgot my keys at home.",
+    "Her mother is a teacher.",
+    "The river flows through the city.",
+    "I would like a glass of water.",
+    "Do you know where he lives?",
+    "The train was late again.",
+    "My sister plays the piano very well.",
+    "It is raining in Rome.",
+    "I am reading a letter from my father.",
+    "The museum is open on Sunday.",
+    "He lost his wallet on the bus.",
+    "We must finish this work tonight.",
+    "The flowers in the garden are red.",
+    "Why are you so sad?",
+    "I bought some bread and cheese.",
+    "The teacher explained the lesson again.",
+    "They are talking about the election.",
+    "The car is parked near the bank.",
+    "She sings in a choir.",
+    "I need a new pair of shoes.",
+    "The moon is bright tonight.",
+    "Our neighbours have three cats.",
+    "I will call you after the meeting.",
+    "The soup is too hot.",
+    "He writes a long email to his boss.",
+    "The students are tired after the exam.",
+]
+RUN_MS = 120_000
+LOG_ERROR = re.compile(r"Traceback|Error|Exception", re.IGNORECASE)
+
+# Timestamps in the page's own clock: pointer-down, script-state changes and websocket messages.
+INIT_JS = """(() => {
+  window.__clicks = []; window.__states = []; window.__ws = [];
+  document.addEventListener('pointerdown', () => window.__clicks.push(performance.now()), true);
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (e) => {
+        const n = e.data.byteLength ?? e.data.size ?? e.data.length ?? 0;
+        window.__ws.push([performance.now(), n]);
+      });
+    }
+  };
+  const watch = () => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (!app) { requestAnimationFrame(watch); return; }
+    window.__runs = 0;
+    let last = app.getAttribute('data-test-script-state');
+    new MutationObserver(() => {
+      const s = app.getAttribute('data-test-script-state');
+      if (s !== last) { window.__states.push([performance.now(), s]); if (s === 'notRunning') window.__runs++; last = s; }
+    }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  };
+  watch();
+})();"""
+
+# The focused heatmap (first chart) shows all of `want` among its token labels; records when, then returns them.
+DRAWN_JS = """([want, title]) => {
+  const chart = document.querySelector('[data-testid="stVegaLiteChart"]');
+  if (!chart) return null;
+  const texts = Array.from(chart.querySelectorAll('svg text')).map(t => t.textContent);
+  if (!want.every(w => texts.includes(w)) || !texts.some(t => t.includes(title))) return null;
+  window.__drawn = performance.now();
+  return texts.filter(t => /^\\d+\\u00b7/.test(t));
+}"""
+
+
+@dataclass
+class Timing:
+    total: float  # ms, click -> heatmap drawn
+    to_start: float  # click -> the script run started (server busy with other sessions, websocket)
+    server: float  # run start -> the last message before the heatmap was drawn
+    render: float  # that message -> drawn
+    kbytes: float  # websocket payload from click to drawn
+
+
+@dataclass
+class User:
+    name: str
+    sentences: list[str]
+    timings: list[Timing] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def free_port(preferred: int) -> int:
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", preferred)) != 0:
+            return preferred
+    raise SystemExit(f"port {preferred} is in use; pass --port or --url")
+
+
+def start_server(port: int, log_path: Path) -> subprocess.Popen:
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                return proc
+        except OSError:
+            time.sleep(0.3)
+        if proc.poll() is not None:
+            break
+    proc.terminate()
+    raise SystemExit(f"streamlit did not start: {log_path.read_text()[-2000:]}")
+
+
+async def wait_idle(page) -> None:
+    await page.wait_for_function(
+        """() => { const a = document.querySelector('[data-testid="stApp"]');
+                   return a && a.getAttribute('data-test-connection-state') === 'CONNECTED'
+                     && a.getAttribute('data-test-script-state') === 'notRunning'
+                     && !document.querySelector('[data-testid="stSkeleton"]'); }""",
+        timeout=RUN_MS,
+    )
+
+
+async def after_rerun(page, action) -> None:
+    before = await page.evaluate("() => window.__runs || 0")
+    await action()
+    await page.wait_for_function(f"() => (window.__runs || 0) > {before}", timeout=RUN_MS)
+    await wait_idle(page)
+
+
+async def page_errors(page) -> list[str]:
+    boxes = page.locator("[data-testid=stException], [data-testid=stAlertContentError]")
+    return [await boxes.nth(i).inner_text() for i in range(await boxes.count())]
+
+
+def timing(marks: dict) -> Timing:
+    click, drawn = marks["clicks"][-1], marks["drawn"]
+    started = next((t for t, s in marks["states"] if t >= click and s == "running"), click)
+    before = [t for t, _ in marks["ws"] if click <= t <= drawn]
+    last = before[-1] if before else drawn
+    kbytes = sum(n for t, n in marks["ws"] if click <= t <= drawn) / 1000
+    return Timing(drawn - click, started - click, last - started, drawn - last, kbytes)
+
+
+async def run_user(browser, url: str, user: User, expected: dict, ready: list, start: asyncio.Event) -> None:
+    context = await browser.new_context(viewport={"width": 1400, "height": 1100})
+    await context.add_init_script(INIT_JS)
+    page = await context.new_page()
+    page.on("pageerror", lambda exc: user.problems.append(f"{user.name}: page error {exc}"))
+    await page.goto(url)
+    await wait_idle(page)
+    ready.append(user.name)
+    await start.wait()  # every user is on the page before anyone translates
+    box = page.get_by_role("textbox", name="Sentence (English)")
+    for sentence in user.sentences:
+        want = expected[sentence]
+        await box.fill(sentence)
+        await page.get_by_role("button", name="Translate", exact=True).click()
+        shown = await (
+            await page.wait_for_function(DRAWN_JS, arg=[want["labels"], "head 1"], timeout=RUN_MS)
+        ).json_value()
+        marks = await page.evaluate("() => ({clicks: __clicks, states: __states, ws: __ws, drawn: __drawn})")
+        user.timings.append(timing(marks))
+        await wait_idle(page)
+        if sorted(set(shown)) != sorted(set(want["labels"])):
+            user.problems.append(f"{user.name}: {sentence!r} chart shows {sorted(set(shown) - set(want['labels']))}")
+        text = await page.get_by_test_id("stMarkdown").filter(has_text="Translation:").first.inner_text()
+        if want["translation"] not in text:
+            user.problems.append(f"{user.name}: {sentence!r} shows {text!r}, expected {want['translation']!r}")
+        for label, title in (("Head", "head 2"), ("Layer", "layer 2")):
+            handle = page.get_by_role("group", name=label, exact=True).get_by_role("slider")
+            await handle.focus()
+            await after_rerun(page, lambda h=handle: h.press("ArrowRight"))
+            shown = await (
+                await page.wait_for_function(DRAWN_JS, arg=[want["labels"], title], timeout=RUN_MS)
+            ).json_value()
+            if sorted(set(shown)) != sorted(set(want["labels"])):
+                user.problems.append(f"{user.name}: after {label} the chart shows other tokens")
+        for label in ("Head", "Layer"):  # back to head 1, layer 1 for the next sentence's check
+            handle = page.get_by_role("group", name=label, exact=True).get_by_role("slider")
+            await handle.focus()
+            await after_rerun(page, lambda h=handle: h.press("Home"))
+    user.problems += [f"{user.name}: error box {e!r}" for e in await page_errors(page)]
+    await context.close()
+
+
+async def drive(url: str, users: list[User], expected: dict) -> float:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=shutil.which("chromium"),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        start, ready = asyncio.Event(), []
+        tasks = [asyncio.create_task(run_user(browser, url, u, expected, ready, start)) for u in users]
+        while len(ready) < len(users):
+            if any(t.done() for t in tasks):  # a user failed before the start: let gather raise it
+                break
+            await asyncio.sleep(0.1)
+        begin = time.perf_counter()
+        start.set()
+        await asyncio.gather(*tasks)
+        await browser.close()
+        return time.perf_counter() - begin
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def report(title: str, users: list[User], seconds: float) -> None:
+    timings = [t for u in users for t in u.timings]
+    totals = [t.total / 1000 for t in timings]
+    print(f"\n{title}: {len(users)} users x {len(users[0].sentences)} translations in {seconds:.1f} s")
+    print(
+        f"  Translate click -> drawn heatmap: p50 {percentile(totals, 0.5):.2f} s, p95 {percentile(totals, 0.95):.2f} s"
+    )
+    for name in ("to_start", "server", "render"):
+        values = [getattr(t, name) / 1000 for t in timings]
+        print(f"    {name:<8} p50 {percentile(values, 0.5):.2f} s  p95 {percentile(values, 0.95):.2f} s")
+    print(f"  websocket payload per translation: median {statistics.median(t.kbytes for t in timings):.0f} kB")
+
+
+def script_alone(sentences: list[str]) -> list[float]:
+    """Seconds of one Translate rerun of the page run in this process (AppTest: the server's script alone, no
+    browser, no websocket, nothing else running from this script), one new sentence each."""
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    seconds = []
+    for sentence in sentences:
+        app.text_input(key="sentence").input(sentence)
+        start = time.perf_counter()
+        app.button(key="go").click().run()
+        seconds.append(time.perf_counter() - start)
+        assert not app.exception, app.exception
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=8)
+    parser.add_argument("--sentences", type=int, default=4, help="translations per user")
+    parser.add_argument("--port", type=int, default=8630, help="port for the server started here")
+    parser.add_argument("--url", help="use this running server (with the default model) instead")
+    args = parser.parse_args(argv)
+    if args.users * args.sentences + args.sentences > len(SENTENCES) - 5:  # the last five: warm-up, script alone
+        raise SystemExit(f"at most {len(SENTENCES)} different sentences")
+    torch.set_num_threads(1)
+    bundle = load_checkpoint(ROOT / "checkpoints" / "default.pt")
+    expected = {}
+    for sentence in SENTENCES:
+        result = translate(bundle, sentence)
+        labels = charts.labels(result.source_tokens) + charts.labels(result.target_tokens)
+        expected[sentence] = {"labels": labels, "translation": result.translation}
+    alone = script_alone(SENTENCES[-5:-1])
+    print(
+        f"script alone (AppTest, one Translate rerun): median {statistics.median(alone):.2f} s, max {max(alone):.2f} s"
+    )
+    log_dir = Path(tempfile.mkdtemp(prefix="bench_load_"))
+    server = None if args.url else start_server(free_port(args.port), log_dir / "streamlit.log")
+    url = args.url or f"http://127.0.0.1:{args.port}"
+    problems = []
+    try:
+        warm = [User("warm-up", SENTENCES[-1:])]  # imports and the model load happen here, not in a timed run
+        for phase, users in (
+            ("warm-up", warm),
+            ("baseline", [User("solo", SENTENCES[: args.sentences])]),
+            (
+                "load",
+                [
+                    User(f"user{i + 1}", SENTENCES[args.sentences * (i + 1) : args.sentences * (i + 2)])
+                    for i in range(args.users)
+                ],
+            ),
+        ):
+            seconds = asyncio.run(drive(url, users, expected))
+            problems += [p for u in users for p in u.problems]
+            if phase != "warm-up":
+                report(f"{phase} ({'one user alone' if phase == 'baseline' else 'all at once'})", users, seconds)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(20)
+    if server is not None:
+        bad = [line for line in (log_dir / "streamlit.log").read_text().splitlines() if LOG_ERROR.search(line)]
+        problems += [f"server log: {line}" for line in bad]
+        print(f"\nserver log: {log_dir / 'streamlit.log'} ({len(bad)} error lines)")
+    print("cross-talk and errors:", "none" if not problems else f"{len(problems)} problems")
+    for problem in problems:
+        print("  " + problem)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
