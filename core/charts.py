@@ -9,6 +9,7 @@ which keeps the 6 x 8 x 20 x 20 view small.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 
@@ -19,10 +20,25 @@ from torch import Tensor
 
 from core.attention import Attention
 
-SCHEME = "blues"
-PAD = alt.AutoSizeParams(
-    type="pad"
-)  # width/height size the plot; axes and legend come on top (Streamlit fits otherwise)
+# Colour of a weight: white at 0, then light to dark blue, with stops evenly spaced in sqrt(weight), so
+# that weights near 0 (0.02 vs 0) already differ; interpolated in RGB both in Vega and in tile images.
+COLOR_STOPS = (0.0, 0.0625, 0.25, 0.5625, 1.0)
+COLORS = ("#ffffff", "#c6dbef", "#6baed6", "#2171b5", "#08306b")
+MASK_COLOR = "#bdbdbd"  # a cell the decoder cannot see (a later token): grey, never the white of a zero weight
+FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")  # the whole chart (axes, legend) fits its width
+LEGEND_PX = 70  # a right-hand weight legend
+LABEL_PX = 7  # per character of an axis label, at the axes' 11 px font
+
+# What a row and a column of each kind of map are (shown under the chart and in its tooltip).
+READING_HELP = {
+    "encoder": "Row: an English token being re-read by the encoder; column: the English token it takes "
+    "information from. Each row sums to 1.",
+    "decoder": "Row `i·token`: the decoding step that has just read `token` and predicts the next Italian token; "
+    "column: an Italian token it has already read (grey: a later token it cannot see). Each row sums to 1.",
+    "cross": "Row `i·token`: the decoding step that has just read `token` and predicts the next Italian token "
+    "(so a row peaks on the English word it is about to translate); column: the English token it reads. "
+    "Each row sums to 1.",
+}
 
 
 def _numpy(weights: Tensor | np.ndarray) -> np.ndarray:
@@ -85,40 +101,48 @@ def grid_frame(weights: Tensor | np.ndarray, queries: list[str], keys: list[str]
     )
 
 
+def fit_cell(count: int, space: int, smallest: int = 4, largest: int = 26) -> int:
+    """Pixels per cell so that count cells fill space, kept between smallest and largest."""
+    return int(max(smallest, min(largest, space // max(count, 1))))
+
+
+def label_px(tokens: list[str], limit: int = 90) -> int:
+    """About how wide the longest 'position·token' label of tokens is drawn (capped by the axis labelLimit)."""
+    return min(limit, LABEL_PX * max((len(t) for t in labels(tokens)), default=1)) + 8
+
+
+def natural_width(chart: alt.TopLevelMixin) -> int:
+    """The width a chart would like (its plot, axes and legend at full cell size), as set by its builder: the
+    app gives it a box of that width, or its column's if narrower, and the chart fits the box (FIT_X)."""
+    return int(chart.usermeta["natural_width"])
+
+
+def color_scale() -> alt.Scale:
+    return alt.Scale(domain=list(COLOR_STOPS), range=list(COLORS), interpolate="rgb", clamp=True)
+
+
+def weight_colors(weights: np.ndarray) -> np.ndarray:
+    """(...) weights -> (..., 3) uint8 RGB, the same colours Vega draws with color_scale()."""
+    stops = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in COLORS], dtype=np.float32)  # (5, 3)
+    w = np.clip(_numpy(weights), 0.0, 1.0)
+    rgb = np.stack([np.interp(w, COLOR_STOPS, stops[:, channel]) for channel in range(3)], axis=-1)
+    return np.rint(rgb).astype(np.uint8)
+
+
 def _axis(field: str, title: str, tokens: list[str], show_labels: bool, angle: int = 0) -> dict:
+    """An ordinal token axis; labels that would overlap are thinned (every cell keeps its tooltip)."""
     axis = (
         alt.Axis(
-            labelExpr=f"{json.dumps(labels(tokens))}[datum.value]", labelAngle=angle, labelLimit=120, labelOverlap=False
+            labelExpr=f"{json.dumps(labels(tokens))}[datum.value]",
+            labelAngle=angle,
+            labelLimit=90,
+            labelOverlap="greedy",
+            labelFontSize=11,
         )
         if show_labels
         else alt.Axis(labels=False, ticks=False, title=None)
     )
     return {"field": field, "type": "ordinal", "title": title if show_labels else None, "axis": axis}
-
-
-def _cells(
-    df: pd.DataFrame, queries: list[str], keys: list[str], show_labels: bool, extra_tooltip: tuple[str, ...] = ()
-) -> alt.Chart:
-    """Heatmap cells on numeric-only data; token tooltips are computed in Vega from the label arrays."""
-    numeric = df.drop(columns=[c for c in ("query", "key") if c in df.columns])
-    tooltip = [alt.Tooltip(f"{c}:O") for c in extra_tooltip] + [
-        alt.Tooltip("query_token:N", title="query"),
-        alt.Tooltip("key_token:N", title="key"),
-        alt.Tooltip("weight:Q", format=".3f"),
-    ]
-    return (
-        alt.Chart(numeric)
-        .mark_rect()
-        .transform_calculate(
-            query_token=f"{json.dumps(labels(queries))}[datum.qi]", key_token=f"{json.dumps(labels(keys))}[datum.ki]"
-        )
-        .encode(
-            x=alt.X(**_axis("ki", "key", keys, show_labels, -45)),
-            y=alt.Y(**_axis("qi", "query", queries, show_labels)),
-            color=alt.Color("weight:Q", title="weight", scale=alt.Scale(scheme=SCHEME, domain=[0, 1])),
-            tooltip=tooltip,
-        )
-    )
 
 
 def heatmap(
@@ -127,34 +151,226 @@ def heatmap(
     keys: list[str],
     title: str = "",
     cell: int | None = None,
-    plot_width: int = 360,
+    plot_width: int = 520,
+    causal: bool = False,
+    next_tokens: list[str] | None = None,
+    help_text: str = "",
 ) -> alt.Chart:
     """One head (or the head average): query tokens down, key tokens across, a weight legend.
 
-    Cells are square, sized so the plot fits plot_width (12 to 26 px) unless cell is given."""
-    cell = cell or max(12, min(26, plot_width // max(len(keys), 1)))
-    size = {"width": max(160, cell * len(keys)), "height": max(120, cell * len(queries))}
-    return _cells(df, queries, keys, True).properties(title=title, autosize=PAD, **size)
-
-
-def heads_grid(
-    df: pd.DataFrame, queries: list[str], keys: list[str], columns: int = 4, cell: int = 85, title: str = ""
-) -> alt.Chart:
-    """Small multiples: every head of one layer (frame from grid_frame for that layer)."""
-    chart = _cells(df, queries, keys, False, ("head",)).properties(width=cell, height=cell)
-    return chart.facet(facet=alt.Facet("head:O", title="head"), columns=columns, title=title).configure_legend(
-        orient="bottom"
+    Cells are square at their natural size (plot_width // keys, 4 to 26 px, unless cell is given); in a
+    narrower box the chart keeps its height and its cells get thinner (labels thinned, tooltips exact).
+    causal: cells above the diagonal are masked (decoder self-attention) and drawn grey, not as weight 0.
+    next_tokens: the token each row predicts, shown in the tooltip (decoder rows predict the next token)."""
+    cell = cell or fit_cell(len(keys), plot_width)
+    width, height = max(120, cell * len(keys)), max(100, cell * len(queries))
+    numeric = df.drop(columns=[c for c in ("query", "key") if c in df.columns])
+    calc = {
+        "query_token": f"{json.dumps(labels(queries))}[datum.qi]",
+        "key_token": f"{json.dumps(labels(keys))}[datum.ki]",
+        "shown": "datum.ki > datum.qi ? 'masked (a later token)' : format(datum.weight, '.3f')"
+        if causal
+        else "format(datum.weight, '.3f')",
+    }
+    tooltip = [alt.Tooltip("query_token:N", title="row (query)"), alt.Tooltip("key_token:N", title="column (key)")]
+    if next_tokens is not None:
+        calc["predicts"] = f"{json.dumps(list(next_tokens))}[datum.qi]"
+        tooltip.append(alt.Tooltip("predicts:N", title="row predicts"))
+    tooltip.append(alt.Tooltip("shown:N", title="weight"))
+    if help_text:
+        calc["reading"] = json.dumps(help_text.replace("`", ""))
+        tooltip.append(alt.Tooltip("reading:N", title="reading"))
+    color = alt.Color("weight:Q", title="weight", scale=color_scale(), legend=alt.Legend(gradientLength=120))
+    if causal:
+        color = alt.condition("datum.ki > datum.qi", alt.value(MASK_COLOR), color)
+    rotated = len(keys) > 12
+    chart = (
+        alt.Chart(numeric)
+        .mark_rect()
+        .transform_calculate(**calc)
+        .encode(
+            x=alt.X(**_axis("ki", "key (column)", keys, True, -90 if rotated else -45)),
+            y=alt.Y(**_axis("qi", "query (row)", queries, True)),
+            color=color,
+            tooltip=tooltip,
+        )
+    )
+    full = width + label_px(queries) + 24 + LEGEND_PX
+    return chart.properties(
+        title=title, width=width, height=height, autosize=FIT_X, usermeta={"natural_width": max(full, 7 * len(title))}
     )
 
 
-def layers_grid(
-    df: pd.DataFrame, queries: list[str], keys: list[str], cell: int = 80, selectable: bool = True
-) -> alt.Chart:
-    """All layers (rows) by all heads (columns); a click selects a (layer, head) cell when selectable."""
-    chart = _cells(df, queries, keys, False, ("layer", "head")).properties(width=cell, height=cell)
+def _tiles_image(weights: np.ndarray, columns: int, gap: int, causal: bool) -> tuple[str, int, int]:
+    """(N, Tq, Tk) maps -> a PNG data URI of them tiled `columns` to a row, one pixel per cell, `gap`
+    transparent pixels between tiles; and its width and height in pixels."""
+    from PIL import Image
+
+    n, tq, tk = weights.shape
+    rows = -(-n // columns)
+    canvas = np.zeros((rows * (tq + gap) - gap, min(n, columns) * (tk + gap) - gap, 4), dtype=np.uint8)
+    rgb = weight_colors(weights)  # (N, Tq, Tk, 3)
+    if causal:
+        rgb[:, np.triu(np.ones((tq, tk), dtype=bool), 1)] = [int(MASK_COLOR[i : i + 2], 16) for i in (1, 3, 5)]
+    for i in range(n):
+        top, left = (i // columns) * (tq + gap), (i % columns) * (tk + gap)
+        canvas[top : top + tq, left : left + tk, :3] = rgb[i]
+        canvas[top : top + tq, left : left + tk, 3] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(canvas, "RGBA").save(buffer, format="PNG", optimize=False, compress_level=1)
+    return (
+        "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"),
+        canvas.shape[1],
+        canvas.shape[0],
+    )
+
+
+def _tiles(
+    weights: Tensor | np.ndarray,
+    layer_of: np.ndarray,
+    head_of: np.ndarray,
+    columns: int,
+    tile_px: int,
+    causal: bool,
+    selectable: bool,
+    title: str,
+    axes: bool,
+) -> alt.LayerChart:
+    """Small multiples of (N, Tq, Tk) maps drawn as one image (N tiles, `columns` to a row) under N
+    transparent panels that carry the tooltip (layer, head) and, when selectable, a click selection "pick"
+    of that (layer, head). One image instead of N x Tq x Tk marks: the browser draws it at once whatever
+    the sentence length (the focused heatmap keeps per-cell tooltips)."""
+    w = _numpy(weights)
+    n, tq, tk = w.shape
+    gap = max(1, max(tq, tk) // 8)
+    uri, width_px, height_px = _tiles_image(w, columns, gap, causal)
+    index = np.arange(n)
+    panels = pd.DataFrame(
+        {
+            "layer": layer_of.astype(int),
+            "head": head_of.astype(int),
+            "x": (index % columns) * (tk + gap),
+            "y": (index // columns) * (tq + gap),
+        }
+    ).assign(x2=lambda d: d["x"] + tk, y2=lambda d: d["y"] + tq)
+    scale = 1.0 * tile_px / max(tq, tk)  # screen pixels per cell at the natural size
+    plot_w, plot_h = max(40, round(width_px * scale)), max(40, round(height_px * scale))
+    x_scale = alt.Scale(domain=[0, width_px], nice=False, zero=False)
+    y_scale = alt.Scale(domain=[0, height_px], nice=False, zero=False, reverse=True)
+    centers_x = [(c * (tk + gap) + tk / 2) for c in range(min(n, columns))]
+    centers_y = [(r * (tq + gap) + tq / 2) for r in range(-(-n // columns))]
+    if axes:  # rows are layers, columns heads
+        x_axis = alt.Axis(
+            values=centers_x,
+            labelExpr=f"'head ' + (floor(datum.value / {tk + gap}) + 1)",
+            orient="top",
+            title=None,
+            grid=False,
+            domain=False,
+            ticks=False,
+            labelAngle=0,
+        )
+        first = int(layer_of.min())
+        y_axis = alt.Axis(
+            values=centers_y,
+            labelExpr=f"'layer ' + (floor(datum.value / {tq + gap}) + {first})",
+            title=None,
+            grid=False,
+            domain=False,
+            ticks=False,
+        )
+    else:
+        x_axis = y_axis = None
+    image = (
+        alt.Chart(pd.DataFrame({"url": [uri], "x": [0], "x2": [width_px], "y": [0], "y2": [height_px]}))
+        .mark_image(aspect=False, smooth=False)
+        .encode(
+            x=alt.X("x:Q", scale=x_scale, axis=x_axis),
+            x2="x2:Q",
+            y=alt.Y("y:Q", scale=y_scale, axis=y_axis),
+            y2="y2:Q",
+            url="url:N",
+        )
+    )
+    hint = "click to focus this head" if selectable else ""
+    panel = (
+        alt.Chart(panels)
+        .transform_calculate(hint=json.dumps(hint))
+        .mark_rect(
+            fill="#ffffff",
+            fillOpacity=0.01,
+            stroke="#333333",
+            strokeWidth=2,
+            cursor="pointer" if selectable else "default",
+        )
+        .encode(
+            x=alt.X("x:Q", scale=x_scale, axis=x_axis),
+            x2="x2:Q",
+            y=alt.Y("y:Q", scale=y_scale, axis=y_axis),
+            y2="y2:Q",
+            tooltip=[alt.Tooltip("layer:O"), alt.Tooltip("head:O")]
+            + ([alt.Tooltip("hint:N", title=" ")] if hint else []),
+        )
+    )
+    layers = [image, panel]
+    if not axes:  # a "head h" label over each tile
+        layers.append(
+            alt.Chart(panels)
+            .transform_calculate(label="'head ' + datum.head", cx="(datum.x + datum.x2) / 2")
+            .mark_text(baseline="bottom", dy=-2, fontSize=11, color="#555555")
+            .encode(x=alt.X("cx:Q", scale=x_scale, axis=None), y=alt.Y("y:Q", scale=y_scale, axis=None), text="label:N")
+        )
     if selectable:
-        chart = chart.add_params(alt.selection_point(name="pick", fields=["layer", "head"], on="click"))
-    return chart.facet(row=alt.Row("layer:O", title="layer"), column=alt.Column("head:O", title="head"), spacing=4)
+        pick = alt.selection_point(name="pick", fields=["layer", "head"], on="click", empty=False)
+        layers[1] = panel.add_params(pick).encode(strokeOpacity=alt.condition(pick, alt.value(1.0), alt.value(0.0)))
+    else:
+        layers[1] = panel.encode(strokeOpacity=alt.value(0.0))
+    chart = alt.layer(*layers).properties(
+        width=plot_w,
+        height=plot_h,
+        autosize=FIT_X,
+        usermeta={"natural_width": plot_w + (60 if axes else 10)},
+        **({"title": title} if title else {}),
+    )
+    return chart
+
+
+def heads_grid(
+    weights: Tensor | np.ndarray,
+    queries: list[str],
+    keys: list[str],
+    columns: int = 4,
+    tile_px: int = 96,
+    title: str = "",
+    layer: int = 1,
+    causal: bool = False,
+    selectable: bool = False,
+) -> alt.LayerChart:
+    """Every head of one layer: (H, Tq, Tk) weights as tiles, `columns` to a row, each labelled with its head."""
+    w = _numpy(weights)
+    if w.shape[1:] != (len(queries), len(keys)):
+        raise ValueError(f"weights {w.shape} do not match {len(queries)} query and {len(keys)} key tokens")
+    heads = np.arange(1, w.shape[0] + 1)
+    return _tiles(w, np.full_like(heads, layer), heads, columns, tile_px, causal, selectable, title, axes=False)
+
+
+def layers_grid(
+    weights: Tensor | np.ndarray,
+    queries: list[str],
+    keys: list[str],
+    tile_px: int = 64,
+    causal: bool = False,
+    selectable: bool = True,
+) -> alt.LayerChart:
+    """All layers (rows) by all heads (columns) of (L, H, Tq, Tk) weights; a click selects a (layer, head)
+    cell ("pick") when selectable."""
+    w = _numpy(weights)
+    if w.shape[2:] != (len(queries), len(keys)):
+        raise ValueError(f"weights {w.shape} do not match {len(queries)} query and {len(keys)} key tokens")
+    n_layers, n_heads = w.shape[:2]
+    layer_of, head_of = (np.indices((n_layers, n_heads)) + 1).reshape(2, -1)
+    flat = w.reshape(n_layers * n_heads, *w.shape[2:])
+    return _tiles(flat, layer_of, head_of, n_heads, tile_px, causal, selectable, "", axes=True)
 
 
 def step_rows(weights: np.ndarray, tokens: list[str]) -> pd.DataFrame:
@@ -177,23 +393,30 @@ def step_frames(att: Attention, layer: int, row: int) -> tuple[pd.DataFrame, pd.
 
 def row_heatmap(df: pd.DataFrame, keys: list[str], cell: int = 26) -> alt.Chart:
     """Heads down, key tokens across: one query row of every head of a layer (untitled: a short sentence
-    makes the chart narrower than a title, so the page writes it above)."""
+    makes the chart narrower than a title, so the page writes it above). In a box narrower than its
+    natural width the cells get thinner and the labels are thinned."""
     numeric = df.drop(columns=["key"])
+    width = max(160, cell * len(keys))
     return (
         alt.Chart(numeric)
         .mark_rect()
         .transform_calculate(key_token=f"{json.dumps(labels(keys))}[datum.ki]")
         .encode(
-            x=alt.X(**_axis("ki", "key", keys, True, -45)),
+            x=alt.X(**_axis("ki", "key", keys, True, -90 if len(keys) > 12 else -45)),
             y=alt.Y("head:O", title="head"),
-            color=alt.Color("weight:Q", scale=alt.Scale(scheme=SCHEME, domain=[0, 1])),
+            color=alt.Color("weight:Q", scale=color_scale(), legend=alt.Legend(gradientLength=80)),
             tooltip=[
                 alt.Tooltip("head:O"),
                 alt.Tooltip("key_token:N", title="key"),
                 alt.Tooltip("weight:Q", format=".3f"),
             ],
         )
-        .properties(width=max(160, cell * len(keys)), height=max(40, 24 * df["head"].nunique()), autosize=PAD)
+        .properties(
+            width=width,
+            height=max(40, 24 * df["head"].nunique()),
+            autosize=FIT_X,
+            usermeta={"natural_width": width + 60 + LEGEND_PX},
+        )
     )
 
 
@@ -219,7 +442,7 @@ def candidates_chart(df: pd.DataFrame) -> alt.Chart:
             ),
             tooltip=["token:N", alt.Tooltip("probability:Q", format=".3f")],
         )
-        .properties(width=240, height=30 * len(df), autosize=PAD)
+        .properties(width=240, height=30 * len(df), autosize=FIT_X, usermeta={"natural_width": 340})
     )
 
 
