@@ -46,7 +46,7 @@ def page() -> None:
         return
     st.markdown(f"**Translation:** {ui.md_text(result.translation)}")
     steps = len(result.target_tokens)
-    prev, slider, nxt = st.columns([1.3, 8, 1.3], vertical_alignment="bottom")
+    prev, slider, nxt = st.columns([2, 7, 2], vertical_alignment="bottom")  # room for the labels at 1024 px
     prev.button("◀ Prev", key="prev", on_click=move, args=(-1, steps))
     nxt.button("Next ▶", key="next", on_click=move, args=(1, steps))
     with slider:
@@ -77,12 +77,8 @@ def page() -> None:
         top = charts.candidates_frame(result.top_ids, result.top_probs, row, tgt.id_to_token)
         st.markdown("**Five most likely next tokens**")
         ui.show_chart(charts.candidates_chart(top))
-        st.dataframe(
-            top,
-            hide_index=True,
-            column_config={
-                "probability": st.column_config.ProgressColumn("probability", format="%.3f", min_value=0, max_value=1)
-            },
+        st.dataframe(  # the numbers of the bars above (a progress column would cut them off in a narrow column)
+            top, hide_index=True, column_config={"probability": st.column_config.NumberColumn(format="%.3f")}
         )
 
 

@@ -17,8 +17,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from app_fixtures import write_tiny_checkpoint  # noqa: E402
+sys.path[:0] = [
+    str(Path(__file__).resolve().parent),
+    str(Path(__file__).resolve().parents[1]),
+    str(Path(__file__).resolve().parents[1] / "bench"),
+]
+from app_fixtures import EN, write_tiny_checkpoint  # noqa: E402
 
 sync_api = pytest.importorskip("playwright.sync_api")
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,3 +219,24 @@ def test_two_sessions_at_the_same_time_see_their_own_attention(server, chromium_
         sync_api.expect(chart.locator("svg text", has_text=theirs)).to_have_count(0)
         assert_no_errors(page)
         page.context.close()
+
+
+@pytest.mark.parametrize("path", ["/", "/steps"])
+def test_pages_fit_a_1024_px_window_with_a_long_sentence(server, chromium_browser, path, tmp_path):
+    """One case of bench/layout.py (which runs every page at 3 window sizes x 3 sentence lengths): 20 words,
+    near the tiny model's 24-token limit, at 1024x768. No chart overlaps another chart or a heading, caption,
+    table or widget, and none leaves the window horizontally (checked from the elements' boxes)."""
+    from urllib.parse import quote
+
+    from browser import full_height, layout_problems, settle
+
+    words = " ".join(" ".join(EN).split()[:20])
+    page = chromium_browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
+    page.goto(f"{server}{path}?sentence={quote(words)}")
+    wait_idle(page)
+    settle(page)
+    full_height(page)
+    assert page.get_by_test_id("stVegaLiteChart").count() >= 3
+    assert layout_problems(page) == []
+    assert_no_errors(page)
+    page.context.close()
