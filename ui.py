@@ -195,11 +195,11 @@ def too_long(text: str, what: str) -> bool:
     return True
 
 
-def show_chart(chart, **kwargs):
-    """st.altair_chart in a box as wide as the chart would like (charts.natural_width), or its column if
-    that is narrower: the chart fits the box (never wider than its column, never under its neighbour)."""
-    with st.container(width=charts.natural_width(chart)):
-        return st.altair_chart(chart, width="stretch", **kwargs)
+def show_chart(spec: dict, **kwargs):
+    """A chart of core.charts in a box as wide as it would like (charts.natural_width), or its column if that
+    is narrower: the chart fits the box (never wider than its column, never under its neighbour)."""
+    with st.container(width=charts.natural_width(spec)):
+        return st.vega_lite_chart(spec, width="stretch", **kwargs)
 
 
 def restore_once(page: str) -> bool:

@@ -1,4 +1,8 @@
-"""Attention tensors -> tidy DataFrames -> Altair charts, plus exports. Pure functions; no Streamlit here.
+"""Attention tensors -> tidy DataFrames -> Vega-Lite chart specs, plus exports. Pure functions; no Streamlit here.
+
+Charts are Vega-Lite specs written as plain dicts (data in `datasets` as DataFrames, which Streamlit sends as
+Arrow): building them through Altair's objects cost 100-300 ms per chart on our CPUs (schema lookups and
+validation), a dict costs well under 1 ms, and a click or a slider change reruns the page each time.
 
 Every frame is long format, one row per cell: `qi, ki` (positions), `query, key` (tokens), `weight`,
 plus `layer, head` (1-based, as the app shows them) for multi-head frames. Charts encode positions
@@ -13,7 +17,6 @@ import base64
 import io
 import json
 
-import altair as alt
 import numpy as np
 import pandas as pd
 from torch import Tensor
@@ -25,7 +28,7 @@ from core.attention import Attention
 COLOR_STOPS = (0.0, 0.0625, 0.25, 0.5625, 1.0)
 COLORS = ("#ffffff", "#c6dbef", "#6baed6", "#2171b5", "#08306b")
 MASK_COLOR = "#bdbdbd"  # a cell the decoder cannot see (a later token): grey, never the white of a zero weight
-FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")  # the whole chart (axes, legend) fits its width
+FIT_X = {"type": "fit-x", "contains": "padding"}  # the whole chart (axes, legend) fits the width it is given
 LEGEND_PX = 70  # a right-hand weight legend
 LABEL_PX = 7  # per character of an axis label, at the axes' 11 px font
 
@@ -111,14 +114,14 @@ def label_px(tokens: list[str], limit: int = 90) -> int:
     return min(limit, LABEL_PX * max((len(t) for t in labels(tokens)), default=1)) + 8
 
 
-def natural_width(chart: alt.TopLevelMixin) -> int:
+def natural_width(spec: dict) -> int:
     """The width a chart would like (its plot, axes and legend at full cell size), as set by its builder: the
     app gives it a box of that width, or its column's if narrower, and the chart fits the box (FIT_X)."""
-    return int(chart.usermeta["natural_width"])
+    return int(spec["usermeta"]["natural_width"])
 
 
-def color_scale() -> alt.Scale:
-    return alt.Scale(domain=list(COLOR_STOPS), range=list(COLORS), interpolate="rgb", clamp=True)
+def color_scale() -> dict:
+    return {"domain": list(COLOR_STOPS), "range": list(COLORS), "interpolate": "rgb", "clamp": True}
 
 
 def weight_colors(weights: np.ndarray) -> np.ndarray:
@@ -129,20 +132,21 @@ def weight_colors(weights: np.ndarray) -> np.ndarray:
     return np.rint(rgb).astype(np.uint8)
 
 
-def _axis(field: str, title: str, tokens: list[str], show_labels: bool, angle: int = 0) -> dict:
-    """An ordinal token axis; labels that would overlap are thinned (every cell keeps its tooltip)."""
-    axis = (
-        alt.Axis(
-            labelExpr=f"{json.dumps(labels(tokens))}[datum.value]",
-            labelAngle=angle,
-            labelLimit=90,
-            labelOverlap="greedy",
-            labelFontSize=11,
-        )
-        if show_labels
-        else alt.Axis(labels=False, ticks=False, title=None)
-    )
-    return {"field": field, "type": "ordinal", "title": title if show_labels else None, "axis": axis}
+def _axis(field: str, title: str, tokens: list[str], angle: int = 0) -> dict:
+    """An ordinal token axis labelled 'position·token'; labels that would overlap are thinned (every cell
+    keeps its tooltip)."""
+    axis = {
+        "labelExpr": f"{json.dumps(labels(tokens))}[datum.value]",
+        "labelAngle": angle,
+        "labelLimit": 90,
+        "labelOverlap": "greedy",
+        "labelFontSize": 11,
+    }
+    return {"field": field, "type": "ordinal", "title": title, "axis": axis}
+
+
+def _tooltip(field: str, title: str, kind: str = "nominal", **extra) -> dict:
+    return {"field": field, "type": kind, "title": title, **extra}
 
 
 def heatmap(
@@ -155,7 +159,7 @@ def heatmap(
     causal: bool = False,
     next_tokens: list[str] | None = None,
     help_text: str = "",
-) -> alt.Chart:
+) -> dict:
     """One head (or the head average): query tokens down, key tokens across, a weight legend.
 
     Cells are square at their natural size (plot_width // keys, 4 to 26 px, unless cell is given); in a
@@ -164,7 +168,6 @@ def heatmap(
     next_tokens: the token each row predicts, shown in the tooltip (decoder rows predict the next token)."""
     cell = cell or fit_cell(len(keys), plot_width)
     width, height = max(120, cell * len(keys)), max(100, cell * len(queries))
-    numeric = df.drop(columns=[c for c in ("query", "key") if c in df.columns])
     calc = {
         "query_token": f"{json.dumps(labels(queries))}[datum.qi]",
         "key_token": f"{json.dumps(labels(keys))}[datum.ki]",
@@ -172,33 +175,41 @@ def heatmap(
         if causal
         else "format(datum.weight, '.3f')",
     }
-    tooltip = [alt.Tooltip("query_token:N", title="row (query)"), alt.Tooltip("key_token:N", title="column (key)")]
+    tooltip = [_tooltip("query_token", "row (query)"), _tooltip("key_token", "column (key)")]
     if next_tokens is not None:
         calc["predicts"] = f"{json.dumps(list(next_tokens))}[datum.qi]"
-        tooltip.append(alt.Tooltip("predicts:N", title="row predicts"))
-    tooltip.append(alt.Tooltip("shown:N", title="weight"))
+        tooltip.append(_tooltip("predicts", "row predicts"))
+    tooltip.append(_tooltip("shown", "weight"))
     if help_text:
         calc["reading"] = json.dumps(help_text.replace("`", ""))
-        tooltip.append(alt.Tooltip("reading:N", title="reading"))
-    color = alt.Color("weight:Q", title="weight", scale=color_scale(), legend=alt.Legend(gradientLength=120))
+        tooltip.append(_tooltip("reading", "reading"))
+    color = {
+        "field": "weight",
+        "type": "quantitative",
+        "title": "weight",
+        "scale": color_scale(),
+        "legend": {"gradientLength": 120},
+    }
     if causal:
-        color = alt.condition("datum.ki > datum.qi", alt.value(MASK_COLOR), color)
-    rotated = len(keys) > 12
-    chart = (
-        alt.Chart(numeric)
-        .mark_rect()
-        .transform_calculate(**calc)
-        .encode(
-            x=alt.X(**_axis("ki", "key (column)", keys, True, -90 if rotated else -45)),
-            y=alt.Y(**_axis("qi", "query (row)", queries, True)),
-            color=color,
-            tooltip=tooltip,
-        )
-    )
+        color["condition"] = {"test": "datum.ki > datum.qi", "value": MASK_COLOR}
     full = width + label_px(queries) + 24 + LEGEND_PX
-    return chart.properties(
-        title=title, width=width, height=height, autosize=FIT_X, usermeta={"natural_width": max(full, 7 * len(title))}
-    )
+    return {
+        "title": title,
+        "data": {"name": "cells"},
+        "datasets": {"cells": df.drop(columns=[c for c in ("query", "key") if c in df.columns])},
+        "mark": {"type": "rect"},
+        "transform": [{"calculate": expr, "as": name} for name, expr in calc.items()],
+        "encoding": {
+            "x": _axis("ki", "key (column)", keys, -90 if len(keys) > 12 else -45),
+            "y": _axis("qi", "query (row)", queries),
+            "color": color,
+            "tooltip": tooltip,
+        },
+        "width": width,
+        "height": height,
+        "autosize": FIT_X,
+        "usermeta": {"natural_width": max(full, 7 * len(title))},
+    }
 
 
 def _tiles_image(weights: np.ndarray, columns: int, gap: int, causal: bool) -> tuple[str, int, int]:
@@ -233,9 +244,8 @@ def _tiles(
     tile_px: int,
     causal: bool,
     selectable: bool,
-    title: str,
     axes: bool,
-) -> alt.LayerChart:
+) -> dict:
     """Small multiples of (N, Tq, Tk) maps drawn as one image (N tiles, `columns` to a row) under N
     transparent panels that carry the tooltip (layer, head) and, when selectable, a click selection "pick"
     of that (layer, head). One image instead of N x Tq x Tk marks: the browser draws it at once whatever
@@ -253,86 +263,80 @@ def _tiles(
             "y": (index // columns) * (tq + gap),
         }
     ).assign(x2=lambda d: d["x"] + tk, y2=lambda d: d["y"] + tq)
-    scale = 1.0 * tile_px / max(tq, tk)  # screen pixels per cell at the natural size
+    scale = tile_px / max(tq, tk)  # screen pixels per cell at the natural size
     plot_w, plot_h = max(40, round(width_px * scale)), max(40, round(height_px * scale))
-    x_scale = alt.Scale(domain=[0, width_px], nice=False, zero=False)
-    y_scale = alt.Scale(domain=[0, height_px], nice=False, zero=False, reverse=True)
-    centers_x = [(c * (tk + gap) + tk / 2) for c in range(min(n, columns))]
-    centers_y = [(r * (tq + gap) + tq / 2) for r in range(-(-n // columns))]
+    x_scale = {"domain": [0, width_px], "nice": False, "zero": False}
+    y_scale = {"domain": [0, height_px], "nice": False, "zero": False, "reverse": True}
+    bare = {"grid": False, "domain": False, "ticks": False, "title": None}
     if axes:  # rows are layers, columns heads
-        x_axis = alt.Axis(
-            values=centers_x,
-            labelExpr=f"'head ' + (floor(datum.value / {tk + gap}) + 1)",
-            orient="top",
-            title=None,
-            grid=False,
-            domain=False,
-            ticks=False,
-            labelAngle=0,
-        )
-        first = int(layer_of.min())
-        y_axis = alt.Axis(
-            values=centers_y,
-            labelExpr=f"'layer ' + (floor(datum.value / {tq + gap}) + {first})",
-            title=None,
-            grid=False,
-            domain=False,
-            ticks=False,
-        )
+        x_axis = {
+            **bare,
+            "values": [c * (tk + gap) + tk / 2 for c in range(min(n, columns))],
+            "labelExpr": f"'head ' + (floor(datum.value / {tk + gap}) + 1)",
+            "orient": "top",
+            "labelAngle": 0,
+        }
+        y_axis = {
+            **bare,
+            "values": [r * (tq + gap) + tq / 2 for r in range(-(-n // columns))],
+            "labelExpr": f"'layer ' + (floor(datum.value / {tq + gap}) + {int(layer_of.min())})",
+        }
     else:
         x_axis = y_axis = None
-    image = (
-        alt.Chart(pd.DataFrame({"url": [uri], "x": [0], "x2": [width_px], "y": [0], "y2": [height_px]}))
-        .mark_image(aspect=False, smooth=False)
-        .encode(
-            x=alt.X("x:Q", scale=x_scale, axis=x_axis),
-            x2="x2:Q",
-            y=alt.Y("y:Q", scale=y_scale, axis=y_axis),
-            y2="y2:Q",
-            url="url:N",
-        )
-    )
-    hint = "click to focus this head" if selectable else ""
-    panel = (
-        alt.Chart(panels)
-        .transform_calculate(hint=json.dumps(hint))
-        .mark_rect(
-            fill="#ffffff",
-            fillOpacity=0.01,
-            stroke="#333333",
-            strokeWidth=2,
-            cursor="pointer" if selectable else "default",
-        )
-        .encode(
-            x=alt.X("x:Q", scale=x_scale, axis=x_axis),
-            x2="x2:Q",
-            y=alt.Y("y:Q", scale=y_scale, axis=y_axis),
-            y2="y2:Q",
-            tooltip=[alt.Tooltip("layer:O"), alt.Tooltip("head:O")]
-            + ([alt.Tooltip("hint:N", title=" ")] if hint else []),
-        )
-    )
+
+    def position(x: str, y: str) -> dict:
+        return {
+            "x": {"field": x, "type": "quantitative", "scale": x_scale, "axis": x_axis},
+            "y": {"field": y, "type": "quantitative", "scale": y_scale, "axis": y_axis},
+        }
+
+    image = {
+        "data": {"name": "image"},
+        "mark": {"type": "image", "aspect": False, "smooth": False},
+        "encoding": {**position("x", "y"), "x2": {"field": "x2"}, "y2": {"field": "y2"}, "url": {"field": "url"}},
+    }
+    panel = {
+        "data": {"name": "panels"},
+        "mark": {"type": "rect", "fill": "#ffffff", "fillOpacity": 0.01, "stroke": "#333333", "strokeWidth": 2},
+        "encoding": {
+            **position("x", "y"),
+            "x2": {"field": "x2"},
+            "y2": {"field": "y2"},
+            "tooltip": [_tooltip("layer", "layer", "ordinal"), _tooltip("head", "head", "ordinal")],
+            "strokeOpacity": {"value": 0.0},
+        },
+    }
+    if selectable:
+        panel["mark"]["cursor"] = "pointer"
+        panel["params"] = [
+            {"name": "pick", "select": {"type": "point", "fields": ["layer", "head"], "on": "click", "clear": False}}
+        ]
+        panel["encoding"]["strokeOpacity"] = {
+            "condition": {"param": "pick", "empty": False, "value": 1.0},
+            "value": 0.0,
+        }
     layers = [image, panel]
     if not axes:  # a "head h" label over each tile
         layers.append(
-            alt.Chart(panels)
-            .transform_calculate(label="'head ' + datum.head", cx="(datum.x + datum.x2) / 2")
-            .mark_text(baseline="bottom", dy=-2, fontSize=11, color="#555555")
-            .encode(x=alt.X("cx:Q", scale=x_scale, axis=None), y=alt.Y("y:Q", scale=y_scale, axis=None), text="label:N")
+            {
+                "data": {"name": "panels"},
+                "transform": [
+                    {"calculate": "'head ' + datum.head", "as": "label"},
+                    {"calculate": "(datum.x + datum.x2) / 2", "as": "cx"},
+                ],
+                "mark": {"type": "text", "baseline": "bottom", "dy": -2, "fontSize": 11, "color": "#555555"},
+                "encoding": {**position("cx", "y"), "text": {"field": "label"}},
+            }
         )
-    if selectable:
-        pick = alt.selection_point(name="pick", fields=["layer", "head"], on="click", empty=False)
-        layers[1] = panel.add_params(pick).encode(strokeOpacity=alt.condition(pick, alt.value(1.0), alt.value(0.0)))
-    else:
-        layers[1] = panel.encode(strokeOpacity=alt.value(0.0))
-    chart = alt.layer(*layers).properties(
-        width=plot_w,
-        height=plot_h,
-        autosize=FIT_X,
-        usermeta={"natural_width": plot_w + (60 if axes else 10)},
-        **({"title": title} if title else {}),
-    )
-    return chart
+    images = pd.DataFrame({"url": [uri], "x": [0], "x2": [width_px], "y": [0], "y2": [height_px]})
+    return {
+        "datasets": {"image": images, "panels": panels},
+        "layer": layers,
+        "width": plot_w,
+        "height": plot_h,
+        "autosize": FIT_X,
+        "usermeta": {"natural_width": plot_w + (60 if axes else 10)},
+    }
 
 
 def heads_grid(
@@ -341,17 +345,16 @@ def heads_grid(
     keys: list[str],
     columns: int = 4,
     tile_px: int = 96,
-    title: str = "",
     layer: int = 1,
     causal: bool = False,
     selectable: bool = False,
-) -> alt.LayerChart:
+) -> dict:
     """Every head of one layer: (H, Tq, Tk) weights as tiles, `columns` to a row, each labelled with its head."""
     w = _numpy(weights)
     if w.shape[1:] != (len(queries), len(keys)):
         raise ValueError(f"weights {w.shape} do not match {len(queries)} query and {len(keys)} key tokens")
     heads = np.arange(1, w.shape[0] + 1)
-    return _tiles(w, np.full_like(heads, layer), heads, columns, tile_px, causal, selectable, title, axes=False)
+    return _tiles(w, np.full_like(heads, layer), heads, columns, tile_px, causal, selectable, axes=False)
 
 
 def layers_grid(
@@ -361,7 +364,7 @@ def layers_grid(
     tile_px: int = 64,
     causal: bool = False,
     selectable: bool = True,
-) -> alt.LayerChart:
+) -> dict:
     """All layers (rows) by all heads (columns) of (L, H, Tq, Tk) weights; a click selects a (layer, head)
     cell ("pick") when selectable."""
     w = _numpy(weights)
@@ -370,7 +373,7 @@ def layers_grid(
     n_layers, n_heads = w.shape[:2]
     layer_of, head_of = (np.indices((n_layers, n_heads)) + 1).reshape(2, -1)
     flat = w.reshape(n_layers * n_heads, *w.shape[2:])
-    return _tiles(flat, layer_of, head_of, n_heads, tile_px, causal, selectable, "", axes=True)
+    return _tiles(flat, layer_of, head_of, n_heads, tile_px, causal, selectable, axes=True)
 
 
 def step_rows(weights: np.ndarray, tokens: list[str]) -> pd.DataFrame:
@@ -391,33 +394,36 @@ def step_frames(att: Attention, layer: int, row: int) -> tuple[pd.DataFrame, pd.
     return cross, self_
 
 
-def row_heatmap(df: pd.DataFrame, keys: list[str], cell: int = 26) -> alt.Chart:
+def row_heatmap(df: pd.DataFrame, keys: list[str], cell: int = 26) -> dict:
     """Heads down, key tokens across: one query row of every head of a layer (untitled: a short sentence
     makes the chart narrower than a title, so the page writes it above). In a box narrower than its
     natural width the cells get thinner and the labels are thinned."""
-    numeric = df.drop(columns=["key"])
     width = max(160, cell * len(keys))
-    return (
-        alt.Chart(numeric)
-        .mark_rect()
-        .transform_calculate(key_token=f"{json.dumps(labels(keys))}[datum.ki]")
-        .encode(
-            x=alt.X(**_axis("ki", "key", keys, True, -90 if len(keys) > 12 else -45)),
-            y=alt.Y("head:O", title="head"),
-            color=alt.Color("weight:Q", scale=color_scale(), legend=alt.Legend(gradientLength=80)),
-            tooltip=[
-                alt.Tooltip("head:O"),
-                alt.Tooltip("key_token:N", title="key"),
-                alt.Tooltip("weight:Q", format=".3f"),
+    return {
+        "data": {"name": "row"},
+        "datasets": {"row": df.drop(columns=["key"])},
+        "mark": {"type": "rect"},
+        "transform": [{"calculate": f"{json.dumps(labels(keys))}[datum.ki]", "as": "key_token"}],
+        "encoding": {
+            "x": _axis("ki", "key", keys, -90 if len(keys) > 12 else -45),
+            "y": {"field": "head", "type": "ordinal", "title": "head"},
+            "color": {
+                "field": "weight",
+                "type": "quantitative",
+                "scale": color_scale(),
+                "legend": {"gradientLength": 80},
+            },
+            "tooltip": [
+                _tooltip("head", "head", "ordinal"),
+                _tooltip("key_token", "key"),
+                _tooltip("weight", "weight", "quantitative", format=".3f"),
             ],
-        )
-        .properties(
-            width=width,
-            height=max(40, 24 * df["head"].nunique()),
-            autosize=FIT_X,
-            usermeta={"natural_width": width + 60 + LEGEND_PX},
-        )
-    )
+        },
+        "width": width,
+        "height": max(40, 24 * df["head"].nunique()),
+        "autosize": FIT_X,
+        "usermeta": {"natural_width": width + 60 + LEGEND_PX},
+    }
 
 
 def candidates_frame(top_ids, top_probs, row: int, id_to_token) -> pd.DataFrame:
@@ -428,22 +434,30 @@ def candidates_frame(top_ids, top_probs, row: int, id_to_token) -> pd.DataFrame:
     )
 
 
-def candidates_chart(df: pd.DataFrame) -> alt.Chart:
+def candidates_chart(df: pd.DataFrame) -> dict:
     """Horizontal bars of the top candidates, most likely first."""
-    return (
-        alt.Chart(df)
-        .mark_bar()
-        .encode(
-            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y(
-                "rank:O",
-                axis=alt.Axis(labelExpr=f"{json.dumps(list(df['token']))}[datum.value - 1]", labelOverlap=False),
-                title="candidate",
-            ),
-            tooltip=["token:N", alt.Tooltip("probability:Q", format=".3f")],
-        )
-        .properties(width=240, height=30 * len(df), autosize=FIT_X, usermeta={"natural_width": 340})
-    )
+    return {
+        "data": {"name": "top"},
+        "datasets": {"top": df},
+        "mark": {"type": "bar"},
+        "encoding": {
+            "x": {"field": "probability", "type": "quantitative", "scale": {"domain": [0, 1]}},
+            "y": {
+                "field": "rank",
+                "type": "ordinal",
+                "title": "candidate",
+                "axis": {"labelExpr": f"{json.dumps(list(df['token']))}[datum.value - 1]", "labelOverlap": False},
+            },
+            "tooltip": [
+                _tooltip("token", "token"),
+                _tooltip("probability", "probability", "quantitative", format=".3f"),
+            ],
+        },
+        "width": 240,
+        "height": 30 * len(df),
+        "autosize": FIT_X,
+        "usermeta": {"natural_width": 340},
+    }
 
 
 def attention_csv(df: pd.DataFrame) -> bytes:
@@ -461,23 +475,27 @@ def attention_json(df: pd.DataFrame, **context) -> bytes:
     return json.dumps(payload, ensure_ascii=False, indent=1).encode("utf-8")
 
 
-def chart_image(chart: alt.Chart, fmt: str = "png", scale: float = 2.0) -> bytes:
+def inline_spec(spec: dict) -> dict:
+    """The spec with its datasets as JSON records (what a plain Vega-Lite renderer reads)."""
+    datasets = {name: json.loads(frame.to_json(orient="records")) for name, frame in spec.get("datasets", {}).items()}
+    return {**spec, "datasets": datasets} if datasets else dict(spec)
+
+
+def chart_image(spec: dict, fmt: str = "png", scale: float = 2.0) -> bytes:
     """Render a chart to PNG or SVG with vl-convert (no browser needed)."""
     import vl_convert as vlc
 
-    with alt.data_transformers.disable_max_rows():
-        spec = chart.to_dict()
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"unknown image format {fmt!r}: use png or svg")
+    inline = inline_spec(spec)
     if fmt == "svg":
-        return vlc.vegalite_to_svg(spec).encode("utf-8")
-    if fmt == "png":
-        return vlc.vegalite_to_png(spec, scale=scale)
-    raise ValueError(f"unknown image format {fmt!r}: use png or svg")
+        return vlc.vegalite_to_svg(inline).encode("utf-8")
+    return vlc.vegalite_to_png(inline, scale=scale)
 
 
-def spec_size(chart: alt.Chart) -> int:
+def spec_size(spec: dict) -> int:
     """Bytes of the chart's compact Vega-Lite JSON with its data inlined (what a plain HTML embed would carry)."""
-    with alt.data_transformers.disable_max_rows():
-        return len(chart.to_json(indent=None).encode("utf-8"))
+    return len(json.dumps(inline_spec(spec), separators=(",", ":")).encode("utf-8"))
 
 
 def arrow_size(df: pd.DataFrame) -> int:
