@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -397,3 +398,120 @@ def test_generated_unk_is_shown_as_the_copied_source_word(tmp_path, monkeypatch)
     assert any(m.value == "**Translation:** " + " ".join(["zebra"] * 23) for m in at.markdown)
     notes = " ".join(c.value for c in at.caption)
     assert "the `[UNK]` predicted at row `0·[SOS]` is shown as **zebra**, the source word at `2·[UNK]`" in notes
+
+
+# ---- No silent drops, escaped text, the step page's link ----------------------------------------------------
+
+
+def commonmark_text(markdown: str) -> str:
+    """What CommonMark shows for text without markup: backslash escapes of ASCII punctuation undone."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown.replace("  \n", "\n"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["**bold** and `code`", "1. not a list", "- nor this", "$x^2$ costs $5", ":red[not red] :smile:", "<b>hi</b>"],
+)
+def test_user_text_is_escaped_for_markdown(text):
+    import ui
+
+    shown = ui.md_text(text)
+    assert commonmark_text(shown) == text
+    assert not re.search(r"(?<!\\)[*`$<\[]", shown) and not re.match(r"\s*(\d+\.|-)", shown)
+
+
+def test_code_spans_hold_any_backticks():
+    """A fence longer than any run of backticks inside, padded where the text starts or ends with one."""
+    import ui
+
+    assert ui.md_code("a `b` ``c``") == "``` a `b` ``c`` ```"
+    assert ui.md_code("gatto") == "`gatto`"
+
+
+def test_overlong_paste_gets_a_message_and_is_kept_in_the_box(app):
+    long_text = "the cat sat on the mat." + " the cat sat on the mat." * 119  # 2,879 characters: over the limit
+    translate_in(app, long_text)
+    assert not app.exception
+    assert any("2,879 characters" in w.value and "at most 2,000" in w.value for w in app.warning)
+    assert app.text_input(key="sentence").value == long_text  # nothing was silently dropped or cut
+    assert not app.get("vega_lite_chart")
+    translate_in(app, SENTENCE, reference=("il gatto " * 300).strip())
+    assert any("reference is 2,699 characters" in w.value for w in app.warning)
+    assert app.button(key="clear_reference")  # a refused reference still gets its Clear button
+    app.button(key="clear_reference").click().run()
+    assert app.text_input(key="reference").value == "" and len(app.get("vega_lite_chart")) == 3
+
+
+def test_rejected_reference_keeps_its_clear_button(app):
+    translate_in(app, SENTENCE, reference=" ".join(["gatto"] * 40))  # over the tiny model's 24 tokens
+    assert not app.exception and "at most" in app.warning[0].value
+    app.button(key="clear_reference").click().run()
+    assert not app.exception and app.text_input(key="reference").value == "" and not app.warning
+
+
+def test_reference_box_stays_open_while_it_is_edited(app):
+    (box,) = [e for e in app.expander if "reference" in e.label]
+    assert not box.proto.expanded
+    translate_in(app, SENTENCE, reference=IT[0])
+    (box,) = [e for e in app.expander if "reference" in e.label]
+    assert box.proto.expanded and box.label == "Compare with a reference translation"  # same expander, open
+
+
+def test_markdown_in_user_text_is_shown_as_text(app, bundle, monkeypatch):
+    """The translation line, the unknown-word warning and the token captions show the text as typed."""
+    import dataclasses
+
+    import ui
+
+    shown_text = "**grassetto** e `codice` $5"
+    real = ui.translate
+    monkeypatch.setattr(ui, "translate", lambda *a, **k: dataclasses.replace(real(*a, **k), translation=shown_text))
+    sentence = "**bold** and `code` on the mat"
+    translate_in(app, sentence)
+    assert not app.exception
+    (line,) = [m.value for m in app.markdown if m.value.startswith("**Translation:** ")]
+    body = line.removeprefix("**Translation:** ")
+    assert commonmark_text(body) == shown_text and not re.search(r"(?<!\\)[*`$]", body)
+    result = translate(bundle, sentence)
+    warning = " ".join(w.value for w in app.warning)
+    assert result.unknown_words and "**bold**" not in warning
+    for word in result.unknown_words:  # each unknown word in its own code span, whatever backticks it holds
+        assert ui_code(word) in warning
+    captions = " ".join(c.value for c in app.caption)
+    for i, token in enumerate(result.source_tokens):
+        assert ui_code(f"{i}·{token}") in captions
+
+
+def ui_code(text: str) -> str:
+    import ui
+
+    return ui.md_code(text)
+
+
+def test_long_token_lists_are_cut_with_a_count(app):
+    import ui
+
+    items = [f"w{i}" for i in range(50)]
+    assert ui.cut_list(items, 20) == ", ".join(items[:20]) + ", … and 30 more"
+    assert ui.cut_list(items[:3], 20) == "w0, w1, w2"
+
+
+def test_step_page_reads_and_writes_its_link(ckpt_dir, monkeypatch, bundle):
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(ckpt_dir))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(sentence="i like green tea", step="3", layer="2")
+    at.switch_page("pages/steps.py").run()
+    assert not at.exception
+    assert at.text_input(key="sentence").value == "i like green tea"
+    assert at.slider(key="step").value == 3 and at.slider(key="step_layer").value == 2
+    cross, _ = chart_rows(at, 0)
+    want = translate(bundle, "i like green tea").attention.cross[1, :, 2]  # layer 2, step 3's row: (H, S)
+    got = torch.zeros_like(want)
+    got[cross["head"].to_numpy().astype("int64") - 1, cross["ki"].to_numpy().astype("int64")] = torch.tensor(
+        cross["weight"].to_numpy().copy()
+    )
+    torch.testing.assert_close(got, want)
+    at.text_input(key="sentence").input("the house is big").run()  # the link follows: never a stale sentence
+    at.slider(key="step").set_value(2).run()
+    assert at.query_params["sentence"] in ("the house is big", ["the house is big"])
+    assert at.query_params["step"] in ("2", ["2"]) and at.query_params["layer"] in ("2", ["2"])
