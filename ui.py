@@ -49,6 +49,7 @@ class ActiveModel:
     label: str
     origin: str  # "checkpoints folder" or "uploaded (this session only)"
     bundle: ModelBundle
+    head_check: object = None  # core.analysis.head_count.HeadCountCheck of a tutorial upload
 
 
 def route_through_app() -> None:
@@ -111,7 +112,8 @@ def resolve_model() -> tuple[ActiveModel | None, str | None]:
     state = st.session_state
     upload = state.get("upload")
     if state.get("model_choice") == "upload" and upload:
-        return ActiveModel(upload["key"], upload["name"], "uploaded (this session only)", upload["bundle"]), None
+        origin = "uploaded (this session only)"
+        return ActiveModel(upload["key"], upload["name"], origin, upload["bundle"], upload.get("head_check")), None
     files = find_checkpoints()
     chosen = [p for p in files if str(p) == state.get("model_choice")] or files
     if not chosen:

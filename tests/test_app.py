@@ -271,8 +271,8 @@ def test_models_page_shows_the_model_card(app):
     assert not app.exception
     assert "tiny untrained test model" in " ".join(m.value for m in app.markdown)
     assert "Layers × heads  \n**2 × 2**" in [m.value for m in app.markdown]
-    tables = [frame.value for frame in app.dataframe]  # scores per test set: one row each, not raw JSON
-    assert any("bleu" in t.columns and t.loc[t[""] == "toy_test", "bleu"].tolist() == [12.5] for t in tables)
+    tables = [table.value for table in app.table]  # scores per test set: one row each, not raw JSON
+    assert any("bleu" in t.columns and t.loc["toy_test", "bleu"] == 12.5 for t in tables)
 
 
 def test_upload_native_checkpoint_is_used_by_this_session_only(app, tmp_path, ckpt_dir, monkeypatch):
@@ -296,6 +296,13 @@ def test_upload_tutorial_checkpoint_with_tokenizers(app, tmp_path):
     )
     assert not app.exception and not app.error
     assert "tmodel_00.pt" in active_label(app)
+    notes = " ".join(i.value for i in app.info)
+    assert "Head count: 2, assumed" in notes and "does not record it" in notes  # the card says what was assumed
+    assert "Heads (not in the file)" in [n.label for n in app.number_input]
+    app.switch_page("pages/translate.py").run()
+    open_models(app)  # the Kind choice and head count survive a page switch
+    assert app.radio(key="up_kind").value == app.radio(key="up_kind").options[1]
+    assert app.number_input(key="up_heads").value == 2
 
 
 class Payload:
