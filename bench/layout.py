@@ -1,12 +1,12 @@
 """Does every page fit real screens and sentences? Screenshots plus a check of element boxes.
 
     python bench/layout.py [--out /tmp/layout] [--port 8622] [--sizes 1024x768,1280x800,1920x1080]
-                           [--words 5,20,60] [--checkpoint-dir DIR]
+                           [--words 5,20,60] [--kinds cross,decoder] [--checkpoint-dir DIR]
 
 Runs `streamlit run app.py` headless (the shipped model unless --checkpoint-dir), opens every page
 (Translate, Decoding step by step, Models) in Debian's chromium at each window size, for sentences of each
 length (the Models page once per size), grows the window to the page's height, saves a screenshot
-(OUT/<page>_<width>x<height>_<words>w.png) and asserts from the elements' bounding boxes that no chart
+(OUT/<page>_<width>x<height>_<words>w[_<kind>].png; the Translate page once per attention kind given) and asserts from the elements' bounding boxes that no chart
 overlaps another chart, a heading, a caption, a table or a widget, and none leaves the window
 horizontally (bench/browser.py: layout_problems). Prints one line per case and exits 1 if any fails.
 """
@@ -35,14 +35,15 @@ def sentence(words: int) -> str:
     return " ".join(WORDS[i % len(WORDS)] for i in range(words)) + "."
 
 
-def page_url(base: str, page: str, words: int) -> str:
+def page_url(base: str, page: str, words: int, kind: str) -> str:
     query = urllib.parse.urlencode({"sentence": sentence(words)})
-    return {"translate": f"{base}/?{query}", "steps": f"{base}/steps?{query}", "models": f"{base}/models"}[page]
+    paths = {"translate": f"/?{query}&kind={kind}", "steps": f"/steps?{query}", "models": "/models"}
+    return base + paths[page]
 
 
-def check(browser, base: str, page: str, size: tuple[int, int], words: int, out: Path | None) -> list[str]:
+def check(browser, base: str, page: str, size: tuple[int, int], words: int, kind: str, out: Path | None) -> list[str]:
     """The layout problems of one page at one window size and sentence length (and its screenshot in out)."""
-    tab = open_page(browser, page_url(base, page, words), *size)
+    tab = open_page(browser, page_url(base, page, words, kind), *size)
     try:
         settle(tab)
         full_height(tab)  # every chart on screen at once: also checks the ones below the fold
@@ -50,7 +51,8 @@ def check(browser, base: str, page: str, size: tuple[int, int], words: int, out:
         if tab.get_by_test_id("stException").count():
             problems.append("the page shows an exception")
         if out is not None:
-            tab.screenshot(path=str(out / f"{page}_{size[0]}x{size[1]}_{words}w.png"))
+            suffix = f"_{kind}" if page == "translate" else ""
+            tab.screenshot(path=str(out / f"{page}_{size[0]}x{size[1]}_{words}w{suffix}.png"))
         return problems
     finally:
         tab.context.close()
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8622)
     parser.add_argument("--sizes", default="1024x768,1280x800,1920x1080")
     parser.add_argument("--words", default="5,20,60")
+    parser.add_argument("--kinds", default="cross,decoder", help="attention kinds shown on the Translate page")
     parser.add_argument("--checkpoint-dir", type=Path, default=None)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -72,10 +75,13 @@ def main() -> None:
         for page in ("translate", "steps", "models"):
             for size in sizes:
                 for words in lengths if page != "models" else lengths[:1]:
-                    problems = check(b, url, page, size, words, args.out)
-                    failed += bool(problems)
-                    label = f"{page:<9} {size[0]}x{size[1]:<5} {words if page != 'models' else '-':>3} words"
-                    print(f"{label}: {'ok' if not problems else 'FAIL: ' + '; '.join(problems)}", flush=True)
+                    for kind in args.kinds.split(",") if page == "translate" else ["-"]:
+                        problems = check(b, url, page, size, words, kind, args.out)
+                        failed += bool(problems)
+                        label = (
+                            f"{page:<9} {kind:<8} {size[0]}x{size[1]:<5} {words if page != 'models' else '-':>3} words"
+                        )
+                        print(f"{label}: {'ok' if not problems else 'FAIL: ' + '; '.join(problems)}", flush=True)
     print(f"{failed} failing case(s); screenshots in {args.out}")
     sys.exit(1 if failed else 0)
 
