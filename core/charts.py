@@ -194,7 +194,8 @@ def heatmap(
         color["condition"] = {"test": "datum.ki > datum.qi", "value": MASK_COLOR}
     full = width + label_px(queries) + 24 + LEGEND_PX
     return {
-        "title": title,
+        # anchored at the chart's left edge and never cut: the box is at least as wide as the title (below)
+        "title": {"text": title, "anchor": "start", "frame": "bounds", "limit": 0},
         "data": {"name": "cells"},
         "datasets": {"cells": df.drop(columns=[c for c in ("query", "key") if c in df.columns])},
         "mark": {"type": "rect"},
@@ -280,6 +281,7 @@ def _tiles(
             **bare,
             "values": [r * (tq + gap) + tq / 2 for r in range(-(-n // columns))],
             "labelExpr": f"'layer ' + (floor(datum.value / {tq + gap}) + {int(layer_of.min())})",
+            "minExtent": 48,  # room for "layer N" (fit-x otherwise measured the labels short and cut their start)
         }
     else:
         x_axis = y_axis = None

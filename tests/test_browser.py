@@ -199,6 +199,20 @@ def test_click_in_all_heads_grid_focuses_that_head(server, chromium_browser):
     page.context.close()
 
 
+def test_click_on_a_head_of_the_layer_panel_focuses_it(server, chromium_browser):
+    page = open_app(chromium_browser, f"{server}/?sentence=the+cat+sat&kind=cross&layer=1&head=1")
+    heads = page.get_by_test_id("stVegaLiteChart").nth(1)
+    heads.scroll_into_view_if_needed()
+    tiles = heads.locator("svg.marks g.mark-rect.role-mark path")
+    sync_api.expect(tiles).to_have_count(2)  # the tiny model's 2 heads, one clickable tile each
+    box = tiles.last.bounding_box()
+    act(page, lambda: page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2))
+    sync_api.expect(slider(page, "Head")).to_have_attribute("aria-valuetext", "2")
+    sync_api.expect(focused_chart(page).get_by_text("head 2", exact=False)).to_have_count(1)
+    assert_no_errors(page)
+    page.context.close()
+
+
 def test_two_sessions_at_the_same_time_see_their_own_attention(server, chromium_browser):
     pages = [open_app(chromium_browser, server) for _ in range(2)]
     sentences = ["the dog runs in the park", "i like green tea"]
