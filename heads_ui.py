@@ -151,9 +151,7 @@ def show_relevance(model: ui.ActiveModel, result: Translation, sentence: str, re
     predicted = [model.bundle.tgt_tokenizer.id_to_token(i) for i in row_outputs(shown)]
     frame = charts.attention_frame(relevance, predicted, shown.source_tokens)
     title = f"{METHOD_LABELS[method]}" + (" · with heads off" if off_param else "")
-    st.altair_chart(
-        charts.heatmap(frame, predicted, shown.source_tokens, title), key="relevance_chart", width="content"
-    )
+    ui.show_chart(charts.heatmap(frame, predicted, shown.source_tokens, title), key="relevance_chart")
     st.caption(
         "Rows: the output token each decoder row predicts; columns: source tokens; each row sums to 1. "
         "`python bench/relevance_deletion.py` checks the methods by deleting the source word each ranks first."
@@ -174,8 +172,8 @@ def show_comparison(original: Translation, masked: Translation, off: HeadsOff, v
         queries, keys = att.queries(kind), att.keys(kind)
         frame = charts.attention_frame(charts.head_matrix(att, kind, layer, head), queries, keys)
         title = f"{KIND_LABELS[kind]} · layer {layer} · {'mean of heads' if head is None else f'head {head}'}"
-        column.altair_chart(
-            charts.heatmap(frame, queries, keys, title, plot_width=260),
-            key=f"off_{'original' if result is original else 'masked'}",
-            width="content",
-        )
+        with column:
+            ui.show_chart(
+                charts.heatmap(frame, queries, keys, title, plot_width=260, causal=kind == "decoder"),
+                key=f"off_{'original' if result is original else 'masked'}",
+            )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -24,11 +25,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import CheckpointError, ModelBundle, Translation, load_checkpoint, translate
+from core import CheckpointError, ModelBundle, Translation, charts, load_checkpoint, translate
 from core.runs import EpochView, Run, RunCheckpoint, discover_runs, epoch_view
 from core.training import checkpoint_progress
 
 REPO = Path(__file__).resolve().parent
+SENTENCE_CHARS = 2000  # the sentence and reference boxes: longer text is refused with a message, never cut
+LIST_SHOWN = 20  # items of a long caption list shown before "... and N more"
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 DEFAULT_UPLOAD_BUDGET_MB = 1024  # about three full-size models in float32 (300 MB each), or many small ones
 EXAMPLES = [
@@ -58,6 +61,7 @@ class ActiveModel:
     label: str
     origin: str  # "checkpoints folder" or "uploaded (this session only)"
     bundle: ModelBundle
+    head_check: object = None  # core.analysis.head_count.HeadCountCheck of a tutorial upload
 
 
 _router = threading.local()  # .running: True while app.py's router runs a page in this thread (one script run)
@@ -259,7 +263,7 @@ def run_translation(model: ActiveModel, sentence: str, reference: str | None = N
     try:
         return cached_translate(model.key, model.bundle, sentence, reference or None)
     except ValueError as exc:
-        st.warning(f"Cannot translate: {exc}")
+        st.warning(f"Cannot translate: {md_text(exc)}")
         return None
 
 
@@ -287,6 +291,59 @@ def run_search(
     except ValueError as exc:
         st.warning(f"Cannot translate: {exc}")
         return None
+
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]<>#|~$:])")  # inline Markdown, HTML, LaTeX ($), directives (:)
+_LIST_START = re.compile(r"^(\s*)([-+=]|\d+(?=[.)]))", re.MULTILINE)  # a list item or a heading underline
+
+
+def md_text(text: object) -> str:
+    """User (or file) text for st.markdown/caption/warning: every Markdown, HTML, LaTeX ($) and directive (:)
+    sign backslash-escaped, so it shows as typed; newlines kept as line breaks."""
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
+    escaped = _LIST_START.sub(lambda m: m[1] + (m[2] + "\\" if m[2][0].isdigit() else "\\" + m[2]), escaped)
+    return escaped.replace("\n", "  \n")
+
+
+def md_code(text: object) -> str:
+    """Text as an inline code span, whatever backticks it holds (a fence longer than any run inside)."""
+    text = str(text).replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def cut_list(items: list[str], shown: int = LIST_SHOWN, sep: str = ", ") -> str:
+    """items joined by sep, the first `shown` of them and then how many more there are."""
+    rest = len(items) - shown
+    return sep.join(items[:shown]) + (f"{sep}… and {rest} more" if rest > 0 else "")
+
+
+def too_long(text: str, what: str) -> bool:
+    """True (after saying so) when text is over the box limit: a message instead of a silent cut."""
+    if len(text) <= SENTENCE_CHARS:
+        return False
+    st.warning(
+        f"The {what} is {len(text):,} characters long; the box takes at most {SENTENCE_CHARS:,}. "
+        "Nothing was translated: shorten it (the model reads one sentence at a time)."
+    )
+    return True
+
+
+def show_chart(spec: dict, **kwargs):
+    """A chart of core.charts in a box as wide as it would like (charts.natural_width), or its column if that
+    is narrower: the chart fits the box (never wider than its column, never under its neighbour)."""
+    with st.container(width=charts.natural_width(spec)):
+        return st.vega_lite_chart(spec, width="stretch", **kwargs)
+
+
+def restore_once(page: str) -> bool:
+    """True on this session's first run of `page`: the moment to take the view from the link."""
+    flag = f"_url_restored_{page}"
+    if st.session_state.get(flag):
+        return False
+    st.session_state[flag] = True
+    return True
 
 
 def view_state() -> dict:
@@ -339,7 +396,7 @@ def sidebar(model: ActiveModel | None, error: str | None = None) -> None:
         if model is None:
             st.info("No model loaded. Train one or upload one on the **Models** page.")
             return
-        st.markdown(f"**{model.label}**  \n{model.origin}, {model.bundle.kind} format")
+        st.markdown(f"**{md_text(model.label)}**  \n{model.origin}, {model.bundle.kind} format")
         st.markdown("\n".join(f"- {k}: **{v}**" for k, v in model_facts(model.bundle).items()))
 
 

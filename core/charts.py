@@ -1,4 +1,11 @@
-"""Attention tensors -> tidy DataFrames -> Altair charts, plus exports. Pure functions; no Streamlit here.
+"""Attention tensors -> tidy DataFrames -> Vega-Lite chart specs, plus exports. Pure functions; no Streamlit here.
+
+The attention maps that every page rerun draws (heatmap, heads_grid, layers_grid, row_heatmap,
+candidates_chart) are Vega-Lite specs written as plain dicts (data in `datasets` as DataFrames, which
+Streamlit sends as Arrow), shown with ui.show_chart: building them through Altair's objects cost 100-300 ms
+per chart on our CPUs (schema lookups and validation), a dict costs well under 1 ms, and a click or a slider
+change reruns the page each time. The views drawn once per analysis (alignment, beam tree, head grids,
+pruning curve) are Altair charts.
 
 Every frame is long format, one row per cell: `qi, ki` (positions), `query, key` (tokens), `weight`,
 plus `layer, head` (1-based, as the app shows them) for multi-head frames. Charts encode positions
@@ -9,6 +16,7 @@ which keeps the 6 x 8 x 20 x 20 view small.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 
@@ -19,10 +27,27 @@ from torch import Tensor
 
 from core.attention import Attention
 
-SCHEME = "blues"
-PAD = alt.AutoSizeParams(
-    type="pad"
-)  # width/height size the plot; axes and legend come on top (Streamlit fits otherwise)
+# Colour of a weight: white at 0, then light to dark blue, with stops evenly spaced in sqrt(weight), so
+# that weights near 0 (0.02 vs 0) already differ; interpolated in RGB both in Vega and in tile images.
+COLOR_STOPS = (0.0, 0.0625, 0.25, 0.5625, 1.0)
+COLORS = ("#ffffff", "#c6dbef", "#6baed6", "#2171b5", "#08306b")
+MASK_COLOR = "#bdbdbd"  # a cell the decoder cannot see (a later token): grey, never the white of a zero weight
+FIT_X = {"type": "fit-x", "contains": "padding"}  # the whole chart (axes, legend) fits the width it is given
+LEGEND_PX = 70  # a right-hand weight legend
+LABEL_PX = 7  # per character of an axis label, at the axes' 11 px font
+SCHEME = "blues"  # the Altair charts' colour scheme
+PAD = alt.AutoSizeParams(type="pad")  # Altair charts: width/height size the plot; axes and legend come on top
+
+# What a row and a column of each kind of map are (shown under the chart and in its tooltip).
+READING_HELP = {
+    "encoder": "Row: an English token being re-read by the encoder; column: the English token it takes "
+    "information from. Each row sums to 1.",
+    "decoder": "Row `i·token`: the decoding step that has just read `token` and predicts the next Italian token; "
+    "column: an Italian token it has already read (grey: a later token it cannot see). Each row sums to 1.",
+    "cross": "Row `i·token`: the decoding step that has just read `token` and predicts the next Italian token "
+    "(so a row peaks on the English word it is about to translate); column: the English token it reads. "
+    "Each row sums to 1.",
+}
 
 
 def _numpy(weights: Tensor | np.ndarray) -> np.ndarray:
@@ -85,40 +110,49 @@ def grid_frame(weights: Tensor | np.ndarray, queries: list[str], keys: list[str]
     )
 
 
-def _axis(field: str, title: str, tokens: list[str], show_labels: bool, angle: int = 0) -> dict:
-    axis = (
-        alt.Axis(
-            labelExpr=f"{json.dumps(labels(tokens))}[datum.value]", labelAngle=angle, labelLimit=120, labelOverlap=False
-        )
-        if show_labels
-        else alt.Axis(labels=False, ticks=False, title=None)
-    )
-    return {"field": field, "type": "ordinal", "title": title if show_labels else None, "axis": axis}
+def fit_cell(count: int, space: int, smallest: int = 4, largest: int = 26) -> int:
+    """Pixels per cell so that count cells fill space, kept between smallest and largest."""
+    return int(max(smallest, min(largest, space // max(count, 1))))
 
 
-def _cells(
-    df: pd.DataFrame, queries: list[str], keys: list[str], show_labels: bool, extra_tooltip: tuple[str, ...] = ()
-) -> alt.Chart:
-    """Heatmap cells on numeric-only data; token tooltips are computed in Vega from the label arrays."""
-    numeric = df.drop(columns=[c for c in ("query", "key") if c in df.columns])
-    tooltip = [alt.Tooltip(f"{c}:O") for c in extra_tooltip] + [
-        alt.Tooltip("query_token:N", title="query"),
-        alt.Tooltip("key_token:N", title="key"),
-        alt.Tooltip("weight:Q", format=".3f"),
-    ]
-    return (
-        alt.Chart(numeric)
-        .mark_rect()
-        .transform_calculate(
-            query_token=f"{json.dumps(labels(queries))}[datum.qi]", key_token=f"{json.dumps(labels(keys))}[datum.ki]"
-        )
-        .encode(
-            x=alt.X(**_axis("ki", "key", keys, show_labels, -45)),
-            y=alt.Y(**_axis("qi", "query", queries, show_labels)),
-            color=alt.Color("weight:Q", title="weight", scale=alt.Scale(scheme=SCHEME, domain=[0, 1])),
-            tooltip=tooltip,
-        )
-    )
+def label_px(tokens: list[str], limit: int = 90) -> int:
+    """About how wide the longest 'position·token' label of tokens is drawn (capped by the axis labelLimit)."""
+    return min(limit, LABEL_PX * max((len(t) for t in labels(tokens)), default=1)) + 8
+
+
+def natural_width(spec: dict) -> int:
+    """The width a chart would like (its plot, axes and legend at full cell size), as set by its builder: the
+    app gives it a box of that width, or its column's if narrower, and the chart fits the box (FIT_X)."""
+    return int(spec["usermeta"]["natural_width"])
+
+
+def color_scale() -> dict:
+    return {"domain": list(COLOR_STOPS), "range": list(COLORS), "interpolate": "rgb", "clamp": True}
+
+
+def weight_colors(weights: np.ndarray) -> np.ndarray:
+    """(...) weights -> (..., 3) uint8 RGB, the same colours Vega draws with color_scale()."""
+    stops = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in COLORS], dtype=np.float32)  # (5, 3)
+    w = np.clip(_numpy(weights), 0.0, 1.0)
+    rgb = np.stack([np.interp(w, COLOR_STOPS, stops[:, channel]) for channel in range(3)], axis=-1)
+    return np.rint(rgb).astype(np.uint8)
+
+
+def _axis(field: str, title: str, tokens: list[str], angle: int = 0) -> dict:
+    """An ordinal token axis labelled 'position·token'; labels that would overlap are thinned (every cell
+    keeps its tooltip)."""
+    axis = {
+        "labelExpr": f"{json.dumps(labels(tokens))}[datum.value]",
+        "labelAngle": angle,
+        "labelLimit": 90,
+        "labelOverlap": "greedy",
+        "labelFontSize": 11,
+    }
+    return {"field": field, "type": "ordinal", "title": title, "axis": axis}
+
+
+def _tooltip(field: str, title: str, kind: str = "nominal", **extra) -> dict:
+    return {"field": field, "type": kind, "title": title, **extra}
 
 
 def heatmap(
@@ -127,34 +161,227 @@ def heatmap(
     keys: list[str],
     title: str = "",
     cell: int | None = None,
-    plot_width: int = 360,
-) -> alt.Chart:
+    plot_width: int = 520,
+    causal: bool = False,
+    next_tokens: list[str] | None = None,
+    help_text: str = "",
+) -> dict:
     """One head (or the head average): query tokens down, key tokens across, a weight legend.
 
-    Cells are square, sized so the plot fits plot_width (12 to 26 px) unless cell is given."""
-    cell = cell or max(12, min(26, plot_width // max(len(keys), 1)))
-    size = {"width": max(160, cell * len(keys)), "height": max(120, cell * len(queries))}
-    return _cells(df, queries, keys, True).properties(title=title, autosize=PAD, **size)
+    Cells are square at their natural size (plot_width // keys, 4 to 26 px, unless cell is given); in a
+    narrower box the chart keeps its height and its cells get thinner (labels thinned, tooltips exact).
+    causal: cells above the diagonal are masked (decoder self-attention) and drawn grey, not as weight 0.
+    next_tokens: the token each row predicts, shown in the tooltip (decoder rows predict the next token)."""
+    cell = cell or fit_cell(len(keys), plot_width)
+    width, height = max(120, cell * len(keys)), max(100, cell * len(queries))
+    calc = {
+        "query_token": f"{json.dumps(labels(queries))}[datum.qi]",
+        "key_token": f"{json.dumps(labels(keys))}[datum.ki]",
+        "shown": "datum.ki > datum.qi ? 'masked (a later token)' : format(datum.weight, '.3f')"
+        if causal
+        else "format(datum.weight, '.3f')",
+    }
+    tooltip = [_tooltip("query_token", "row (query)"), _tooltip("key_token", "column (key)")]
+    if next_tokens is not None:
+        calc["predicts"] = f"{json.dumps(list(next_tokens))}[datum.qi]"
+        tooltip.append(_tooltip("predicts", "row predicts"))
+    tooltip.append(_tooltip("shown", "weight"))
+    if help_text:
+        calc["reading"] = json.dumps(help_text.replace("`", ""))
+        tooltip.append(_tooltip("reading", "reading"))
+    color = {
+        "field": "weight",
+        "type": "quantitative",
+        "title": "weight",
+        "scale": color_scale(),
+        "legend": {"gradientLength": 120},
+    }
+    if causal:
+        color["condition"] = {"test": "datum.ki > datum.qi", "value": MASK_COLOR}
+    full = width + label_px(queries) + 24 + LEGEND_PX
+    return {
+        # anchored at the chart's left edge and never cut: the box is at least as wide as the title (below)
+        "title": {"text": title, "anchor": "start", "frame": "bounds", "limit": 0},
+        "data": {"name": "cells"},
+        "datasets": {"cells": df.drop(columns=[c for c in ("query", "key") if c in df.columns])},
+        "mark": {"type": "rect"},
+        "transform": [{"calculate": expr, "as": name} for name, expr in calc.items()],
+        "encoding": {
+            "x": _axis("ki", "key (column)", keys, -90 if len(keys) > 12 else -45),
+            "y": _axis("qi", "query (row)", queries),
+            "color": color,
+            "tooltip": tooltip,
+        },
+        "width": width,
+        "height": height,
+        "autosize": FIT_X,
+        "usermeta": {"natural_width": max(full, 7 * len(title))},
+    }
 
 
-def heads_grid(
-    df: pd.DataFrame, queries: list[str], keys: list[str], columns: int = 4, cell: int = 85, title: str = ""
-) -> alt.Chart:
-    """Small multiples: every head of one layer (frame from grid_frame for that layer)."""
-    chart = _cells(df, queries, keys, False, ("head",)).properties(width=cell, height=cell)
-    return chart.facet(facet=alt.Facet("head:O", title="head"), columns=columns, title=title).configure_legend(
-        orient="bottom"
+def _tiles_image(weights: np.ndarray, columns: int, gap: int, causal: bool) -> tuple[str, int, int]:
+    """(N, Tq, Tk) maps -> a PNG data URI of them tiled `columns` to a row, one pixel per cell, `gap`
+    transparent pixels between tiles; and its width and height in pixels."""
+    from PIL import Image
+
+    n, tq, tk = weights.shape
+    rows = -(-n // columns)
+    canvas = np.zeros((rows * (tq + gap) - gap, min(n, columns) * (tk + gap) - gap, 4), dtype=np.uint8)
+    rgb = weight_colors(weights)  # (N, Tq, Tk, 3)
+    if causal:
+        rgb[:, np.triu(np.ones((tq, tk), dtype=bool), 1)] = [int(MASK_COLOR[i : i + 2], 16) for i in (1, 3, 5)]
+    for i in range(n):
+        top, left = (i // columns) * (tq + gap), (i % columns) * (tk + gap)
+        canvas[top : top + tq, left : left + tk, :3] = rgb[i]
+        canvas[top : top + tq, left : left + tk, 3] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(canvas, "RGBA").save(buffer, format="PNG", optimize=False, compress_level=1)
+    return (
+        "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"),
+        canvas.shape[1],
+        canvas.shape[0],
     )
 
 
-def layers_grid(
-    df: pd.DataFrame, queries: list[str], keys: list[str], cell: int = 80, selectable: bool = True
-) -> alt.Chart:
-    """All layers (rows) by all heads (columns); a click selects a (layer, head) cell when selectable."""
-    chart = _cells(df, queries, keys, False, ("layer", "head")).properties(width=cell, height=cell)
+def _tiles(
+    weights: Tensor | np.ndarray,
+    layer_of: np.ndarray,
+    head_of: np.ndarray,
+    columns: int,
+    tile_px: int,
+    causal: bool,
+    selectable: bool,
+    axes: bool,
+) -> dict:
+    """Small multiples of (N, Tq, Tk) maps drawn as one image (N tiles, `columns` to a row) under N
+    transparent panels that carry the tooltip (layer, head) and, when selectable, a click selection "pick"
+    of that (layer, head). One image instead of N x Tq x Tk marks: the browser draws it at once whatever
+    the sentence length (the focused heatmap keeps per-cell tooltips)."""
+    w = _numpy(weights)
+    n, tq, tk = w.shape
+    gap = max(1, max(tq, tk) // 8)
+    uri, width_px, height_px = _tiles_image(w, columns, gap, causal)
+    index = np.arange(n)
+    panels = pd.DataFrame(
+        {
+            "layer": layer_of.astype(int),
+            "head": head_of.astype(int),
+            "x": (index % columns) * (tk + gap),
+            "y": (index // columns) * (tq + gap),
+        }
+    ).assign(x2=lambda d: d["x"] + tk, y2=lambda d: d["y"] + tq)
+    scale = tile_px / max(tq, tk)  # screen pixels per cell at the natural size
+    plot_w, plot_h = max(40, round(width_px * scale)), max(40, round(height_px * scale))
+    x_scale = {"domain": [0, width_px], "nice": False, "zero": False}
+    y_scale = {"domain": [0, height_px], "nice": False, "zero": False, "reverse": True}
+    bare = {"grid": False, "domain": False, "ticks": False, "title": None}
+    if axes:  # rows are layers, columns heads
+        x_axis = {
+            **bare,
+            "values": [c * (tk + gap) + tk / 2 for c in range(min(n, columns))],
+            "labelExpr": f"'head ' + (floor(datum.value / {tk + gap}) + 1)",
+            "orient": "top",
+            "labelAngle": 0,
+        }
+        y_axis = {
+            **bare,
+            "values": [r * (tq + gap) + tq / 2 for r in range(-(-n // columns))],
+            "labelExpr": f"'layer ' + (floor(datum.value / {tq + gap}) + {int(layer_of.min())})",
+            "minExtent": 48,  # room for "layer N" (fit-x otherwise measured the labels short and cut their start)
+        }
+    else:
+        x_axis = y_axis = None
+
+    def position(x: str, y: str) -> dict:
+        return {
+            "x": {"field": x, "type": "quantitative", "scale": x_scale, "axis": x_axis},
+            "y": {"field": y, "type": "quantitative", "scale": y_scale, "axis": y_axis},
+        }
+
+    image = {
+        "data": {"name": "image"},
+        "mark": {"type": "image", "aspect": False, "smooth": False},
+        "encoding": {**position("x", "y"), "x2": {"field": "x2"}, "y2": {"field": "y2"}, "url": {"field": "url"}},
+    }
+    panel = {
+        "data": {"name": "panels"},
+        "mark": {"type": "rect", "fill": "#ffffff", "fillOpacity": 0.01, "stroke": "#333333", "strokeWidth": 2},
+        "encoding": {
+            **position("x", "y"),
+            "x2": {"field": "x2"},
+            "y2": {"field": "y2"},
+            "tooltip": [_tooltip("layer", "layer", "ordinal"), _tooltip("head", "head", "ordinal")],
+            "strokeOpacity": {"value": 0.0},
+        },
+    }
     if selectable:
-        chart = chart.add_params(alt.selection_point(name="pick", fields=["layer", "head"], on="click"))
-    return chart.facet(row=alt.Row("layer:O", title="layer"), column=alt.Column("head:O", title="head"), spacing=4)
+        panel["mark"]["cursor"] = "pointer"
+        panel["params"] = [
+            {"name": "pick", "select": {"type": "point", "fields": ["layer", "head"], "on": "click", "clear": False}}
+        ]
+        panel["encoding"]["strokeOpacity"] = {
+            "condition": {"param": "pick", "empty": False, "value": 1.0},
+            "value": 0.0,
+        }
+    layers = [image, panel]
+    if not axes:  # a "head h" label over each tile
+        layers.append(
+            {
+                "data": {"name": "panels"},
+                "transform": [
+                    {"calculate": "'head ' + datum.head", "as": "label"},
+                    {"calculate": "(datum.x + datum.x2) / 2", "as": "cx"},
+                ],
+                "mark": {"type": "text", "baseline": "bottom", "dy": -2, "fontSize": 11, "color": "#555555"},
+                "encoding": {**position("cx", "y"), "text": {"field": "label"}},
+            }
+        )
+    images = pd.DataFrame({"url": [uri], "x": [0], "x2": [width_px], "y": [0], "y2": [height_px]})
+    return {
+        "datasets": {"image": images, "panels": panels},
+        "layer": layers,
+        "width": plot_w,
+        "height": plot_h,
+        "autosize": FIT_X,
+        "usermeta": {"natural_width": plot_w + (60 if axes else 10)},
+    }
+
+
+def heads_grid(
+    weights: Tensor | np.ndarray,
+    queries: list[str],
+    keys: list[str],
+    columns: int = 4,
+    tile_px: int = 96,
+    layer: int = 1,
+    causal: bool = False,
+    selectable: bool = False,
+) -> dict:
+    """Every head of one layer: (H, Tq, Tk) weights as tiles, `columns` to a row, each labelled with its head."""
+    w = _numpy(weights)
+    if w.shape[1:] != (len(queries), len(keys)):
+        raise ValueError(f"weights {w.shape} do not match {len(queries)} query and {len(keys)} key tokens")
+    heads = np.arange(1, w.shape[0] + 1)
+    return _tiles(w, np.full_like(heads, layer), heads, columns, tile_px, causal, selectable, axes=False)
+
+
+def layers_grid(
+    weights: Tensor | np.ndarray,
+    queries: list[str],
+    keys: list[str],
+    tile_px: int = 64,
+    causal: bool = False,
+    selectable: bool = True,
+) -> dict:
+    """All layers (rows) by all heads (columns) of (L, H, Tq, Tk) weights; a click selects a (layer, head)
+    cell ("pick") when selectable."""
+    w = _numpy(weights)
+    if w.shape[2:] != (len(queries), len(keys)):
+        raise ValueError(f"weights {w.shape} do not match {len(queries)} query and {len(keys)} key tokens")
+    n_layers, n_heads = w.shape[:2]
+    layer_of, head_of = (np.indices((n_layers, n_heads)) + 1).reshape(2, -1)
+    flat = w.reshape(n_layers * n_heads, *w.shape[2:])
+    return _tiles(flat, layer_of, head_of, n_heads, tile_px, causal, selectable, axes=True)
 
 
 def step_rows(weights: np.ndarray, tokens: list[str]) -> pd.DataFrame:
@@ -175,26 +402,36 @@ def step_frames(att: Attention, layer: int, row: int) -> tuple[pd.DataFrame, pd.
     return cross, self_
 
 
-def row_heatmap(df: pd.DataFrame, keys: list[str], cell: int = 26) -> alt.Chart:
+def row_heatmap(df: pd.DataFrame, keys: list[str], cell: int = 26) -> dict:
     """Heads down, key tokens across: one query row of every head of a layer (untitled: a short sentence
-    makes the chart narrower than a title, so the page writes it above)."""
-    numeric = df.drop(columns=["key"])
-    return (
-        alt.Chart(numeric)
-        .mark_rect()
-        .transform_calculate(key_token=f"{json.dumps(labels(keys))}[datum.ki]")
-        .encode(
-            x=alt.X(**_axis("ki", "key", keys, True, -45)),
-            y=alt.Y("head:O", title="head"),
-            color=alt.Color("weight:Q", scale=alt.Scale(scheme=SCHEME, domain=[0, 1])),
-            tooltip=[
-                alt.Tooltip("head:O"),
-                alt.Tooltip("key_token:N", title="key"),
-                alt.Tooltip("weight:Q", format=".3f"),
+    makes the chart narrower than a title, so the page writes it above). In a box narrower than its
+    natural width the cells get thinner and the labels are thinned."""
+    width = max(160, cell * len(keys))
+    return {
+        "data": {"name": "row"},
+        "datasets": {"row": df.drop(columns=["key"])},
+        "mark": {"type": "rect"},
+        "transform": [{"calculate": f"{json.dumps(labels(keys))}[datum.ki]", "as": "key_token"}],
+        "encoding": {
+            "x": _axis("ki", "key", keys, -90 if len(keys) > 12 else -45),
+            "y": {"field": "head", "type": "ordinal", "title": "head"},
+            "color": {
+                "field": "weight",
+                "type": "quantitative",
+                "scale": color_scale(),
+                "legend": {"gradientLength": 80},
+            },
+            "tooltip": [
+                _tooltip("head", "head", "ordinal"),
+                _tooltip("key_token", "key"),
+                _tooltip("weight", "weight", "quantitative", format=".3f"),
             ],
-        )
-        .properties(width=max(160, cell * len(keys)), height=max(40, 24 * df["head"].nunique()), autosize=PAD)
-    )
+        },
+        "width": width,
+        "height": max(40, 24 * df["head"].nunique()),
+        "autosize": FIT_X,
+        "usermeta": {"natural_width": width + 60 + LEGEND_PX},
+    }
 
 
 def candidates_frame(top_ids, top_probs, row: int, id_to_token) -> pd.DataFrame:
@@ -205,22 +442,30 @@ def candidates_frame(top_ids, top_probs, row: int, id_to_token) -> pd.DataFrame:
     )
 
 
-def candidates_chart(df: pd.DataFrame) -> alt.Chart:
+def candidates_chart(df: pd.DataFrame) -> dict:
     """Horizontal bars of the top candidates, most likely first."""
-    return (
-        alt.Chart(df)
-        .mark_bar()
-        .encode(
-            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y(
-                "rank:O",
-                axis=alt.Axis(labelExpr=f"{json.dumps(list(df['token']))}[datum.value - 1]", labelOverlap=False),
-                title="candidate",
-            ),
-            tooltip=["token:N", alt.Tooltip("probability:Q", format=".3f")],
-        )
-        .properties(width=240, height=30 * len(df), autosize=PAD)
-    )
+    return {
+        "data": {"name": "top"},
+        "datasets": {"top": df},
+        "mark": {"type": "bar"},
+        "encoding": {
+            "x": {"field": "probability", "type": "quantitative", "scale": {"domain": [0, 1]}},
+            "y": {
+                "field": "rank",
+                "type": "ordinal",
+                "title": "candidate",
+                "axis": {"labelExpr": f"{json.dumps(list(df['token']))}[datum.value - 1]", "labelOverlap": False},
+            },
+            "tooltip": [
+                _tooltip("token", "token"),
+                _tooltip("probability", "probability", "quantitative", format=".3f"),
+            ],
+        },
+        "width": 240,
+        "height": 30 * len(df),
+        "autosize": FIT_X,
+        "usermeta": {"natural_width": 340},
+    }
 
 
 def attention_csv(df: pd.DataFrame) -> bytes:
@@ -238,23 +483,27 @@ def attention_json(df: pd.DataFrame, **context) -> bytes:
     return json.dumps(payload, ensure_ascii=False, indent=1).encode("utf-8")
 
 
-def chart_image(chart: alt.Chart, fmt: str = "png", scale: float = 2.0) -> bytes:
+def inline_spec(spec: dict) -> dict:
+    """The spec with its datasets as JSON records (what a plain Vega-Lite renderer reads)."""
+    datasets = {name: json.loads(frame.to_json(orient="records")) for name, frame in spec.get("datasets", {}).items()}
+    return {**spec, "datasets": datasets} if datasets else dict(spec)
+
+
+def chart_image(spec: dict, fmt: str = "png", scale: float = 2.0) -> bytes:
     """Render a chart to PNG or SVG with vl-convert (no browser needed)."""
     import vl_convert as vlc
 
-    with alt.data_transformers.disable_max_rows():
-        spec = chart.to_dict()
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"unknown image format {fmt!r}: use png or svg")
+    inline = inline_spec(spec)
     if fmt == "svg":
-        return vlc.vegalite_to_svg(spec).encode("utf-8")
-    if fmt == "png":
-        return vlc.vegalite_to_png(spec, scale=scale)
-    raise ValueError(f"unknown image format {fmt!r}: use png or svg")
+        return vlc.vegalite_to_svg(inline).encode("utf-8")
+    return vlc.vegalite_to_png(inline, scale=scale)
 
 
-def spec_size(chart: alt.Chart) -> int:
+def spec_size(spec: dict) -> int:
     """Bytes of the chart's compact Vega-Lite JSON with its data inlined (what a plain HTML embed would carry)."""
-    with alt.data_transformers.disable_max_rows():
-        return len(chart.to_json(indent=None).encode("utf-8"))
+    return len(json.dumps(inline_spec(spec), separators=(",", ":")).encode("utf-8"))
 
 
 def arrow_size(df: pd.DataFrame) -> int:

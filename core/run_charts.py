@@ -51,36 +51,25 @@ def divergence_grid(df: pd.DataFrame, title: str, cell: int = 40, selectable: bo
 
 def difference_heatmap(
     a: np.ndarray, b: np.ndarray, queries: list[str], keys: list[str], title: str, plot_width: int = 360
-) -> alt.Chart:
+) -> dict:
     """(Tq, Tk) maps of A and B -> A - B on a symmetric -1..1 scale; the tooltip gives all three weights."""
     df = charts.attention_frame(np.asarray(a) - np.asarray(b), queries, keys)
     df["a"], df["b"] = np.asarray(a, np.float32).reshape(-1), np.asarray(b, np.float32).reshape(-1)
-    chart = charts.heatmap(df, queries, keys, title, plot_width=plot_width)
-    return chart.encode(
-        color=alt.Color(
-            "weight:Q", title="A - B", scale=alt.Scale(scheme=DIFFERENCE_SCHEME, domain=[-1, 1], reverse=True)
-        ),
-        tooltip=[
-            alt.Tooltip("query_token:N", title="query"),
-            alt.Tooltip("key_token:N", title="key"),
-            alt.Tooltip("a:Q", format=".3f", title="A"),
-            alt.Tooltip("b:Q", format=".3f", title="B"),
-            alt.Tooltip("weight:Q", format="+.3f", title="A - B"),
-        ],
-    )
-
-
-def epochs_frame(matrices: list[np.ndarray]) -> pd.DataFrame:
-    """One (Tq, Tk) map per checkpoint -> rows position (0-based checkpoint), qi, ki, weight."""
-    frames = []
-    for position, matrix in enumerate(matrices):
-        qi, ki = np.indices(matrix.shape).reshape(2, -1)
-        frames.append(
-            pd.DataFrame(
-                {"position": position, "qi": qi, "ki": ki, "weight": np.asarray(matrix, np.float32).reshape(-1)}
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
+    spec = charts.heatmap(df, queries, keys, title, plot_width=plot_width)
+    spec["encoding"]["color"] = {
+        "field": "weight",
+        "type": "quantitative",
+        "title": "A - B",
+        "scale": {"scheme": DIFFERENCE_SCHEME, "domain": [-1, 1], "reverse": True},
+    }
+    spec["encoding"]["tooltip"] = [
+        {"field": "query_token", "type": "nominal", "title": "query"},
+        {"field": "key_token", "type": "nominal", "title": "key"},
+        {"field": "a", "type": "quantitative", "format": ".3f", "title": "A"},
+        {"field": "b", "type": "quantitative", "format": ".3f", "title": "B"},
+        {"field": "weight", "type": "quantitative", "format": "+.3f", "title": "A - B"},
+    ]
+    return spec
 
 
 def epochs_grid(

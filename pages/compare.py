@@ -173,10 +173,14 @@ def page() -> None:
     st.markdown(f"**{where}**: divergence {js:.4f} bits")
     cols = st.columns(3)
     for col, matrix, name in ((cols[0], a, "A"), (cols[1], b, "B")):
-        heat = charts.heatmap(charts.attention_frame(matrix, queries, keys), queries, keys, name, plot_width=260)
-        col.altair_chart(heat, key=f"head_{name}", width="content")
+        heat = charts.heatmap(
+            charts.attention_frame(matrix, queries, keys), queries, keys, name, plot_width=260, causal=kind == "decoder"
+        )
+        with col:
+            ui.show_chart(heat, key=f"head_{name}")
     diff = run_charts.difference_heatmap(a, b, queries, keys, "A - B (red: A more)", plot_width=260)
-    cols[2].altair_chart(diff, key="head_diff", width="content")
+    with cols[2]:
+        ui.show_chart(diff, key="head_diff")
 
     st.subheader("Heads that changed most")
     top = most_changed(result.divergence, top=10)

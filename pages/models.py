@@ -1,12 +1,20 @@
 """Models: pick a checkpoint from checkpoints/, upload one for this session, read its model card."""
 
+import pandas as pd
 import streamlit as st
 
 import ui
 import ui_alignment
 from core import CheckpointError
+from core.analysis.head_count import check_head_count
 
 NATIVE, TUTORIAL = "This project's checkpoint (one file)", "Tutorial tmodel_XX.pt + two tokenizer files"
+HEADS_HELP = (
+    "A tutorial checkpoint holds only the weights, and their shapes are the same for any head count: the file "
+    "cannot tell how many heads the model was trained with. Enter the notebook's value (`h` / `num_heads` in "
+    "its config; the tutorial uses 8). A wrong count still loads and still draws attention maps, but they are "
+    "not the model's heads; after loading, the app checks the count against its neighbours."
+)
 
 
 def choose() -> None:
@@ -27,7 +35,7 @@ def load_uploaded() -> None:
     for what, f in files:
         if f is not None and f.size > limit * 1024 * 1024:
             state["upload_error"] = (
-                f"The {what} `{f.name}` is {f.size / 2**20:,.1f} MB, over the upload limit of "
+                f"The {what} {ui.md_code(f.name)} is {f.size / 2**20:,.1f} MB, over the upload limit of "
                 f"{limit} MB (server.maxUploadSize in .streamlit/config.toml). Training checkpoints "
                 "carry optimizer state: `python -m core export --checkpoint FILE --out "
                 "small.pt` keeps only the weights, in 16 bits."
@@ -39,38 +47,66 @@ def load_uploaded() -> None:
     heads = int(state.get("up_heads", 8)) if tutorial else None
     key = ui.upload_key(data, src, tgt, heads)
     try:
-        ui.load_upload(key, data, src, tgt, heads)
+        bundle = ui.load_upload(key, data, src, tgt, heads)
     except CheckpointError as exc:
-        state["upload_error"] = f"`{ckpt.name}` was not loaded: {exc}. The previous model stays active."
+        state["upload_error"] = (
+            f"{ui.md_code(ckpt.name)} was not loaded: {ui.md_text(exc)}. The previous model stays active."
+        )
         return
-    state["upload"] = {"key": key, "name": ckpt.name}  # the model itself is in ui's process-wide store
+    head_check = None
+    if tutorial:
+        with st.spinner("Checking the head count (a few translations with each plausible count)…"):
+            head_check = check_head_count(bundle, ui.EXAMPLES[:3])
+    # the model itself is in ui's process-wide store; the session keeps its key
+    state["upload"] = {"key": key, "name": ckpt.name, "head_check": head_check}
     state["model_choice"] = "upload"
     state["upload_error"] = None
-    state["upload_ok"] = f"Loaded `{ckpt.name}`: it is now the active model for this browser session only."
+    state["upload_ok"] = f"Loaded {ui.md_code(ckpt.name)}: it is now the active model for this browser session only."
 
 
 def show_card_entry(name: str, value) -> None:
     """Render one model-card entry by its shape: text, a command, a table of scalars or rows, else JSON."""
-    st.markdown(f"**{name.replace('_', ' ').capitalize()}**")
+    st.markdown(f"**{ui.md_text(name.replace('_', ' ').capitalize())}**")
     scalar = (str, int, float, bool, type(None))
     if isinstance(value, str) and "command" in name:
         st.code(value, language="bash")
     elif isinstance(value, int) and not isinstance(value, bool):
         st.markdown(f"{value:,}")
     elif isinstance(value, scalar):
-        st.markdown(str(value))
+        st.markdown(ui.md_text(value))
     elif isinstance(value, dict) and all(isinstance(v, scalar) for v in value.values()):
-        st.dataframe([{"name": k, "value": str(v)} for k, v in value.items()], hide_index=True)
+        # st.table wraps long text; st.dataframe cuts it off at the column width
+        st.table(pd.DataFrame([{"name": str(k), "value": str(v)} for k, v in value.items()]).set_index("name"))
     elif (
         isinstance(value, dict)
         and value
         and all(isinstance(v, dict) and all(isinstance(x, scalar) for x in v.values()) for v in value.values())
     ):
-        st.dataframe([{"": k, **v} for k, v in value.items()], hide_index=True)  # e.g. metrics per test set
+        st.table(pd.DataFrame([{"": k, **v} for k, v in value.items()]).set_index(""))  # e.g. metrics per test set
     elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        st.dataframe(value, hide_index=True)
+        st.table(pd.DataFrame(value).astype(str))
     else:
         st.json(value, expanded=2)
+
+
+def head_count_note(bundle, check) -> None:
+    """Which head count was assumed for a tutorial file, and what the check says of it."""
+    heads = bundle.config.n_heads
+    st.info(
+        f"**Head count: {heads}, assumed.** A tutorial checkpoint does not record it; {heads} is the value "
+        "given at upload. " + HEADS_HELP.split(": the file cannot tell")[0].replace("A tutorial", "The file") + "."
+    )
+    if check is None:
+        return
+    scores = ", ".join(f"{h} heads: {p:.2f}" for h, p in sorted(check.confidence.items()))
+    if check.doubtful:
+        st.warning(
+            f"**{heads} heads looks wrong.** Read with {check.best} heads the model is clearly surer of its own "
+            f"translations (mean probability of each chosen token; {scores}). With a wrong count the maps are "
+            f"not the model's real heads: upload again with {check.best} heads."
+        )
+    else:
+        st.caption(f"Head-count check: {heads} heads is the most consistent of those tried ({scores}).")
 
 
 def model_card(model: ui.ActiveModel) -> None:
@@ -81,7 +117,9 @@ def model_card(model: ui.ActiveModel) -> None:
         col.markdown(f"{name}  \n**{value}**")  # plain text: st.metric's large digits get cut off here
     st.caption(f"Source: {model.origin} · format: {bundle.kind} · {bundle.num_parameters:,} parameters")
     for note in bundle.notes:
-        st.info(note)
+        st.info(ui.md_text(note))
+    if bundle.kind == "tutorial":
+        head_count_note(bundle, model.head_check)
     card = dict(bundle.metadata.get("model_card") or {})
     shown_above = {"parameters": bundle.num_parameters, "config": bundle.config.to_dict()}
     for name, value in card.items():
@@ -103,7 +141,7 @@ def page() -> None:
     files = ui.find_checkpoints()
     options = [str(p) for p in files] + (["upload"] if state.get("upload") else [])
     names = {str(p): f"{p.name} (checkpoints folder)" for p in files}
-    if state.get("upload"):
+    if state.get("upload"):  # a loaded upload stays listed after a page switch (an uploader forgets its file)
         names["upload"] = f"{state['upload']['name']} (uploaded, this session only)"
     if options:
         current = state.get("model_choice") if state.get("model_choice") in options else options[0]
@@ -127,20 +165,17 @@ def page() -> None:
         f"Used by this browser session only; other users keep their model. Limit: {ui.upload_limit_mb()} MB "
         "per file. Files are read as data only: a checkpoint that would run code is refused."
     )
-    kind = st.radio("Kind", [NATIVE, TUTORIAL], key="up_kind", horizontal=True)
-    st.file_uploader("Checkpoint (.pt)", type=["pt", "pth"], key="up_ckpt")
+    kind = st.radio("Kind", [NATIVE, TUTORIAL], horizontal=True, **ui.bound("up_kind", NATIVE))
     if kind == TUTORIAL:
-        a, b, c = st.columns([2, 2, 1])
+        a, b = st.columns([3, 1])
+        a.file_uploader("Checkpoint (tmodel_XX.pt)", type=["pt", "pth"], key="up_ckpt")
+        b.number_input("Heads (not in the file)", min_value=1, max_value=64, help=HEADS_HELP, **ui.bound("up_heads", 8))
+        b.caption("The file cannot tell the head count: enter the notebook's (tutorial: 8).")
+        a, b = st.columns(2)
         a.file_uploader("Source tokenizer (tokenizer_en.json)", type=["json"], key="up_src")
         b.file_uploader("Target tokenizer (tokenizer_it.json)", type=["json"], key="up_tgt")
-        c.number_input(
-            "Heads",
-            min_value=1,
-            max_value=64,
-            value=8,
-            key="up_heads",
-            help="Tutorial checkpoints do not record the head count (the tutorial uses 8).",
-        )
+    else:
+        st.file_uploader("Checkpoint (.pt)", type=["pt", "pth"], key="up_ckpt")
     st.button("Load uploaded model", key="up_go", type="primary", on_click=load_uploaded)
     if error := state.pop("upload_error", None):
         st.error(error)

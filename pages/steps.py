@@ -49,15 +49,35 @@ def written_probs(result) -> list[float]:
     return [float(result.top_probs[row, 0]) for row in range(len(result.output_ids))]
 
 
+def restore_from_url(n_layers: int) -> None:
+    """On a session's first visit to this page, take sentence, step and layer from the link (as the
+    Translate page does); the step is checked against the sentence's length once it is translated."""
+    view, params = ui.view_state(), st.query_params
+    if not ui.restore_once("steps"):
+        return
+    if params.get("sentence"):
+        view["sentence"] = params["sentence"]
+    if str(params.get("step", "")).isdigit() and int(params["step"]) >= 1:
+        view["step"] = int(params["step"])
+    if str(params.get("layer", "")).isdigit() and 1 <= int(params["layer"]) <= n_layers:
+        view["step_layer"] = int(params["layer"])
+
+
 def page() -> None:
     st.title("Decoding step by step")
     model = ui.require_model()
     if model is None:
         return
-    st.text_input("Sentence (English)", max_chars=2000, **ui.bound("sentence", ui.EXAMPLES[1]))
+    cfg = model.bundle.config
+    restore_from_url(cfg.n_layers)
+    st.text_input("Sentence (English)", **ui.bound("sentence", ui.EXAMPLES[1]))
     sentence = ui.view_state()["sentence"].strip()
     if not sentence:
+        st.query_params.clear()  # a copied link must not bring back an earlier sentence
         st.info("Type an English sentence.")
+        return
+    st.query_params.from_dict({"sentence": sentence})  # refined below once the step is known
+    if ui.too_long(sentence, "sentence"):
         return
     mode = st.radio("Decoding", list(MODES), format_func=MODES.get, horizontal=True, **ui.bound("steps_mode", "greedy"))
     if mode == "beam":
@@ -74,7 +94,7 @@ def greedy_view(model: ui.ActiveModel, sentence: str) -> None:
     result = ui.run_search(model, sentence, 1, 0.0, tuple(prefix)) if prefix else original
     if result is None:
         return
-    st.markdown(f"**Translation:** {original.translation}")
+    st.markdown(f"**Translation:** {ui.md_text(original.translation)}")
     if prefix:
         tgt = model.bundle.tgt_tokenizer
         note, back = st.columns([4, 1.6], vertical_alignment="center")
@@ -83,16 +103,16 @@ def greedy_view(model: ui.ActiveModel, sentence: str) -> None:
             "decoding; under it, the model's own decoding and the forced one side by side."
         )
         back.button("↩ Model's own", key="unforce", on_click=unforce, help="back to what the model wrote by itself")
-    replay(model, result)
+    replay(model, result, sentence)
     if prefix:
         compare(model, original, result)
 
 
-def replay(model: ui.ActiveModel, result) -> None:
+def replay(model: ui.ActiveModel, result, sentence: str) -> None:
     """The step slider over result's decoder rows: attention of one row, its five candidates, each one a button
     that forces it there."""
     steps, cfg, tgt = len(result.target_tokens), model.bundle.config, model.bundle.tgt_tokenizer
-    prev, slider, nxt = st.columns([1.3, 8, 1.3], vertical_alignment="bottom")
+    prev, slider, nxt = st.columns([2, 7, 2], vertical_alignment="bottom")  # room for the labels at 1024 px
     prev.button("◀ Prev", key="prev", on_click=move, args=(-1, steps))
     nxt.button("Next ▶", key="next", on_click=move, args=(1, steps))
     with slider:
@@ -102,25 +122,30 @@ def replay(model: ui.ActiveModel, result) -> None:
     chosen_id = written[row] if row < len(written) else int(result.top_ids[row, 0])  # the last row may write nothing
     probs = written_probs(result)
     p = probs[row] if row < len(probs) else float(result.top_probs[row, 0])
-    fed = " ".join(f"`{t}`" for t in result.target_tokens[: row + 1])
+    fed = ui.cut_list([ui.md_code(t) for t in result.target_tokens[: row + 1]], 30, " ")
     how = " (forced)" if row < result.prefix_length else ""
     st.markdown(
-        f"Step **{step}** of {steps}: the decoder has read {fed} and writes **`{tgt.id_to_token(chosen_id)}`**{how} "
+        f"Step **{step}** of {steps}: the decoder has read {fed} and writes **{ui.md_code(tgt.id_to_token(chosen_id))}**{how} "
         f"(p = {p:.3f})."
     )
 
     layer = ui.index_slider("Layer", cfg.n_layers, "step_layer")
+    st.query_params.from_dict({"sentence": sentence, "step": step, "layer": layer})
     cross, self_rows = charts.step_frames(result.attention, layer, row)
+    st.caption(
+        f"Both rows are step {step}: the decoder has just read {ui.md_code(result.target_tokens[row])} and "
+        f"predicts the next token ({ui.md_code(tgt.id_to_token(chosen_id))}). Each row of heads sums to 1."
+    )
     left, right = st.columns([3, 2])
     with left:
         st.markdown(f"**Cross attention over the source** · layer {layer}")
-        st.altair_chart(charts.row_heatmap(cross, result.source_tokens), width="content")
+        ui.show_chart(charts.row_heatmap(cross, result.source_tokens))
         st.markdown(f"**Decoder self attention over its input** · layer {layer}")
-        st.altair_chart(charts.row_heatmap(self_rows, result.target_tokens[: row + 1]), width="content")
+        ui.show_chart(charts.row_heatmap(self_rows, result.target_tokens[: row + 1]))
     with right:
         top = charts.candidates_frame(result.top_ids, result.top_probs, row, tgt.id_to_token)
         st.markdown("**Five most likely next tokens**")
-        st.altair_chart(charts.candidates_chart(top), width="content")
+        ui.show_chart(charts.candidates_chart(top))
         st.caption("What if it wrote another one? Click a candidate to force it here and see how the model goes on.")
         for rank, (token_id, token, prob) in enumerate(
             zip(result.top_ids[row].tolist(), top["token"], top["probability"]), 1
@@ -164,7 +189,7 @@ def attention_map(att, kind: str, layer: int, title: str, plot_width: int = 360)
     frame = charts.attention_frame(charts.head_matrix(att, kind, layer, None), queries, keys)
     cell = max(6, min(26, plot_width // max(len(queries), len(keys))))
     st.markdown(f"**{title}**")  # above, not in the chart: a short sentence's chart is narrower than the title
-    st.altair_chart(charts.heatmap(frame, queries, keys, cell=cell), width="content")
+    ui.show_chart(charts.heatmap(frame, queries, keys, cell=cell, causal=kind == "decoder"))
 
 
 def pick_node(hypothesis_paths: list[set[int]]) -> None:
@@ -236,9 +261,16 @@ def beam_view(model: ui.ActiveModel, sentence: str) -> None:
     attention_map(hyp.attention, kind, layer, f"{KIND_LABELS[kind]} · layer {layer} · mean of heads")
     att = hyp.attention
     queries, keys = att.queries(kind), att.keys(kind)
-    layer_df = charts.grid_frame(att.weights(kind)[layer - 1], queries, keys, first_layer=layer)
-    st.altair_chart(
-        charts.heads_grid(layer_df, queries, keys, columns=min(4, cfg.n_heads), title=f"All heads of layer {layer}")
+    st.markdown(f"**All heads of layer {layer}**")
+    ui.show_chart(
+        charts.heads_grid(
+            att.weights(kind)[layer - 1],
+            queries,
+            keys,
+            columns=min(4, cfg.n_heads),
+            layer=layer,
+            causal=kind == "decoder",
+        )
     )
 
 

@@ -127,17 +127,18 @@ def page() -> None:
     queries, keys = shown.attention.queries(kind), shown.attention.keys(kind)
     matrices = [charts.head_matrix(e.attention, kind, layer, head) for e in timeline.epochs]
     left, right = st.columns([1, 1])
-    left.altair_chart(
-        charts.heatmap(
-            charts.attention_frame(matrices[position], queries, keys),
-            queries,
-            keys,
-            f"Layer {layer} · head {head} · {labels[position]}",
-            plot_width=420,
-        ),
-        key="timeline_focus",
-        width="content",
-    )
+    with left:
+        ui.show_chart(
+            charts.heatmap(
+                charts.attention_frame(matrices[position], queries, keys),
+                queries,
+                keys,
+                f"Layer {layer} · head {head} · {labels[position]}",
+                plot_width=420,
+                causal=kind == "decoder",
+            ),
+            key="timeline_focus",
+        )
     left.text(f"{labels[position]}: {shown.translation}")
     with right:
         st.markdown("**Statistics of this head at each checkpoint** (red: the checkpoint shown)")

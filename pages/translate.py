@@ -8,16 +8,17 @@ import ui_alignment
 from core import charts
 from core.attention import KIND_LABELS
 
+SIDE_BY_SIDE_TOKENS = 12  # up to this many tokens a side, the focused head and the layer's heads share a row
+
 
 def restore_from_url(n_layers: int, n_heads: int) -> None:
     """On a session's first visit, take sentence, reference, kind, layer and head from the link."""
     view, params = ui.view_state(), st.query_params
-    if st.session_state.get("_url_restored"):
+    if not ui.restore_once("translate"):
         return
-    st.session_state["_url_restored"] = True
     for key in ("sentence", "reference"):
         if params.get(key):
-            view[key] = params[key][:2000]
+            view[key] = params[key]  # over-long text is kept and refused with a message, never cut
     if params.get("kind") in KIND_LABELS:
         view["kind"] = params["kind"]
     if params.get("avg") == "1":
@@ -27,9 +28,9 @@ def restore_from_url(n_layers: int, n_heads: int) -> None:
             view[key] = int(params[key])
 
 
-def pick_from_grid() -> None:
-    """A click in the all-layers grid focuses that layer and head."""
-    picked = st.session_state["grid"].selection.get("pick") or []
+def pick_from(chart_key: str) -> None:
+    """A click on a tile (all-layers grid or the layer's heads) focuses that layer and head."""
+    picked = st.session_state[chart_key].selection.get("pick") or []
     if picked and {"layer", "head"} <= set(picked[0]):
         ui.view_state().update(layer=int(picked[0]["layer"]), head=int(picked[0]["head"]), avg=False)
 
@@ -44,17 +45,11 @@ def clear_reference() -> None:
     ui.view_state()["reference"] = ""
 
 
-def page() -> None:
-    st.title("Translate & attention")
-    model = ui.require_model()
-    if model is None:
-        return
-    cfg = model.bundle.config
-    restore_from_url(cfg.n_layers, cfg.n_heads)
-    heads_ui.restore_heads_off(cfg.n_layers, cfg.n_heads)
+def input_section() -> tuple[str, str]:
+    """Sentence box, examples, the reference box and Translate; returns (sentence, reference), stripped."""
     view = ui.view_state()
     left, right = st.columns([3, 2])
-    left.text_input("Sentence (English)", max_chars=2000, **ui.bound("sentence", ui.EXAMPLES[1]))
+    left.text_input("Sentence (English)", **ui.bound("sentence", ui.EXAMPLES[1]))
     right.selectbox(
         "Examples",
         ui.EXAMPLES,
@@ -63,51 +58,58 @@ def page() -> None:
         on_change=use_example,
         placeholder="Pick an example sentence",
     )
-    in_use = " (in use)" if view.get("reference", "").strip() else ""
-    with st.expander("Compare with a reference translation" + in_use):
+    # One label and key whatever the reference holds: a changed label would make a new, closed expander
+    # right after the user pressed Enter in it. It opens by itself when the view (or link) has a reference.
+    with st.expander("Compare with a reference translation", expanded=bool(view.get("reference")), key="ref_box"):
         st.text_input(
             "Reference translation (Italian): the decoder is fed it instead of its own output",
-            max_chars=2000,
             **ui.bound("reference", ""),
         )
     st.button("Translate", key="go", type="primary")
-    sentence, reference = view["sentence"].strip(), view["reference"].strip()
-    if not sentence:
-        st.query_params.clear()  # a copied link must not bring back an earlier sentence
-        st.info("Type an English sentence, or pick an example.")
-        return
-    linked = {"sentence": sentence} | ({"reference": reference} if reference else {})
-    st.query_params.from_dict(linked)  # refined below once the view is known
-    result = ui.run_translation(model, sentence, reference or None)
-    if result is None:
-        return
-    st.markdown(f"**{'Reference (teacher-forced)' if reference else 'Translation'}:** {result.translation}")
-    if reference:
-        note, clear = st.columns([5, 1], vertical_alignment="center")
-        note.info(
-            "The decoder is fed your reference translation, not its own output: the maps show the "
-            "attention the model puts on that text."
-        )
-        clear.button("Clear reference", key="clear_reference", on_click=clear_reference)
+    return view["sentence"].strip(), view["reference"].strip()
+
+
+def reference_note() -> None:
+    """While a reference is in use (accepted or not), say so, with the button that clears it."""
+    note, clear = st.columns([5, 1], vertical_alignment="center")
+    note.info(
+        "The decoder is fed your reference translation, not its own output: the maps show the "
+        "attention the model puts on that text."
+    )
+    clear.button("Clear reference", key="clear_reference", on_click=clear_reference)
+
+
+def result_header(result, reference: str) -> None:
+    """The translation, the tokens the model read, unknown and copied words: all user text escaped."""
+    st.markdown(f"**{'Reference (teacher-forced)' if reference else 'Translation'}:** {ui.md_text(result.translation)}")
     st.caption(
         "Source tokens: "
-        + " ".join(f"`{t}`" for t in charts.labels(result.source_tokens))
+        + ui.cut_list([ui.md_code(t) for t in charts.labels(result.source_tokens)], 60, " ")
         + "  \nDecoder input tokens: "
-        + " ".join(f"`{t}`" for t in charts.labels(result.target_tokens))
+        + ui.cut_list([ui.md_code(t) for t in charts.labels(result.target_tokens)], 60, " ")
     )
     if result.unknown_words:
-        st.warning("Unknown to the model (read as [UNK]): " + ", ".join(result.unknown_words))
+        st.warning(
+            "Unknown to the model (read as [UNK]): " + ui.cut_list([ui.md_code(w) for w in result.unknown_words])
+        )
     if result.copied:
         st.caption(
             "Words outside the model's Italian vocabulary are copied from the source: "
-            + "; ".join(
-                f"the `[UNK]` predicted at row `{row}·{result.target_tokens[row]}` is shown as **{word}**, the source "
-                f"word at `{col}·{result.source_tokens[col]}` on which that row's cross-attention (mean of all layers "
-                "and heads) peaks"
-                for row, col, word in result.copied
+            + ui.cut_list(
+                [
+                    f"the `[UNK]` predicted at row {ui.md_code(f'{row}·{result.target_tokens[row]}')} is shown as "
+                    f"**{ui.md_text(word)}**, the source word at {ui.md_code(f'{col}·{result.source_tokens[col]}')} "
+                    "on which that row's cross-attention (mean of all layers and heads) peaks"
+                    for row, col, word in result.copied
+                ],
+                sep="; ",
             )
         )
 
+
+def view_controls(cfg) -> tuple[str, int, int, bool]:
+    """Kind, layer, head and the head average (all kept in the session's view)."""
+    view = ui.view_state()
     kind = st.radio(
         "Attention", list(KIND_LABELS), format_func=KIND_LABELS.get, horizontal=True, **ui.bound("kind", "cross")
     )
@@ -117,41 +119,98 @@ def page() -> None:
     with c2:
         head = ui.index_slider("Head", cfg.n_heads, "head", disabled=view.get("avg", False))
     avg = c3.toggle("Average over heads", **ui.bound("avg", False))
-    st.query_params.from_dict(linked | {"kind": kind, "layer": layer, "head": head} | ({"avg": 1} if avg else {}))
-    ui.head_links(sentence, reference, kind, layer, head)
+    return kind, layer, head, avg
 
+
+def predicted_tokens(result, bundle) -> list[str]:
+    """The token each decoder row predicts (its most likely next token): row i reads token i, writes i + 1."""
+    return [bundle.tgt_tokenizer.id_to_token(int(i)) for i in result.top_ids[:, 0]]
+
+
+def focused_view(result, bundle, kind: str, layer: int, head: int, avg: bool, context: dict) -> None:
+    """The chosen head (or the mean of heads) with exact per-cell tooltips, and its downloads."""
     att = result.attention
     queries, keys = att.queries(kind), att.keys(kind)
     focus = charts.attention_frame(charts.head_matrix(att, kind, layer, None if avg else head), queries, keys)
     title = f"{KIND_LABELS[kind]} · layer {layer} · {'mean of heads' if avg else f'head {head}'}"
-    heat = charts.heatmap(focus, queries, keys, title)
-    layer_df = charts.grid_frame(att.weights(kind)[layer - 1], queries, keys, first_layer=layer)
-    a, b = st.columns([5, 4])
-    a.altair_chart(heat, key="focus", width="content")
-    b.altair_chart(
-        charts.heads_grid(layer_df, queries, keys, columns=min(4, cfg.n_heads), title=f"All heads of layer {layer}")
+    heat = charts.heatmap(
+        focus,
+        queries,
+        keys,
+        title,
+        causal=kind == "decoder",
+        next_tokens=None if kind == "encoder" else predicted_tokens(result, bundle),
+        help_text=charts.READING_HELP[kind],
     )
-    with a:
-        download_buttons(
-            focus,
-            heat,
-            {
-                "sentence": sentence,
-                "reference": reference or None,
-                "kind": kind,
-                "layer": layer,
-                "head": "mean" if avg else head,
-            },
-        )
+    ui.show_chart(heat, key="focus")
+    st.caption(charts.READING_HELP[kind] + " White: weight 0; the colour scale is finer near 0.")
+    download_buttons(focus, heat, context)
 
-    ui_alignment.alignment_view(model.bundle, result, sentence, reference)
 
+def layer_heads(att, kind: str, layer: int, columns: int) -> None:
+    """Every head of the focused layer as tiles; a click focuses that head."""
+    st.markdown(f"**All heads of layer {layer}**")
+    st.caption("Click a head to focus it. Same colours as the focused head.")
+    chart = charts.heads_grid(
+        att.weights(kind)[layer - 1],
+        att.queries(kind),
+        att.keys(kind),
+        columns=columns,
+        layer=layer,
+        causal=kind == "decoder",
+        selectable=True,
+    )
+    ui.show_chart(chart, key="heads", on_select=lambda: pick_from("heads"), selection_mode="pick")
+
+
+def all_layers_grid(att, kind: str) -> None:
     st.subheader("All layers × heads")
-    st.caption("Rows are layers, columns heads. Click a cell to focus that head above.")
-    grid = charts.grid_frame(att.weights(kind), queries, keys)
-    st.altair_chart(
-        charts.layers_grid(grid, queries, keys), key="grid", on_select=pick_from_grid, selection_mode="pick"
-    )
+    st.caption("Rows are layers, columns heads. Click a cell to focus that head above; hover it for its name.")
+    chart = charts.layers_grid(att.weights(kind), att.queries(kind), att.keys(kind), causal=kind == "decoder")
+    ui.show_chart(chart, key="grid", on_select=lambda: pick_from("grid"), selection_mode="pick")
+
+
+def page() -> None:
+    st.title("Translate & attention")
+    model = ui.require_model()
+    if model is None:
+        return
+    cfg = model.bundle.config
+    restore_from_url(cfg.n_layers, cfg.n_heads)
+    heads_ui.restore_heads_off(cfg.n_layers, cfg.n_heads)
+    sentence, reference = input_section()
+    if not sentence:
+        st.query_params.clear()  # a copied link must not bring back an earlier sentence
+        st.info("Type an English sentence, or pick an example.")
+        return
+    linked = {"sentence": sentence} | ({"reference": reference} if reference else {})
+    st.query_params.from_dict(linked)  # refined below once the view is known
+    if reference:
+        reference_note()
+    if ui.too_long(sentence, "sentence") or ui.too_long(reference, "reference"):
+        return
+    result = ui.run_translation(model, sentence, reference or None)
+    if result is None:
+        return
+    result_header(result, reference)
+    kind, layer, head, avg = view_controls(cfg)
+    st.query_params.from_dict(linked | {"kind": kind, "layer": layer, "head": head} | ({"avg": 1} if avg else {}))
+    ui.head_links(sentence, reference, kind, layer, head)
+    att = result.attention
+    context = {"sentence": sentence, "reference": reference or None, "kind": kind, "layer": layer}
+    context["head"] = "mean" if avg else head
+    short = max(len(att.queries(kind)), len(att.keys(kind))) <= SIDE_BY_SIDE_TOKENS
+    if short:
+        a, b = st.columns([5, 4])
+        with a:
+            focused_view(result, model.bundle, kind, layer, head, avg, context)
+        with b:
+            layer_heads(att, kind, layer, columns=min(4, cfg.n_heads))
+    else:  # long axes: each chart gets the page's width
+        focused_view(result, model.bundle, kind, layer, head, avg, context)
+        layer_heads(att, kind, layer, columns=min(8, cfg.n_heads))
+    ui_alignment.alignment_view(model.bundle, result, sentence, reference)
+    all_layers_grid(att, kind)
     heads_ui.translate_extras(model, result, sentence, reference, (kind, layer, None if avg else head))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import threading
 from pathlib import Path
@@ -19,7 +20,7 @@ from app_fixtures import IT, write_tiny_checkpoint, write_tutorial_files  # noqa
 import ui  # noqa: E402
 from core import load_checkpoint, save_checkpoint, translate  # noqa: E402
 from core.tokenizer import build_tokenizer  # noqa: E402
-from ui import EXAMPLES  # noqa: E402
+from ui import EXAMPLES, md_text  # noqa: E402
 
 torch.set_num_threads(1)
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -79,6 +80,39 @@ def assert_focus_matches(at: AppTest, result, kind: str, layer: int, head: int |
     assert json.dumps([f"{i}·{t}" for i, t in enumerate(queries)]) in spec["encoding"]["y"]["axis"]["labelExpr"]
 
 
+def chart_datasets(at: AppTest, index: int) -> list:
+    """Every dataset of the index-th chart (a layered chart has one per layer) as DataFrames."""
+    chart = at.get("vega_lite_chart")[index]
+    return [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets]
+
+
+def assert_tiles_show(at: AppTest, index: int, weights, causal: bool) -> None:
+    """The index-th chart is the all-layers grid: one panel per (layer, head) and an image whose tiles are
+    those maps, pixel for pixel in the chart's colours (grey where the decoder cannot look)."""
+    import base64
+
+    import numpy as np
+    from PIL import Image
+
+    from core.charts import MASK_COLOR, weight_colors
+
+    frames = chart_datasets(at, index)
+    image = next(f for f in frames if "url" in f.columns)
+    panels = next(f for f in frames if "head" in f.columns)
+    n_layers, n_heads, tq, tk = weights.shape
+    assert sorted(zip(panels["layer"], panels["head"])) == [
+        (la, h) for la in range(1, n_layers + 1) for h in range(1, n_heads + 1)
+    ]
+    png = base64.b64decode(image["url"][0].split(",", 1)[1])
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    for _, p in panels.iterrows():
+        tile = pixels[int(p["y"]) : int(p["y2"]), int(p["x"]) : int(p["x2"])]
+        want = weight_colors(weights[int(p["layer"]) - 1, int(p["head"]) - 1].numpy())
+        if causal:
+            want[np.triu(np.ones((tq, tk), dtype=bool), 1)] = [int(MASK_COLOR[i : i + 2], 16) for i in (1, 3, 5)]
+        assert np.array_equal(tile, want)
+
+
 def active_label(at: AppTest) -> str:
     """The active model as shown: the sidebar (AppTest keeps it only after a session's first run) or the model card."""
     return " ".join([m.value for m in at.markdown if "format" in m.value] + [h.value for h in at.subheader])
@@ -89,7 +123,7 @@ def test_translate_page_shows_translation_tokens_and_charts(app, bundle):
     translate_in(app, SENTENCE)
     assert not app.exception
     result = translate(bundle, SENTENCE)
-    assert any(m.value == f"**Translation:** {result.translation}" for m in app.markdown)
+    assert any(m.value == f"**Translation:** {md_text(result.translation)}" for m in app.markdown)
     assert "5·the" in " ".join(c.value for c in app.caption)  # repeated 'the' keeps its own position label
     assert len(app.get("vega_lite_chart")) == 3  # focused head, heads of the layer, all layers x heads
     assert_focus_matches(app, result, "cross", 1, 1)
@@ -107,8 +141,7 @@ def test_kinds_and_sliders_show_the_models_attention(app, bundle, kind):
         assert_focus_matches(app, result, kind, layer, head)
     app.toggle(key="avg").set_value(True).run()
     assert_focus_matches(app, result, kind, 2, None)
-    grid, _ = chart_rows(app, 2)
-    assert len(grid) == 2 * 2 * expected_matrix(result, kind, 1, 1).numel()
+    assert_tiles_show(app, 2, result.attention.weights(kind), kind == "decoder")
     assert app.query_params["kind"] in (kind, [kind]) and app.query_params["layer"] in ("2", ["2"])
 
 
@@ -140,7 +173,7 @@ def test_reference_is_flagged_cleared_by_a_button_and_dropped_for_an_example(app
     assert app.info[0].value.startswith("The decoder is fed your reference translation, not its own output")
     app.button(key="clear_reference").click().run()
     assert not app.exception and app.text_input(key="reference").value == ""
-    assert any(m.value == f"**Translation:** {translate(bundle, SENTENCE).translation}" for m in app.markdown)
+    assert any(m.value == f"**Translation:** {md_text(translate(bundle, SENTENCE).translation)}" for m in app.markdown)
     translate_in(app, SENTENCE, reference=IT[0])
     app.selectbox(key="example").set_value(EXAMPLES[2]).run()  # a new sentence: the old reference goes
     assert not app.exception and app.text_input(key="reference").value == ""
@@ -254,8 +287,8 @@ def test_models_page_shows_the_model_card(app):
     assert not app.exception
     assert "tiny untrained test model" in " ".join(m.value for m in app.markdown)
     assert "Layers × heads  \n**2 × 2**" in [m.value for m in app.markdown]
-    tables = [frame.value for frame in app.dataframe]  # scores per test set: one row each, not raw JSON
-    assert any("bleu" in t.columns and t.loc[t[""] == "toy_test", "bleu"].tolist() == [12.5] for t in tables)
+    tables = [table.value for table in app.table]  # scores per test set: one row each, not raw JSON
+    assert any("bleu" in t.columns and t.loc["toy_test", "bleu"] == 12.5 for t in tables)
 
 
 def test_upload_native_checkpoint_is_used_by_this_session_only(app, tmp_path, ckpt_dir, monkeypatch):
@@ -334,6 +367,13 @@ def test_upload_tutorial_checkpoint_with_tokenizers(app, tmp_path):
     )
     assert not app.exception and not app.error
     assert "tmodel_00.pt" in active_label(app)
+    notes = " ".join(i.value for i in app.info)
+    assert "Head count: 2, assumed" in notes and "does not record it" in notes  # the card says what was assumed
+    assert "Heads (not in the file)" in [n.label for n in app.number_input]
+    app.switch_page("pages/translate.py").run()
+    open_models(app)  # the Kind choice and head count survive a page switch
+    assert app.radio(key="up_kind").value == app.radio(key="up_kind").options[1]
+    assert app.number_input(key="up_heads").value == 2
 
 
 class Payload:
@@ -436,3 +476,120 @@ def test_generated_unk_is_shown_as_the_copied_source_word(tmp_path, monkeypatch)
     assert any(m.value == "**Translation:** " + " ".join(["zebra"] * 23) for m in at.markdown)
     notes = " ".join(c.value for c in at.caption)
     assert "the `[UNK]` predicted at row `0·[SOS]` is shown as **zebra**, the source word at `2·[UNK]`" in notes
+
+
+# ---- No silent drops, escaped text, the step page's link ----------------------------------------------------
+
+
+def commonmark_text(markdown: str) -> str:
+    """What CommonMark shows for text without markup: backslash escapes of ASCII punctuation undone."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown.replace("  \n", "\n"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["**bold** and `code`", "1. not a list", "- nor this", "$x^2$ costs $5", ":red[not red] :smile:", "<b>hi</b>"],
+)
+def test_user_text_is_escaped_for_markdown(text):
+    import ui
+
+    shown = ui.md_text(text)
+    assert commonmark_text(shown) == text
+    assert not re.search(r"(?<!\\)[*`$<\[]", shown) and not re.match(r"\s*(\d+\.|-)", shown)
+
+
+def test_code_spans_hold_any_backticks():
+    """A fence longer than any run of backticks inside, padded where the text starts or ends with one."""
+    import ui
+
+    assert ui.md_code("a `b` ``c``") == "``` a `b` ``c`` ```"
+    assert ui.md_code("gatto") == "`gatto`"
+
+
+def test_overlong_paste_gets_a_message_and_is_kept_in_the_box(app):
+    long_text = "the cat sat on the mat." + " the cat sat on the mat." * 119  # 2,879 characters: over the limit
+    translate_in(app, long_text)
+    assert not app.exception
+    assert any("2,879 characters" in w.value and "at most 2,000" in w.value for w in app.warning)
+    assert app.text_input(key="sentence").value == long_text  # nothing was silently dropped or cut
+    assert not app.get("vega_lite_chart")
+    translate_in(app, SENTENCE, reference=("il gatto " * 300).strip())
+    assert any("reference is 2,699 characters" in w.value for w in app.warning)
+    assert app.button(key="clear_reference")  # a refused reference still gets its Clear button
+    app.button(key="clear_reference").click().run()
+    assert app.text_input(key="reference").value == "" and len(app.get("vega_lite_chart")) == 3
+
+
+def test_rejected_reference_keeps_its_clear_button(app):
+    translate_in(app, SENTENCE, reference=" ".join(["gatto"] * 40))  # over the tiny model's 24 tokens
+    assert not app.exception and "at most" in app.warning[0].value
+    app.button(key="clear_reference").click().run()
+    assert not app.exception and app.text_input(key="reference").value == "" and not app.warning
+
+
+def test_reference_box_stays_open_while_it_is_edited(app):
+    (box,) = [e for e in app.expander if "reference" in e.label]
+    assert not box.proto.expanded
+    translate_in(app, SENTENCE, reference=IT[0])
+    (box,) = [e for e in app.expander if "reference" in e.label]
+    assert box.proto.expanded and box.label == "Compare with a reference translation"  # same expander, open
+
+
+def test_markdown_in_user_text_is_shown_as_text(app, bundle, monkeypatch):
+    """The translation line, the unknown-word warning and the token captions show the text as typed."""
+    import dataclasses
+
+    import ui
+
+    shown_text = "**grassetto** e `codice` $5"
+    real = ui.translate
+    monkeypatch.setattr(ui, "translate", lambda *a, **k: dataclasses.replace(real(*a, **k), translation=shown_text))
+    sentence = "**bold** and `code` on the mat"
+    translate_in(app, sentence)
+    assert not app.exception
+    (line,) = [m.value for m in app.markdown if m.value.startswith("**Translation:** ")]
+    body = line.removeprefix("**Translation:** ")
+    assert commonmark_text(body) == shown_text and not re.search(r"(?<!\\)[*`$]", body)
+    result = translate(bundle, sentence)
+    warning = " ".join(w.value for w in app.warning)
+    assert result.unknown_words and "**bold**" not in warning
+    for word in result.unknown_words:  # each unknown word in its own code span, whatever backticks it holds
+        assert ui_code(word) in warning
+    captions = " ".join(c.value for c in app.caption)
+    for i, token in enumerate(result.source_tokens):
+        assert ui_code(f"{i}·{token}") in captions
+
+
+def ui_code(text: str) -> str:
+    import ui
+
+    return ui.md_code(text)
+
+
+def test_long_token_lists_are_cut_with_a_count(app):
+    import ui
+
+    items = [f"w{i}" for i in range(50)]
+    assert ui.cut_list(items, 20) == ", ".join(items[:20]) + ", … and 30 more"
+    assert ui.cut_list(items[:3], 20) == "w0, w1, w2"
+
+
+def test_step_page_reads_and_writes_its_link(ckpt_dir, monkeypatch, bundle):
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(ckpt_dir))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(sentence="i like green tea", step="3", layer="2")
+    at.switch_page("pages/steps.py").run()
+    assert not at.exception
+    assert at.text_input(key="sentence").value == "i like green tea"
+    assert at.slider(key="step").value == 3 and at.slider(key="step_layer").value == 2
+    cross, _ = chart_rows(at, 0)
+    want = translate(bundle, "i like green tea").attention.cross[1, :, 2]  # layer 2, step 3's row: (H, S)
+    got = torch.zeros_like(want)
+    got[cross["head"].to_numpy().astype("int64") - 1, cross["ki"].to_numpy().astype("int64")] = torch.tensor(
+        cross["weight"].to_numpy().copy()
+    )
+    torch.testing.assert_close(got, want)
+    at.text_input(key="sentence").input("the house is big").run()  # the link follows: never a stale sentence
+    at.slider(key="step").set_value(2).run()
+    assert at.query_params["sentence"] in ("the house is big", ["the house is big"])
+    assert at.query_params["step"] in ("2", ["2"]) and at.query_params["layer"] in ("2", ["2"])

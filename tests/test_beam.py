@@ -8,7 +8,6 @@ import random
 import pytest
 import torch
 from conftest import EN_SENTENCES, digit_string
-from test_translate_cli import run_cli
 
 from core import translate
 from core.decoding import beam_batch, beam_search, greedy_decode, length_penalty_factor, teacher_forced
@@ -232,8 +231,8 @@ def test_evaluate_with_a_beam_scores_the_beams_text(reverser_bundle):
     assert hyps == [translate(reverser_bundle, s, beam_size=4, max_len=10).translation for s, _ in pairs]
 
 
-def test_cli_beam_json_lists_the_hypotheses(tiny_checkpoint, tiny_bundle):
-    run = run_cli("--checkpoint", tiny_checkpoint, "--json", "--beam", "3", "--nbest", "2", "the cat sleeps .")
+def test_cli_beam_json_lists_the_hypotheses(tiny_checkpoint, tiny_bundle, cli):
+    run = cli("translate", "--checkpoint", tiny_checkpoint, "--json", "--beam", "3", "--nbest", "2", "the cat sleeps .")
     assert run.returncode == 0, run.stderr
     record = json.loads(run.stdout)
     want = translate(tiny_bundle, "the cat sleeps .", beam_size=3, nbest=2)
@@ -241,7 +240,9 @@ def test_cli_beam_json_lists_the_hypotheses(tiny_checkpoint, tiny_bundle):
     assert [h["tokens"] for h in record["hypotheses"]] == [list(h.tokens) for h in want.hypotheses]
     assert [h["score"] for h in record["hypotheses"]] == pytest.approx([h.score for h in want.hypotheses], abs=1e-5)
     assert record["translation"] == want.translation and record["prefix_length"] == 0
-    run = run_cli("--checkpoint", tiny_checkpoint, "--prefix", "il gatto", "--max-len", "6", "the cat sleeps .")
+    run = cli(
+        "translate", "--checkpoint", tiny_checkpoint, "--prefix", "il gatto", "--max-len", "6", "the cat sleeps ."
+    )
     assert run.returncode == 0 and run.stdout.startswith("il gatto")
 
 

@@ -17,8 +17,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from app_fixtures import write_tiny_checkpoint  # noqa: E402
+sys.path[:0] = [
+    str(Path(__file__).resolve().parent),
+    str(Path(__file__).resolve().parents[1]),
+    str(Path(__file__).resolve().parents[1] / "bench"),
+]
+from app_fixtures import EN, write_tiny_checkpoint  # noqa: E402
 
 sync_api = pytest.importorskip("playwright.sync_api")
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,6 +201,20 @@ def test_click_in_all_heads_grid_focuses_that_head(server, chromium_browser):
     page.context.close()
 
 
+def test_click_on_a_head_of_the_layer_panel_focuses_it(server, chromium_browser):
+    page = open_app(chromium_browser, f"{server}/?sentence=the+cat+sat&kind=cross&layer=1&head=1")
+    heads = page.get_by_test_id("stVegaLiteChart").nth(1)
+    heads.scroll_into_view_if_needed()
+    tiles = heads.locator("svg.marks g.mark-rect.role-mark path")
+    sync_api.expect(tiles).to_have_count(2)  # the tiny model's 2 heads, one clickable tile each
+    box = tiles.last.bounding_box()
+    act(page, lambda: page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2))
+    sync_api.expect(slider(page, "Head")).to_have_attribute("aria-valuetext", "2")
+    sync_api.expect(focused_chart(page).get_by_text("head 2", exact=False)).to_have_count(1)
+    assert_no_errors(page)
+    page.context.close()
+
+
 def test_two_sessions_at_the_same_time_see_their_own_attention(server, chromium_browser):
     pages = [open_app(chromium_browser, server) for _ in range(2)]
     sentences = ["the dog runs in the park", "i like green tea"]
@@ -230,5 +248,24 @@ def test_timeline_slider_moves_through_the_checkpoints(server, chromium_browser)
     act(page, lambda: checkpoint.press("End"))
     sync_api.expect(focused_chart(page).get_by_text("epoch 02", exact=False)).to_have_count(1)
     assert "epoch=3" in page.url and "run=run" in page.url  # the view is in the link
+
+
+@pytest.mark.parametrize("path", ["/", "/steps"])
+def test_pages_fit_a_1024_px_window_with_a_long_sentence(server, chromium_browser, path, tmp_path):
+    """One case of bench/layout.py (which runs every page at 3 window sizes x 3 sentence lengths): 20 words,
+    near the tiny model's 24-token limit, at 1024x768. No chart overlaps another chart or a heading, caption,
+    table or widget, and none leaves the window horizontally (checked from the elements' boxes)."""
+    from urllib.parse import quote
+
+    from browser import full_height, layout_problems, settle
+
+    words = " ".join(" ".join(EN).split()[:20])
+    page = chromium_browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
+    page.goto(f"{server}{path}?sentence={quote(words)}")
+    wait_idle(page)
+    settle(page)
+    full_height(page)
+    assert page.get_by_test_id("stVegaLiteChart").count() >= 3
+    assert layout_problems(page) == []
     assert_no_errors(page)
     page.context.close()

@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import altair as alt
 import numpy as np
 import pytest
 import torch
@@ -49,20 +48,61 @@ def test_grid_frame_and_head_average():
 
 def test_heatmap_spec_labels_every_position_and_has_tooltips():
     df = charts.attention_frame(probs(4, 5), QUERIES, KEYS)
-    spec = charts.heatmap(df, QUERIES, KEYS, "t").to_dict()
+    spec = charts.heatmap(df, QUERIES, KEYS, "t")
     enc = spec["encoding"]
     assert enc["x"]["type"] == "ordinal" and json.dumps(charts.labels(KEYS)) in enc["x"]["axis"]["labelExpr"]
-    assert {t["field"] for t in enc["tooltip"]} == {"query_token", "key_token", "weight"}
-    assert enc["color"]["scale"]["domain"] == [0, 1]
+    assert {t["field"] for t in enc["tooltip"]} == {"query_token", "key_token", "shown"}
+    assert enc["color"]["scale"]["domain"][0] == 0 and enc["color"]["scale"]["domain"][-1] == 1
 
 
-def test_all_layers_by_heads_spec_stays_small():
-    """6 layers x 8 heads x 20 x 20 = 19 200 cells: numeric columns keep the inline spec under 2 MB."""
-    tokens = [f"w{i}" for i in range(20)]
-    df = charts.grid_frame(probs(6, 8, 20, 20), tokens, tokens)
-    chart = charts.layers_grid(df, tokens, tokens)
-    assert charts.spec_size(chart) < 2_000_000
-    assert charts.arrow_size(df.drop(columns=["query", "key"])) < 400_000
+def test_colour_scale_starts_white_and_darkens_with_weight():
+    """The image tiles use the same piecewise-linear RGB scale as Vega: the stops come out exactly, 0 is
+    white, lightness falls with weight, and 0.02 already differs from 0."""
+    rgb = charts.weight_colors(np.array(charts.COLOR_STOPS))
+    assert [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb] == list(charts.COLORS)
+    assert rgb[0].tolist() == [255, 255, 255]
+    ramp = charts.weight_colors(np.linspace(0, 1, 51)).astype(int).sum(-1)
+    assert (np.diff(ramp) < 0).all()
+    assert ramp[0] - ramp[1] > 20  # a weight of 0.02 is visibly not white
+    mask = [int(charts.MASK_COLOR[i : i + 2], 16) for i in (1, 3, 5)]
+    assert not (charts.weight_colors(np.linspace(0, 1, 1001)) == mask).all(-1).any()  # grey is no weight's colour
+
+
+def test_decoder_heatmap_masks_the_upper_triangle_and_explains_rows():
+    df = charts.attention_frame(probs(4, 4), QUERIES, QUERIES)
+    spec = charts.heatmap(df, QUERIES, QUERIES, "t", causal=True, next_tokens=["a", "b", "c", "d"])
+    color = spec["encoding"]["color"]
+    assert color["condition"] == {"test": "datum.ki > datum.qi", "value": charts.MASK_COLOR}
+    calc = {t["as"]: t["calculate"] for t in spec["transform"]}
+    assert "masked" in calc["shown"] and json.dumps(["a", "b", "c", "d"]) in calc["predicts"]
+    assert "predicts the next" in charts.READING_HELP["decoder"] and "predicts the next" in charts.READING_HELP["cross"]
+
+
+def test_sizes_follow_token_counts():
+    assert charts.fit_cell(5, 520) == 26 and charts.fit_cell(62, 520) == 8 and charts.fit_cell(500, 520) == 4
+    short, long = (
+        charts.heatmap(
+            charts.attention_frame(probs(n, n), [f"t{i}" for i in range(n)], [f"t{i}" for i in range(n)]),
+            [f"t{i}" for i in range(n)],
+            [f"t{i}" for i in range(n)],
+        )
+        for n in (5, 62)
+    )
+    assert charts.natural_width(short) < charts.natural_width(long) <= 800
+    assert short["autosize"] == {"type": "fit-x", "contains": "padding"}  # fits any narrower box
+
+
+def test_all_layers_by_heads_is_one_image_and_a_panel_per_head():
+    """6 layers x 8 heads x 62 x 62 = 184 512 cells: one image (one pixel per cell) under 48 clickable panels,
+    a small spec whatever the sentence length."""
+    tokens = [f"w{i}" for i in range(62)]
+    chart = charts.layers_grid(probs(6, 8, 62, 62), tokens, tokens)
+    assert charts.spec_size(chart) < 600_000
+    panels = chart["datasets"]["panels"]
+    assert len(panels) == 48 and set(zip(panels["layer"], panels["head"])) == {
+        (la, h) for la in range(1, 7) for h in range(1, 9)
+    }
+    assert [p["select"]["fields"] for layer in chart["layer"] for p in layer.get("params", [])] == [["layer", "head"]]
 
 
 def test_exports_round_trip():
@@ -89,7 +129,7 @@ def test_step_rows_and_candidates():
     assert len(rows) == 10 and set(rows["head"]) == {1, 2}
     top = charts.candidates_frame(torch.tensor([[5, 6]]), torch.tensor([[0.7, 0.2]]), 0, lambda i: f"t{i}")
     assert top["token"].tolist() == ["t5", "t6"] and top["probability"].tolist() == pytest.approx([0.7, 0.2])
-    assert isinstance(charts.candidates_chart(top), alt.Chart)
+    assert charts.candidates_chart(top)["datasets"]["top"]["token"].tolist() == ["t5", "t6"]
 
 
 def test_attention_labels_its_kinds_and_rejects_mismatched_tokens():

@@ -1,0 +1,133 @@
+"""What a user waits for in the browser: Translate click to focused heatmap drawn, and a slider change.
+
+    python bench/app_browser.py [--repeats 5] [--baseline-rev c9d4e62] [--width 1280 --height 800]
+
+Two headless Streamlit servers run the shipped model (checkpoints/default.pt): this working tree, and the
+baseline commit (exported with `git archive` to a temporary folder). Debian's chromium (Playwright) opens
+both; each repeat types a new sentence (so no cached translation) into both, in turn, so both see the same
+moments of a noisy machine. A MutationObserver in the page stamps the last change inside the focused chart
+(the first chart on the page) and the last change anywhere; the figure is that stamp minus the click, once
+the page has been quiet for 0.6 s. Medians of the repeats; the last line is the geometric mean of the three
+speedups (10 words, 60 words, slider).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from browser import act, chromium, open_page, streamlit_server  # noqa: E402
+
+PORTS = (8620, 8621)
+BASELINE_REV = "c9d4e62"  # the commit issue 10 started from
+WORDS = (
+    "the old man saw a small dog near the river and the young woman gave him some bread while her brother "
+    "was reading a book about the sea in the quiet house of their mother who lived in a big city far from "
+    "the mountains where we went every summer with our friends to walk in the green woods and drink cold "
+    "water from the lake under the blue sky of the early morning before the train left the station"
+).split()
+
+START_JS = """() => {
+  const t = {click: performance.now(), focus: 0, any: 0};
+  window.__timing = t;
+  const first = () => document.querySelector('[data-testid="stVegaLiteChart"]');
+  if (window.__timingObs) window.__timingObs.disconnect();
+  window.__timingObs = new MutationObserver((records) => {
+    const now = performance.now();
+    t.any = now;
+    const chart = first();
+    if (chart && records.some((r) => chart.contains(r.target) || r.target.contains(chart))) t.focus = now;
+  });
+  window.__timingObs.observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+}"""
+QUIET_JS = """() => new Promise((done) => {
+  const tick = () => performance.now() - window.__timing.any > 600 ? done() : setTimeout(tick, 50);
+  tick();
+})"""
+
+
+def sentence(words: int, repeat: int, which: int) -> str:
+    """A new sentence per repeat and server (never a cached translation), words long."""
+    start = (repeat * 7 + which * 3) % len(WORDS)
+    return " ".join(WORDS[(start + i) % len(WORDS)] for i in range(words)) + "."
+
+
+def measured(page, action) -> tuple[float, float]:
+    """(ms to the last change of the focused chart, ms to the last change anywhere) after action()."""
+    page.evaluate(START_JS)
+    act(page, action)
+    page.evaluate(QUIET_JS)
+    t = page.evaluate("() => window.__timing")
+    return t["focus"] - t["click"], t["any"] - t["click"]
+
+
+def translate_click(page, text: str) -> tuple[float, float]:
+    page.get_by_role("textbox", name="Sentence (English)").fill(text)  # typed, not yet sent: the click sends it
+    return measured(page, lambda: page.get_by_role("button", name="Translate", exact=True).click())
+
+
+def slider_change(page) -> tuple[float, float]:
+    head = page.get_by_role("group", name="Head", exact=True).get_by_role("slider")
+    head.focus()
+    key = "ArrowLeft" if head.get_attribute("aria-valuetext") == head.get_attribute("aria-valuemax") else "ArrowRight"
+    return measured(page, lambda: head.press(key))
+
+
+def export_baseline(rev: str, folder: Path) -> Path:
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--baseline-rev", default=BASELINE_REV)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=800)
+    args = parser.parse_args()
+    cases = ("10 words", "60 words", "slider")
+    figures = {name: {case: [] for case in cases} for name in ("baseline", "new")}
+    with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
+        base_dir = export_baseline(args.baseline_rev, Path(tmp))
+        with (
+            streamlit_server(base_dir, PORTS[0], log=Path(tmp) / "base.log") as base_url,
+            streamlit_server(ROOT, PORTS[1], log=Path(tmp) / "new.log") as new_url,
+        ):
+            pages = {
+                name: open_page(browser, url, args.width, args.height)
+                for name, url in (("baseline", base_url), ("new", new_url))
+            }
+            for page in pages.values():  # warm-up: imports, model load, first charts
+                translate_click(page, sentence(12, 99, 0))
+            for repeat in range(args.repeats):
+                for which, (name, page) in enumerate(pages.items()):
+                    for case, words in (("10 words", 10), ("60 words", 60)):
+                        figures[name][case].append(translate_click(page, sentence(words, repeat, which)))
+                    figures[name]["slider"].append(slider_change(page))
+                print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
+    print(
+        f"viewport {args.width}x{args.height}, shipped model, medians of {args.repeats} "
+        f"(ms to the focused heatmap drawn / to the whole page settled)"
+    )
+    print(f"{'case':<10} {'baseline ' + args.baseline_rev:>24} {'this tree':>20} {'target':>8}")
+    targets = {"10 words": 500, "60 words": 1500, "slider": 300}
+    ratios = []
+    for case in cases:
+        base = [statistics.median(x) for x in zip(*figures["baseline"][case])]
+        new = [statistics.median(x) for x in zip(*figures["new"][case])]
+        ratios.append(base[0] / new[0])
+        print(f"{case:<10} {base[0]:>12.0f} / {base[1]:>7.0f} {new[0]:>10.0f} / {new[1]:>7.0f} {targets[case]:>8}")
+    print(f"speedup: {math.prod(ratios) ** (1 / len(ratios)):.2f}x (geometric mean of the three, focused heatmap)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Streamlit-in-a-real-browser helpers shared by bench/app_browser.py, bench/layout.py and tests/test_browser.py.
+
+A headless `streamlit run app.py` on a given port, Debian's chromium driven by Playwright (never a downloaded
+browser), waiting on the app's own script-state attribute instead of sleeping, and the layout check: the
+bounding boxes of every chart, none overlapping another, none leaving the viewport horizontally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+RUN_MS = 60_000
+CHROMIUM = next(
+    (p for p in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
+)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+
+# Counts finished script runs, so that after an action we wait for the *next* one (right after a click the
+# state still reads notRunning).
+WATCH_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.__watched) return;
+  app.__watched = true; window.__runs = window.__runs || 0;
+  let last = app.getAttribute('data-test-script-state');
+  new MutationObserver(() => {
+    const s = app.getAttribute('data-test-script-state');
+    if (s !== last) { if (s === 'notRunning') window.__runs++; last = s; }
+  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+
+# Every element a chart or a widget occupies, as page boxes. Charts are Streamlit's chart elements; the
+# other boxes are the things a chart must not run under (headings, captions, tables, widgets).
+BOXES_JS = """() => {
+  const box = (el) => { const r = el.getBoundingClientRect(); return {x: r.left, y: r.top, w: r.width, h: r.height}; };
+  const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].map((el, i) => {
+    // The drawn surface: Vega's svg/canvas may be wider than the element that holds it (then it is clipped).
+    const surface = el.querySelector('svg.marks, canvas');
+    // A chart may scroll inside its own box: some element between the chart element and the surface
+    // with overflow-x auto/scroll that is narrower than what it holds.
+    let scroller = null;
+    for (let node = surface && surface.parentElement; node && el.contains(node); node = node.parentElement) {
+      const o = getComputedStyle(node).overflowX;
+      if ((o === 'auto' || o === 'scroll') && node.scrollWidth > node.clientWidth + 1) { scroller = node; break; }
+    }
+    return {name: 'chart ' + i, el: box(el), surface: surface ? box(surface) : box(el),
+            scroll: scroller !== null, clip: box(scroller || el)};
+  });
+  const others = [...document.querySelectorAll(
+      '[data-testid="stMain"] [data-testid="stHeading"], [data-testid="stMain"] [data-testid="stCaptionContainer"],'
+    + '[data-testid="stMain"] [data-testid="stMarkdownContainer"], [data-testid="stMain"] [data-testid="stDataFrame"],'
+    + '[data-testid="stMain"] [data-testid="stSlider"], [data-testid="stMain"] [data-testid="stButton"]')]
+    .filter((el) => !el.closest('[data-testid="stVegaLiteChart"]') && el.getBoundingClientRect().width > 0)
+    .map((el) => ({name: el.getAttribute('data-testid') + ': ' + (el.innerText || '').slice(0, 40), el: box(el)}));
+  return {charts, others, viewport: {w: window.innerWidth, h: window.innerHeight}};
+}"""
+
+
+def free_port(candidates: range) -> int:
+    """The first port of candidates nothing listens on."""
+    import socket
+
+    for port in candidates:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError(f"no free port in {candidates.start}-{candidates.stop - 1}")
+
+
+@contextlib.contextmanager
+def streamlit_server(app_dir: Path, port: int, checkpoint_dir: Path | None = None, log: Path | None = None):
+    """`streamlit run app.py` headless on 127.0.0.1:port; yields the URL; stops the process it started."""
+    env = {**os.environ, "PYTHONPATH": str(app_dir)}
+    if checkpoint_dir is not None:
+        env["ATTN_CHECKPOINT_DIR"] = str(checkpoint_dir)
+    else:
+        env.pop("ATTN_CHECKPOINT_DIR", None)
+    flags = ["--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1"]
+    flags += ["--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    out = (log or Path(os.devnull)).open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(app_dir / "app.py"), *flags],
+        cwd=app_dir,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start on port {port}" + (f" (log: {log})" if log else ""))
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        out.close()
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    if CHROMIUM is None:
+        raise RuntimeError("no chromium binary (apt-get install chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def wait_idle(page) -> None:
+    from playwright.sync_api import expect
+
+    app = page.locator("[data-testid='stApp']")
+    expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=RUN_MS)
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=RUN_MS)
+    expect(page.get_by_test_id("stSkeleton")).to_have_count(0, timeout=RUN_MS)
+    page.evaluate(WATCH_JS)
+
+
+def act(page, action) -> None:
+    """Do something that triggers a rerun and wait for that rerun to finish."""
+    page.evaluate(WATCH_JS)
+    before = page.evaluate("() => window.__runs || 0")
+    action()
+    page.wait_for_function(f"() => (window.__runs || 0) > {before}", timeout=RUN_MS)
+    wait_idle(page)
+
+
+def open_page(browser, url: str, width: int, height: int):
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    page.goto(url)
+    wait_idle(page)
+    return page
+
+
+def settle(page, quiet_ms: int = 400) -> None:
+    """Wait until the main area has not changed for quiet_ms (charts embed after the run has finished)."""
+    page.evaluate(
+        """(quiet) => new Promise((done) => {
+          let last = performance.now();
+          const obs = new MutationObserver(() => { last = performance.now(); });
+          obs.observe(document.body, {subtree: true, childList: true, attributes: true});
+          const tick = () => performance.now() - last > quiet ? (obs.disconnect(), done()) : setTimeout(tick, 50);
+          tick();
+        })""",
+        quiet_ms,
+    )
+
+
+def full_height(page) -> None:
+    """Grow the viewport to the main area's scroll height, keeping its width (stMain is the scroller)."""
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": page.viewport_size["width"], "height": min(int(height) + 40, 12_000)})
+    settle(page)
+
+
+def _overlap(a: dict, b: dict, tolerance: float = 1.0) -> bool:
+    return (
+        min(a["x"] + a["w"], b["x"] + b["w"]) - max(a["x"], b["x"]) > tolerance
+        and min(a["y"] + a["h"], b["y"] + b["h"]) - max(a["y"], b["y"]) > tolerance
+    )
+
+
+def layout_problems(page) -> list[str]:
+    """What breaks the layout on the current page: a chart's element or drawn surface overlapping another
+    chart or a heading/caption/widget, or leaving the viewport horizontally. A surface wider than its element
+    is allowed only where the element scrolls it inside its own box."""
+    found = page.evaluate(BOXES_JS)
+    width = found["viewport"]["w"]
+    problems = []
+    charts = found["charts"]
+    for chart in charts:
+        visible = chart["clip"] if chart["scroll"] else chart["surface"]
+        for name, box in (("element", chart["el"]), ("drawn chart", visible)):
+            if box["x"] < -1 or box["x"] + box["w"] > width + 1:
+                problems.append(
+                    f"{chart['name']} {name} leaves the viewport: x {box['x']:.0f}..{box['x'] + box['w']:.0f}"
+                )
+        if not chart["scroll"] and chart["surface"]["w"] > chart["el"]["w"] + 2:
+            problems.append(
+                f"{chart['name']} is drawn {chart['surface']['w']:.0f} px wide in a {chart['el']['w']:.0f} px box"
+            )
+    for i, a in enumerate(charts):
+        for b in charts[i + 1 :]:
+            if _overlap(a["el"], b["el"]) or _overlap(a["surface"], b["surface"]):
+                problems.append(f"{a['name']} overlaps {b['name']}")
+        for other in found["others"]:
+            if _overlap(a["surface"] if not a["scroll"] else a["clip"], other["el"]):
+                problems.append(f"{a['name']} overlaps {other['name']!r}")
+    return problems
