@@ -1,13 +1,9 @@
 """Streamlit entry point: `streamlit run app.py`. A thin router; the pages live in pages/."""
 
-from pathlib import Path
-
 import streamlit as st
 import torch
 
 import ui
-
-PAGES = Path(__file__).resolve().parent / "pages"  # absolute: ui.route_through_app may run main() from a page file
 
 torch.set_num_threads(1)  # faster on a small CPU and immune to contention with the server's own threads
 
@@ -18,12 +14,16 @@ def main() -> None:
     ui.sidebar(model, error)
     page = st.navigation(
         [
-            st.Page(PAGES / "translate.py", title="Translate & attention", icon=":material/translate:", default=True),
-            st.Page(PAGES / "steps.py", title="Decoding step by step", icon=":material/steppers:", url_path="steps"),
-            st.Page(PAGES / "timeline.py", title="Training timeline", icon=":material/timeline:", url_path="timeline"),
-            st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
-            st.Page(PAGES / "heads.py", title="Heads", icon=":material/grid_view:", url_path="heads"),
-            st.Page(PAGES / "models.py", title="Models", icon=":material/model_training:", url_path="models"),
+            st.Page(
+                ui.PAGES / "translate.py", title="Translate & attention", icon=":material/translate:", default=True
+            ),
+            st.Page(ui.PAGES / "steps.py", title="Decoding step by step", icon=":material/steppers:", url_path="steps"),
+            st.Page(
+                ui.PAGES / "timeline.py", title="Training timeline", icon=":material/timeline:", url_path="timeline"
+            ),
+            st.Page(ui.PAGES / "compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+            st.Page(ui.PAGES / "heads.py", title="Heads", icon=":material/grid_view:", url_path="heads"),
+            st.Page(ui.PAGES / "models.py", title="Models", icon=":material/model_training:", url_path="models"),
         ]
     )
     with ui.router_running():

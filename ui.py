@@ -30,6 +30,7 @@ from core.runs import EpochView, Run, RunCheckpoint, discover_runs, epoch_view
 from core.training import checkpoint_progress
 
 REPO = Path(__file__).resolve().parent
+PAGES = REPO / "pages"  # absolute: route_through_app may run app.main() from a page file
 SENTENCE_CHARS = 2000  # the sentence and reference boxes: longer text is refused with a message, never cut
 LIST_SHOWN = 20  # items of a long caption list shown before "... and N more"
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -464,14 +465,14 @@ def head_links(sentence: str, reference: str, kind: str, layer: int, head: int) 
     timeline = shared | ({"run": run_id(active_run)} if active_run else {})
     a, b = st.columns(2, width=480)
     a.page_link(
-        "pages/compare.py",
+        PAGES / "compare.py",
         label="Open in Compare",
         icon=":material/compare:",
         query_params=compare,
         help="This head of the active model against another model's, on the same sentence",
     )
     b.page_link(
-        "pages/timeline.py",
+        PAGES / "timeline.py",
         label="Open in Timeline",
         icon=":material/timeline:",
         query_params=timeline,

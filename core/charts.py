@@ -537,8 +537,8 @@ def alignment_chart(
 ) -> alt.Chart:
     """Word-level cross-attention (target words down, source words across) with the links drawn on it as marks:
     the model's as small circles, gold ones as larger squares, so a gold link the model found shows both."""
-    x = alt.X(**_axis("si", "English word", source_words, True, -45))
-    y = alt.Y(**_axis("ti", "Italian word", target_words, True))
+    x = alt.X(**_axis("si", "English word", source_words, -45))
+    y = alt.Y(**_axis("ti", "Italian word", target_words))
     words = {
         "source_word": f"{json.dumps(labels(source_words))}[datum.si]",
         "target_word": f"{json.dumps(labels(target_words))}[datum.ti]",

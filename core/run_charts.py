@@ -72,6 +72,19 @@ def difference_heatmap(
     return spec
 
 
+def epochs_frame(matrices: list[np.ndarray]) -> pd.DataFrame:
+    """One (Tq, Tk) map per checkpoint -> rows position (0-based checkpoint), qi, ki, weight."""
+    frames = []
+    for position, matrix in enumerate(matrices):
+        qi, ki = np.indices(matrix.shape).reshape(2, -1)
+        frames.append(
+            pd.DataFrame(
+                {"position": position, "qi": qi, "ki": ki, "weight": np.asarray(matrix, np.float32).reshape(-1)}
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
 def epochs_grid(
     df: pd.DataFrame, checkpoints: list[str], queries: list[str], keys: list[str], columns: int = 5, cell: int = 110
 ) -> alt.Chart:

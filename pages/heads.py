@@ -77,7 +77,7 @@ def page() -> None:
     opened = st.session_state.pop("_open_head", None)
     if opened is not None:
         view.update(sentence=sentence, reference="", kind=kind, layer=opened[0], head=opened[1], avg=False)
-        st.switch_page("pages/translate.py")
+        st.switch_page(ui.PAGES / "translate.py")
 
     values = report.measures[kind][measure]
     st.caption(

@@ -20,6 +20,7 @@ from core import charts, load_checkpoint, save_checkpoint  # noqa: E402
 from core.comparison import compare_models  # noqa: E402
 from core.runs import follow_sentence, runs_in_folder  # noqa: E402
 from core.tokenizer import build_tokenizer  # noqa: E402
+from ui import md_text  # noqa: E402
 
 torch.set_num_threads(1)
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -173,7 +174,9 @@ def test_a_tutorial_folder_opens_with_one_environment_variable(tmp_path, monkeyp
     at.query_params["sentence"] = SENTENCE
     at.run()
     assert not at.exception
-    assert "tmodel_02.pt" in " ".join(m.value for m in at.sidebar.markdown)  # the newest epoch is the active model
+    assert md_text("tmodel_02.pt") in " ".join(
+        m.value for m in at.sidebar.markdown
+    )  # the newest epoch is the active model
     assert any("Translation:" in m.value for m in at.markdown)
     at.switch_page("pages/timeline.py").run()
     assert not at.exception
