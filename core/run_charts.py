@@ -129,4 +129,5 @@ def series_chart(rows: pd.DataFrame, checkpoints: list[str], title: str, current
     layers = [line]
     if current is not None:
         layers.append(alt.Chart(pd.DataFrame({"position": [current]})).mark_rule(color="red").encode(x=x))
-    return alt.layer(*layers).properties(title=title, width=180, height=130, autosize=charts.PAD)
+    fit = alt.AutoSizeParams(type="fit-x", contains="padding")  # stretched to its column, axes included
+    return alt.layer(*layers).properties(title=title, width=180, height=130, autosize=fit)

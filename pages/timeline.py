@@ -144,14 +144,11 @@ def page() -> None:
         st.markdown("**Statistics of this head at each checkpoint** (red: the checkpoint shown)")
         frame = pd.DataFrame(statistic_series(timeline, kind, layer, head))
         names = [*TIMELINE_STATISTICS[kind], "log_probability"]
-        for row_start in range(0, len(names), 2):
-            for col, name in zip(st.columns(2), names[row_start : row_start + 2]):
-                col.altair_chart(
-                    run_charts.series_chart(
-                        frame[frame["statistic"] == name], labels, STATISTIC_TITLES[name], position
-                    ),
-                    width="content",
-                )
+        for name in names:  # one a row: two side by side would not fit the half page of a 1024 px window
+            st.altair_chart(
+                run_charts.series_chart(frame[frame["statistic"] == name], labels, STATISTIC_TITLES[name], position),
+                width="stretch",
+            )
     st.subheader("This head at every checkpoint")
     st.altair_chart(run_charts.epochs_grid(run_charts.epochs_frame(matrices), labels, queries, keys), width="content")
 
