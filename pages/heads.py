@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-import heads_ui
 import ui
+import ui_heads
 from core import charts
 from core.analysis.head_report import MEASURE_LABELS
 from core.attention import KIND_LABELS
@@ -25,8 +25,8 @@ def load_pairs() -> list[tuple[str, str]] | None:
         format_func={"sample": "Sample (200 Tatoeba pairs)", "upload": "Upload a TSV"}.get,
     )
     if source == "sample":
-        st.caption(heads_ui.SAMPLE_NOTE)
-        return read_tsv(heads_ui.SAMPLE)
+        st.caption(ui_heads.SAMPLE_NOTE)
+        return read_tsv(ui_heads.SAMPLE)
     upload = st.file_uploader("english<TAB>italian, one pair per line (UTF-8)", type=["tsv", "txt"], key="heads_upload")
     if upload is None:
         st.info("Upload a file of sentence pairs, or use the sample.")
@@ -59,7 +59,7 @@ def page() -> None:
     pairs = load_pairs()
     if not pairs:
         return
-    report = heads_ui.run_report(model, pairs)
+    report = ui_heads.run_report(model, pairs)
     if report is None:
         return
     view = ui.view_state()
@@ -92,7 +92,7 @@ def page() -> None:
     table = pd.DataFrame({"layer": frame["layer"], "head": frame["head"]})
     for name, measure_values in report.measures[kind].items():
         table[name] = measure_values.reshape(-1)
-    table["open"] = [heads_ui.head_link(sentence, kind, int(r.layer), int(r.head)) for r in table.itertuples()]
+    table["open"] = [ui_heads.head_link(sentence, kind, int(r.layer), int(r.head)) for r in table.itertuples()]
     st.dataframe(
         table.sort_values("ablation_delta_logprob"),
         hide_index=True,
@@ -103,7 +103,7 @@ def page() -> None:
     if report.pruning_curve:
         st.subheader("Pruning curve")
         st.caption(
-            f"Heads of all kinds switched off {heads_ui.PRUNING_STEP} at a time, least important (ablation) first; "
+            f"Heads of all kinds switched off {ui_heads.PRUNING_STEP} at a time, least important (ablation) first; "
             "chrF of greedy re-translation of the same pairs. `python -m core heads` prints finer curves."
         )
         st.altair_chart(charts.pruning_chart(report.pruning_curve), key="pruning", width="content")

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-import heads_ui
 import ui
 import ui_alignment
+import ui_heads
 from core import charts
 from core.attention import KIND_LABELS
 
@@ -177,7 +177,7 @@ def page() -> None:
         return
     cfg = model.bundle.config
     restore_from_url(cfg.n_layers, cfg.n_heads)
-    heads_ui.restore_heads_off(cfg.n_layers, cfg.n_heads)
+    ui_heads.restore_heads_off(cfg.n_layers, cfg.n_heads)
     sentence, reference = input_section()
     if not sentence:
         st.query_params.clear()  # a copied link must not bring back an earlier sentence
@@ -211,7 +211,7 @@ def page() -> None:
         layer_heads(att, kind, layer, columns=min(8, cfg.n_heads))
     ui_alignment.alignment_view(model.bundle, result, sentence, reference)
     all_layers_grid(att, kind)
-    heads_ui.translate_extras(model, result, sentence, reference, (kind, layer, None if avg else head))
+    ui_heads.translate_extras(model, result, sentence, reference, (kind, layer, None if avg else head))
 
 
 def download_buttons(df, chart, context: dict) -> None:
