@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from bench.decode import SIZES, interleaved_medians  # noqa: E402
+from bench.decode import SIZES, decoding_case, interleaved_medians  # noqa: E402
 from core import Transformer  # noqa: E402
 from core.decoding import beam_search, greedy_decode  # noqa: E402
 from core.model import KVCache  # noqa: E402
@@ -93,12 +93,7 @@ def main() -> None:
     speedup = None
     for name in args.sizes:
         config = SIZES[name]
-        torch.manual_seed(0)
-        model = Transformer(config).eval()
-        with torch.no_grad():
-            model.projection_layer.proj.bias[EOS_ID] = -1e4  # never stop early: every way does `steps` steps
-        gen = torch.Generator().manual_seed(1)
-        src_ids = [SOS_ID, *torch.randint(4, config.src_vocab_size, (20,), generator=gen).tolist(), EOS_ID]
+        model, src_ids = decoding_case(config)
         max_len = args.steps + 1  # counts [SOS]
         ms, results = interleaved_medians(
             {

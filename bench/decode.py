@@ -39,6 +39,17 @@ SIZES = {
 }
 
 
+def decoding_case(config: ModelConfig) -> tuple[Transformer, list[int]]:
+    """A seeded random model that never writes [EOS] (so every way decodes the same number of steps) and a
+    seeded 20-token source: the same case for every way and every bench."""
+    torch.manual_seed(0)
+    model = Transformer(config).eval()
+    with torch.no_grad():
+        model.projection_layer.proj.bias[EOS_ID] = -1e4
+    gen = torch.Generator().manual_seed(1)
+    return model, [SOS_ID, *torch.randint(4, config.src_vocab_size, (20,), generator=gen).tolist(), EOS_ID]
+
+
 def ours(model: Transformer, src_ids: list[int], steps: int) -> list[int]:
     """KV-cache greedy decoding as the app runs it: `steps` tokens (max_len counts [SOS])."""
     return greedy_decode(model, src_ids, steps + 1)[1]
@@ -107,12 +118,7 @@ def main() -> None:
     speedup = None
     for name in args.sizes:
         config = SIZES[name]
-        torch.manual_seed(0)
-        model = Transformer(config).eval()
-        with torch.no_grad():
-            model.projection_layer.proj.bias[EOS_ID] = -1e4  # never stop early: both ways do `steps` steps
-        gen = torch.Generator().manual_seed(1)
-        src_ids = [SOS_ID, *torch.randint(4, config.src_vocab_size, (20,), generator=gen).tolist(), EOS_ID]
+        model, src_ids = decoding_case(config)
         linears = streamed_linears(model)
         ms, ids = interleaved_medians(
             {
