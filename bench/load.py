@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
 
 from core import charts, load_checkpoint, translate  # noqa: E402
@@ -90,6 +91,8 @@ SENTENCES = [  # 45 different sentences, none the page opens on (ui.EXAMPLES[1])
     "The students are tired after the exam.",
 ]
 RUN_MS = 120_000
+LOST_MS = 20_000
+LOST_PRESSES: list[str] = []  # "user: what" for each slider press made again (see press_slider)
 LOG_ERROR = re.compile(r"Traceback|Error|Exception", re.IGNORECASE)
 
 # Timestamps in the page's own clock: pointer-down, script-state changes and websocket messages.
@@ -185,10 +188,24 @@ async def wait_idle(page) -> None:
     )
 
 
-async def after_rerun(page, action) -> None:
+async def press_slider(page, handle, key: str, user: str, what: str) -> None:
+    """Press key on a slider and wait for the rerun it starts. A press that reaches the slider while the page
+    is still redrawing it can be lost (the slider keeps its value, no rerun comes): after LOST_MS the press
+    is made again and counted in LOST_PRESSES, which the report prints."""
     before = await page.evaluate("() => window.__runs || 0")
-    await action()
-    await page.wait_for_function(f"() => (window.__runs || 0) > {before}", timeout=RUN_MS)
+    value = await handle.get_attribute("aria-valuenow")
+    for attempt in range(3):
+        await handle.focus()
+        await handle.press(key)
+        try:
+            await page.wait_for_function(f"() => (window.__runs || 0) > {before}", timeout=LOST_MS)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2 or await handle.get_attribute("aria-valuenow") != value:
+                # the press arrived (or this is the last try): its rerun is only slow
+                await page.wait_for_function(f"() => (window.__runs || 0) > {before}", timeout=RUN_MS)
+                break
+            LOST_PRESSES.append(f"{user}: {what}")
     await wait_idle(page)
 
 
@@ -206,6 +223,37 @@ def timing(marks: dict) -> Timing:
     return Timing(drawn - click, started - click, last - started, drawn - last, kbytes)
 
 
+async def translate_click(page, box, sentence: str, want: dict, user: User) -> list[str] | None:
+    """Type the sentence, click Translate, wait for its heatmap; the labels it shows, or None (a problem noted).
+
+    A click that starts no script run within LOST_MS is made again (counted in LOST_PRESSES, like a slider
+    press); a run that happened but never drew this sentence's heatmap is a problem, with what the page shows.
+    """
+    before = await page.evaluate("() => window.__runs || 0")
+    await box.fill(sentence)
+    for _ in range(3):
+        await page.get_by_role("button", name="Translate", exact=True).click()
+        try:
+            drawn = await page.wait_for_function(DRAWN_JS, arg=[want["labels"], "head 1"], timeout=LOST_MS)
+            return await drawn.json_value()
+        except PlaywrightTimeout:
+            if await page.evaluate(f"() => (window.__runs || 0) > {before}"):
+                try:
+                    drawn = await page.wait_for_function(DRAWN_JS, arg=[want["labels"], "head 1"], timeout=RUN_MS)
+                    return await drawn.json_value()
+                except PlaywrightTimeout:
+                    break
+            LOST_PRESSES.append(f"{user.name}: Translate click")
+    shows = await page.evaluate(
+        """() => { const c = document.querySelector('[data-testid="stVegaLiteChart"]');
+                   return c ? Array.from(c.querySelectorAll('svg text')).map(t => t.textContent).slice(0, 40) : null; }"""
+    )
+    box_text = await box.input_value()
+    user.problems.append(f"{user.name}: {sentence!r} never drawn; box {box_text!r}; first chart texts {shows}")
+    await wait_idle(page)
+    return None
+
+
 async def run_user(browser, url: str, user: User, expected: dict, ready: list, start: asyncio.Event) -> None:
     context = await browser.new_context(viewport={"width": 1400, "height": 1100})
     await context.add_init_script(INIT_JS)
@@ -218,11 +266,9 @@ async def run_user(browser, url: str, user: User, expected: dict, ready: list, s
     box = page.get_by_role("textbox", name="Sentence (English)")
     for sentence in user.sentences:
         want = expected[sentence]
-        await box.fill(sentence)
-        await page.get_by_role("button", name="Translate", exact=True).click()
-        shown = await (
-            await page.wait_for_function(DRAWN_JS, arg=[want["labels"], "head 1"], timeout=RUN_MS)
-        ).json_value()
+        shown = await translate_click(page, box, sentence, want, user)
+        if shown is None:
+            continue
         marks = await page.evaluate("() => ({clicks: __clicks, states: __states, ws: __ws, drawn: __drawn})")
         user.timings.append(timing(marks))
         await wait_idle(page)
@@ -233,8 +279,7 @@ async def run_user(browser, url: str, user: User, expected: dict, ready: list, s
             user.problems.append(f"{user.name}: {sentence!r} shows {text!r}, expected {want['translation']!r}")
         for label, title in (("Head", "head 2"), ("Layer", "layer 2")):
             handle = page.get_by_role("group", name=label, exact=True).get_by_role("slider")
-            await handle.focus()
-            await after_rerun(page, lambda h=handle: h.press("ArrowRight"))
+            await press_slider(page, handle, "ArrowRight", user.name, f"{label} ArrowRight")
             shown = await (
                 await page.wait_for_function(DRAWN_JS, arg=[want["labels"], title], timeout=RUN_MS)
             ).json_value()
@@ -242,8 +287,7 @@ async def run_user(browser, url: str, user: User, expected: dict, ready: list, s
                 user.problems.append(f"{user.name}: after {label} the chart shows other tokens")
         for label in ("Head", "Layer"):  # back to head 1, layer 1 for the next sentence's check
             handle = page.get_by_role("group", name=label, exact=True).get_by_role("slider")
-            await handle.focus()
-            await after_rerun(page, lambda h=handle: h.press("Home"))
+            await press_slider(page, handle, "Home", user.name, f"{label} Home")
     user.problems += [f"{user.name}: error box {e!r}" for e in await page_errors(page)]
     await context.close()
 
@@ -351,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
         bad = [line for line in (log_dir / "streamlit.log").read_text().splitlines() if LOG_ERROR.search(line)]
         problems += [f"server log: {line}" for line in bad]
         print(f"\nserver log: {log_dir / 'streamlit.log'} ({len(bad)} error lines)")
+    print(f"slider presses made again (lost while the page redrew): {len(LOST_PRESSES)}")
+    for lost in LOST_PRESSES:
+        print("  " + lost)
     print("cross-talk and errors:", "none" if not problems else f"{len(problems)} problems")
     for problem in problems:
         print("  " + problem)
