@@ -28,7 +28,27 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from browser import act, chromium, open_page, streamlit_server  # noqa: E402
 
-PORTS = (8620, 8621)
+PORTS = (8620, 8621, 8622)
+# The least a page could do: the same cached translation and the same focused heatmap (core.charts through
+# ui.show_chart), under a sentence box, a Translate button and a Head slider, nothing else. Its figures are
+# what Streamlit, Vega and the model cost on this machine; the page's own extra is the difference.
+FLOOR_APP = """
+import sys
+sys.path.insert(0, {root!r})
+import streamlit as st
+import ui
+from core import charts
+
+model = ui.require_model()
+sentence = st.text_input("Sentence (English)", "I love you.")
+st.button("Translate", type="primary")
+result = ui.cached_translate(model.key, model.bundle, sentence, None)
+head = st.slider("Head", 1, model.bundle.config.n_heads, 1)
+att = result.attention
+queries, keys = att.queries("cross"), att.keys("cross")
+frame = charts.attention_frame(charts.head_matrix(att, "cross", 1, head), queries, keys)
+ui.show_chart(charts.heatmap(frame, queries, keys, f"Cross-attention · layer 1 · head {{head}}"), key="focus")
+"""
 BASELINE_REV = "c9d4e62"  # the commit issue 10 started from
 WORDS = (
     "the old man saw a small dog near the river and the young woman gave him some bread while her brother "
@@ -88,6 +108,7 @@ def slider_change(page) -> tuple[float, float]:
 
 
 def export_baseline(rev: str, folder: Path) -> Path:
+    folder.mkdir()
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     return folder
@@ -101,16 +122,20 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=800)
     args = parser.parse_args()
     cases = ("10 words", "60 words", "slider")
-    figures = {name: {case: [] for case in cases} for name in ("baseline", "new")}
+    figures = {name: {case: [] for case in cases} for name in ("baseline", "new", "floor")}
     with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
-        base_dir = export_baseline(args.baseline_rev, Path(tmp))
+        base_dir = export_baseline(args.baseline_rev, Path(tmp) / "baseline")
+        floor_dir = Path(tmp) / "floor"
+        floor_dir.mkdir()
+        (floor_dir / "app.py").write_text(FLOOR_APP.format(root=str(ROOT)))
         with (
             streamlit_server(base_dir, PORTS[0], log=Path(tmp) / "base.log") as base_url,
             streamlit_server(ROOT, PORTS[1], log=Path(tmp) / "new.log") as new_url,
+            streamlit_server(floor_dir, PORTS[2], log=Path(tmp) / "floor.log") as floor_url,
         ):
             pages = {
                 name: open_page(browser, url, args.width, args.height)
-                for name, url in (("baseline", base_url), ("new", new_url))
+                for name, url in (("baseline", base_url), ("new", new_url), ("floor", floor_url))
             }
             for page in pages.values():  # warm-up: imports, model load, first charts
                 translate_click(page, sentence(12, 99, 0))
@@ -124,14 +149,20 @@ def main() -> None:
         f"viewport {args.width}x{args.height}, shipped model, medians of {args.repeats} "
         f"(ms to the focused heatmap drawn / to the whole page settled)"
     )
-    print(f"{'case':<10} {'baseline ' + args.baseline_rev:>24} {'this tree':>20} {'target':>8}")
+    header = f"{'case':<10} {'baseline ' + args.baseline_rev:>24} {'this tree':>20} {'heatmap alone':>20} {'target':>8}"
+    print(header)
     targets = {"10 words": 500, "60 words": 1500, "slider": 300}
     ratios = []
     for case in cases:
-        base = [statistics.median(x) for x in zip(*figures["baseline"][case])]
-        new = [statistics.median(x) for x in zip(*figures["new"][case])]
+        base, new, floor = (
+            [statistics.median(x) for x in zip(*figures[n][case])] for n in ("baseline", "new", "floor")
+        )
         ratios.append(base[0] / new[0])
-        print(f"{case:<10} {base[0]:>12.0f} / {base[1]:>7.0f} {new[0]:>10.0f} / {new[1]:>7.0f} {targets[case]:>8}")
+        print(
+            f"{case:<10} {base[0]:>12.0f} / {base[1]:>7.0f} {new[0]:>10.0f} / {new[1]:>7.0f} "
+            f"{floor[0]:>10.0f} / {floor[1]:>7.0f} {targets[case]:>8}"
+        )
+    print("heatmap alone: the same translation and focused heatmap on a page with nothing else (FLOOR_APP)")
     print(f"speedup: {math.prod(ratios) ** (1 / len(ratios)):.2f}x (geometric mean of the three, focused heatmap)")
 
 

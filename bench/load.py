@@ -122,6 +122,8 @@ INIT_JS = """(() => {
   watch();
 })();"""
 
+TITLES_JS = """() => { const c = document.querySelector('[data-testid="stVegaLiteChart"]');
+  return c ? Array.from(c.querySelectorAll('svg text')).map(t => t.textContent).filter(t => t.includes(' · ')) : null; }"""
 # The focused heatmap (first chart) shows all of `want` among its token labels; records when, then returns them.
 DRAWN_JS = """([want, title]) => {
   const chart = document.querySelector('[data-testid="stVegaLiteChart"]');
@@ -259,7 +261,7 @@ async def run_user(browser, url: str, user: User, expected: dict, ready: list, s
     await context.add_init_script(INIT_JS)
     page = await context.new_page()
     page.on("pageerror", lambda exc: user.problems.append(f"{user.name}: page error {exc}"))
-    await page.goto(url)
+    await page.goto(url, timeout=RUN_MS)
     await wait_idle(page)
     ready.append(user.name)
     await start.wait()  # every user is on the page before anyone translates
@@ -280,9 +282,14 @@ async def run_user(browser, url: str, user: User, expected: dict, ready: list, s
         for label, title in (("Head", "head 2"), ("Layer", "layer 2")):
             handle = page.get_by_role("group", name=label, exact=True).get_by_role("slider")
             await press_slider(page, handle, "ArrowRight", user.name, f"{label} ArrowRight")
-            shown = await (
-                await page.wait_for_function(DRAWN_JS, arg=[want["labels"], title], timeout=RUN_MS)
-            ).json_value()
+            try:
+                drawn = await page.wait_for_function(DRAWN_JS, arg=[want["labels"], title], timeout=RUN_MS)
+            except PlaywrightTimeout:
+                value = await handle.get_attribute("aria-valuenow")
+                titles = await page.evaluate(TITLES_JS)
+                user.problems.append(f"{user.name}: after {label} -> {value} the chart still shows {titles}")
+                continue
+            shown = await drawn.json_value()
             if sorted(set(shown)) != sorted(set(want["labels"])):
                 user.problems.append(f"{user.name}: after {label} the chart shows other tokens")
         for label in ("Head", "Layer"):  # back to head 1, layer 1 for the next sentence's check

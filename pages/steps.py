@@ -103,14 +103,18 @@ def greedy_view(model: ui.ActiveModel, sentence: str) -> None:
             "decoding; under it, the model's own decoding and the forced one side by side."
         )
         back.button("↩ Model's own", key="unforce", on_click=unforce, help="back to what the model wrote by itself")
-    replay(model, result, sentence)
+    replay(model, result, sentence, tuple(prefix))
     if prefix:
         compare(model, original, result)
 
 
-def replay(model: ui.ActiveModel, result, sentence: str) -> None:
+@st.fragment
+def replay(model: ui.ActiveModel, result, sentence: str, prefix: tuple[int, ...]) -> None:
     """The step slider over result's decoder rows: attention of one row, its five candidates, each one a button
-    that forces it there."""
+    that forces it there. A fragment: Prev, Next and the sliders rerun only this part; a forced token (a new
+    prefix, so a new decoding) reruns the whole page."""
+    if tuple(forced_prefix(sentence)) != prefix:
+        st.rerun()
     steps, cfg, tgt = len(result.target_tokens), model.bundle.config, model.bundle.tgt_tokenizer
     prev, slider, nxt = st.columns([2, 7, 2], vertical_alignment="bottom")  # room for the labels at 1024 px
     prev.button("◀ Prev", key="prev", on_click=move, args=(-1, steps))

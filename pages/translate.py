@@ -221,6 +221,7 @@ def explore(model: ui.ActiveModel, result, sentence: str, reference: str, linked
     all_layers_grid(att, kind)
     ui_heads.translate_extras(model, result, sentence, reference, (kind, layer, None if avg else head))
 
+
 def download_buttons(df, chart, context: dict) -> None:
     """Download the shown head as CSV / JSON, and the chart as PNG / SVG (rendered only when clicked)."""
     stem = f"attention_{context['kind']}_L{context['layer']}_H{context['head']}"
