@@ -187,6 +187,21 @@ def test_translate_move_head_and_see_tokens(server, chromium_browser, tmp_path):
     page.context.close()
 
 
+def test_steps_replay_fragment_moves_alone_and_a_forced_token_redecodes(server, chromium_browser):
+    """The replay is an st.fragment: Next reruns it alone; forcing a candidate must rerun the whole page (a new
+    decoding), which AppTest cannot show, since it always reruns the whole script."""
+    page = open_app(chromium_browser, f"{server}/steps?sentence=the+cat+sat+on+the+mat")
+    act(page, lambda: page.get_by_role("button", name="Next ▶").click())
+    sync_api.expect(slider(page, "Step")).to_have_attribute("aria-valuetext", "2")
+    assert "step=2" in page.url
+    act(page, lambda: page.locator("button").filter(has_text="2. ").first.click())
+    sync_api.expect(page.get_by_text("What if:", exact=False)).to_have_count(1)
+    act(page, lambda: page.get_by_role("button", name="↩ Model's own").click())
+    sync_api.expect(page.get_by_text("What if:", exact=False)).to_have_count(0)
+    assert_no_errors(page)
+    page.context.close()
+
+
 def test_click_in_all_heads_grid_focuses_that_head(server, chromium_browser):
     page = open_app(chromium_browser, f"{server}/?sentence=the+cat+sat&kind=cross&layer=1&head=1")
     grid = page.get_by_test_id("stVegaLiteChart").nth(2)
