@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: E402
-from playwright.async_api import async_playwright  # noqa: E402
+from playwright.async_api import async_playwright, expect  # noqa: E402
 
 from core import charts, load_checkpoint, translate  # noqa: E402
 
@@ -92,6 +92,7 @@ SENTENCES = [  # 45 different sentences, none the page opens on (ui.EXAMPLES[1])
 ]
 RUN_MS = 120_000
 LOST_MS = 20_000
+PROBLEMS: list[str] = []  # found inside press_slider, reported with the users' own problems
 LOST_PRESSES: list[str] = []  # "user: what" for each slider press made again (see press_slider)
 LOG_ERROR = re.compile(r"Traceback|Error|Exception", re.IGNORECASE)
 
@@ -190,24 +191,32 @@ async def wait_idle(page) -> None:
     )
 
 
-async def press_slider(page, handle, key: str, user: str, what: str) -> None:
-    """Press key on a slider and wait for the rerun it starts. A press that reaches the slider while the page
-    is still redrawing it can be lost (the slider keeps its value, no rerun comes): after LOST_MS the press
-    is made again and counted in LOST_PRESSES, which the report prints."""
-    before = await page.evaluate("() => window.__runs || 0")
-    value = await handle.get_attribute("aria-valuenow")
-    for attempt in range(3):
+async def press_slider(page, handle, key: str, want: str, user: str, what: str) -> None:
+    """Press key on a slider until it shows the value `want`. A press that reaches the slider while the page
+    is still redrawing it can be lost (the slider keeps its value): after LOST_MS it is made again and counted
+    in LOST_PRESSES, which the report prints. What the press must redraw is then checked on the chart itself,
+    not by counting script runs: under load the browser may get a fast fragment run's start and end in one
+    batch, and the app's running flag then never visibly changes."""
+    for _ in range(3):
         await handle.focus()
         await handle.press(key)
         try:
-            await page.wait_for_function(f"() => (window.__runs || 0) > {before}", timeout=LOST_MS)
-            break
-        except PlaywrightTimeout:
-            if attempt == 2 or await handle.get_attribute("aria-valuenow") != value:
-                # the press arrived (or this is the last try): its rerun is only slow
-                await page.wait_for_function(f"() => (window.__runs || 0) > {before}", timeout=RUN_MS)
-                break
+            await expect(handle).to_have_attribute("aria-valuetext", want, timeout=LOST_MS)
+            return
+        except AssertionError:  # what expect() raises when the value does not come
             LOST_PRESSES.append(f"{user}: {what}")
+    PROBLEMS.append(f"{user}: {what} never moved the slider to {want}")
+
+
+async def check_drawn(page, user: User, want: dict, title: str, after: str) -> None:
+    """Wait for the focused heatmap to show this session's tokens under a title holding `title`."""
+    try:
+        drawn = await page.wait_for_function(DRAWN_JS, arg=[want["labels"], title], timeout=RUN_MS)
+    except PlaywrightTimeout:
+        user.problems.append(f"{user.name}: after {after} the chart still shows {await page.evaluate(TITLES_JS)}")
+        return
+    if sorted(set(await drawn.json_value())) != sorted(set(want["labels"])):
+        user.problems.append(f"{user.name}: after {after} the chart shows other tokens")
     await wait_idle(page)
 
 
@@ -232,16 +241,23 @@ async def translate_click(page, box, sentence: str, want: dict, user: User) -> l
     press); a run that happened but never drew this sentence's heatmap is a problem, with what the page shows.
     """
     before = await page.evaluate("() => window.__runs || 0")
-    await box.fill(sentence)
+    for _ in range(3):  # a rerun that lands while the box is being filled can put the old text back
+        await box.fill(sentence)
+        await asyncio.sleep(0.3)
+        if await box.input_value() == sentence:
+            break
+        LOST_PRESSES.append(f"{user.name}: typed sentence replaced by the old one")
     for _ in range(3):
         await page.get_by_role("button", name="Translate", exact=True).click()
         try:
-            drawn = await page.wait_for_function(DRAWN_JS, arg=[want["labels"], "head 1"], timeout=LOST_MS)
+            drawn = await page.wait_for_function(DRAWN_JS, arg=[want["labels"], "layer 1 · head 1"], timeout=LOST_MS)
             return await drawn.json_value()
         except PlaywrightTimeout:
             if await page.evaluate(f"() => (window.__runs || 0) > {before}"):
                 try:
-                    drawn = await page.wait_for_function(DRAWN_JS, arg=[want["labels"], "head 1"], timeout=RUN_MS)
+                    drawn = await page.wait_for_function(
+                        DRAWN_JS, arg=[want["labels"], "layer 1 · head 1"], timeout=RUN_MS
+                    )
                     return await drawn.json_value()
                 except PlaywrightTimeout:
                     break
@@ -279,22 +295,12 @@ async def run_user(browser, url: str, user: User, expected: dict, ready: list, s
         text = await page.get_by_test_id("stMarkdown").filter(has_text="Translation:").first.inner_text()
         if want["translation"] not in text:
             user.problems.append(f"{user.name}: {sentence!r} shows {text!r}, expected {want['translation']!r}")
-        for label, title in (("Head", "head 2"), ("Layer", "layer 2")):
+        moves = [("Head", "ArrowRight", "2", "layer 1 · head 2"), ("Layer", "ArrowRight", "2", "layer 2 · head 2")]
+        moves += [("Head", "Home", "1", "layer 2 · head 1"), ("Layer", "Home", "1", "layer 1 · head 1")]
+        for label, key, value, title in moves:  # ends on head 1, layer 1 for the next sentence's check
             handle = page.get_by_role("group", name=label, exact=True).get_by_role("slider")
-            await press_slider(page, handle, "ArrowRight", user.name, f"{label} ArrowRight")
-            try:
-                drawn = await page.wait_for_function(DRAWN_JS, arg=[want["labels"], title], timeout=RUN_MS)
-            except PlaywrightTimeout:
-                value = await handle.get_attribute("aria-valuenow")
-                titles = await page.evaluate(TITLES_JS)
-                user.problems.append(f"{user.name}: after {label} -> {value} the chart still shows {titles}")
-                continue
-            shown = await drawn.json_value()
-            if sorted(set(shown)) != sorted(set(want["labels"])):
-                user.problems.append(f"{user.name}: after {label} the chart shows other tokens")
-        for label in ("Head", "Layer"):  # back to head 1, layer 1 for the next sentence's check
-            handle = page.get_by_role("group", name=label, exact=True).get_by_role("slider")
-            await press_slider(page, handle, "Home", user.name, f"{label} Home")
+            await press_slider(page, handle, key, value, user.name, f"{label} {key}")
+            await check_drawn(page, user, want, title, f"{label} {key}")
     user.problems += [f"{user.name}: error box {e!r}" for e in await page_errors(page)]
     await context.close()
 
@@ -319,12 +325,25 @@ async def drive(url: str, users: list[User], expected: dict) -> float:
         return time.perf_counter() - begin
 
 
+def cpu_seconds(pid: int | None) -> tuple[float, float]:
+    """(CPU seconds the whole machine has spent, CPU seconds of process pid) so far, from /proc (Linux);
+    (nan, nan) elsewhere. Their change over a phase says whether the server or the browsers used the cores."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        machine = (int(fields[0]) + int(fields[1]) + int(fields[2])) / ticks  # user, nice, system
+        own = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split() if pid else None
+        return machine, (int(own[11]) + int(own[12])) / ticks if own else float("nan")
+    except (OSError, ValueError, IndexError):
+        return float("nan"), float("nan")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def report(title: str, users: list[User], seconds: float) -> None:
+def report(title: str, users: list[User], seconds: float, cpu: tuple[float, float]) -> None:
     timings = [t for u in users for t in u.timings]
     totals = [t.total / 1000 for t in timings]
     print(f"\n{title}: {len(users)} users x {len(users[0].sentences)} translations in {seconds:.1f} s")
@@ -335,6 +354,11 @@ def report(title: str, users: list[User], seconds: float) -> None:
         values = [getattr(t, name) / 1000 for t in timings]
         print(f"    {name:<8} p50 {percentile(values, 0.5):.2f} s  p95 {percentile(values, 0.95):.2f} s")
     print(f"  websocket payload per translation: median {statistics.median(t.kbytes for t in timings):.0f} kB")
+    machine, server = cpu
+    print(
+        f"  CPU: {machine:.0f} s on the machine's {os.cpu_count()} cores, of which the server {server:.0f} s and "
+        f"everything else (the browsers, this script, anything running) {machine - server:.0f} s"
+    )
 
 
 def script_alone(sentences: list[str]) -> list[float]:
@@ -390,10 +414,18 @@ def main(argv: list[str] | None = None) -> int:
                 ],
             ),
         ):
+            before = cpu_seconds(server.pid if server else None)
             seconds = asyncio.run(drive(url, users, expected))
-            problems += [p for u in users for p in u.problems]
+            after = cpu_seconds(server.pid if server else None)
+            problems += [p for u in users for p in u.problems] + PROBLEMS
+            PROBLEMS.clear()
             if phase != "warm-up":
-                report(f"{phase} ({'one user alone' if phase == 'baseline' else 'all at once'})", users, seconds)
+                report(
+                    f"{phase} ({'one user alone' if phase == 'baseline' else 'all at once'})",
+                    users,
+                    seconds,
+                    (after[0] - before[0], after[1] - before[1]),
+                )
     finally:
         if server is not None:
             server.terminate()
@@ -402,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         bad = [line for line in (log_dir / "streamlit.log").read_text().splitlines() if LOG_ERROR.search(line)]
         problems += [f"server log: {line}" for line in bad]
         print(f"\nserver log: {log_dir / 'streamlit.log'} ({len(bad)} error lines)")
-    print(f"slider presses made again (lost while the page redrew): {len(LOST_PRESSES)}")
+    print(f"presses and typing made again (lost while the page redrew): {len(LOST_PRESSES)}")
     for lost in LOST_PRESSES:
         print("  " + lost)
     print("cross-talk and errors:", "none" if not problems else f"{len(problems)} problems")
