@@ -23,6 +23,20 @@ CHROMIUM = next(
 )
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 
+# Installed before the page loads (context.add_init_script): counts the messages the server sends. act()
+# waits for one after its action: a fast run's "running" and "notRunning" may reach the page in one batch, so
+# that the app's script-state attribute never visibly changes and WATCH_JS counts no run.
+WS_JS = """(() => {
+  window.__wsIn = 0; window.__wsLast = 0;
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', () => { window.__wsIn++; window.__wsLast = performance.now(); });
+    }
+  };
+})();"""
+
 # Counts finished script runs, so that after an action we wait for the *next* one (right after a click the
 # state still reads notRunning).
 WATCH_JS = """() => {
@@ -137,17 +151,29 @@ def wait_idle(page) -> None:
     page.evaluate(WATCH_JS)
 
 
+def new_page(browser, viewport: dict):
+    """A page in a new browser context (a separate Streamlit session) that counts the server's messages."""
+    context = browser.new_context(viewport=viewport)
+    context.add_init_script(WS_JS)
+    return context.new_page()
+
+
 def act(page, action) -> None:
-    """Do something that triggers a rerun and wait for that rerun to finish."""
+    """Do something that triggers a rerun and wait for that rerun to finish: a message from the server after
+    the action (pages opened with WS_JS), else one more finished run seen by WATCH_JS, then the app idle and
+    the server quiet for 150 ms."""
     page.evaluate(WATCH_JS)
-    before = page.evaluate("() => window.__runs || 0")
+    before = page.evaluate("() => [window.__wsIn ?? -1, window.__runs || 0]")
     action()
-    page.wait_for_function(f"() => (window.__runs || 0) > {before}", timeout=RUN_MS)
+    page.wait_for_function(
+        "([ws, runs]) => ws >= 0 ? window.__wsIn > ws : (window.__runs || 0) > runs", arg=before, timeout=RUN_MS
+    )
     wait_idle(page)
+    page.wait_for_function("() => performance.now() - (window.__wsLast || 0) > 150", timeout=RUN_MS)
 
 
 def open_page(browser, url: str, width: int, height: int):
-    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    page = new_page(browser, {"width": width, "height": height})
     page.goto(url)
     wait_idle(page)
     return page

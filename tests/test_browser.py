@@ -32,6 +32,20 @@ CHROMIUM = next(
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
 RUN_MS = 60_000
 
+# Installed before the page loads (context.add_init_script): counts the messages the server sends. act()
+# waits for one after its action: a fast run's "running" and "notRunning" may reach the page in one batch, so
+# that the app's script-state attribute never visibly changes and WATCH_JS counts no run.
+WS_JS = """(() => {
+  window.__wsIn = 0; window.__wsLast = 0;
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', () => { window.__wsIn++; window.__wsLast = performance.now(); });
+    }
+  };
+})();"""
+
 WATCH_JS = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.__watched) return;
@@ -122,18 +136,30 @@ def wait_idle(page) -> None:
     page.evaluate(WATCH_JS)
 
 
+def new_page(browser, viewport: dict):
+    """A page in a new browser context (a separate Streamlit session) that counts the server's messages."""
+    context = browser.new_context(viewport=viewport)
+    context.add_init_script(WS_JS)
+    return context.new_page()
+
+
 def act(page, action) -> None:
-    """Do something that triggers a rerun and wait for that rerun to finish."""
+    """Do something that triggers a rerun and wait for that rerun to finish: a message from the server after
+    the action (pages opened with WS_JS), else one more finished run seen by WATCH_JS, then the app idle and
+    the server quiet for 150 ms."""
     page.evaluate(WATCH_JS)
-    before = page.evaluate("() => window.__runs || 0")
+    before = page.evaluate("() => [window.__wsIn ?? -1, window.__runs || 0]")
     action()
-    page.wait_for_function(f"() => (window.__runs || 0) > {before}", timeout=RUN_MS)
+    page.wait_for_function(
+        "([ws, runs]) => ws >= 0 ? window.__wsIn > ws : (window.__runs || 0) > runs", arg=before, timeout=RUN_MS
+    )
     wait_idle(page)
+    page.wait_for_function("() => performance.now() - (window.__wsLast || 0) > 150", timeout=RUN_MS)
 
 
 def open_app(browser, url: str):
     """A new browser context (a separate Streamlit session) showing the app."""
-    page = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+    page = new_page(browser, {"width": 1400, "height": 1100})
     page.goto(url)
     wait_idle(page)
     return page
@@ -233,15 +259,13 @@ def test_click_on_a_head_of_the_layer_panel_focuses_it(server, chromium_browser)
 def test_two_sessions_at_the_same_time_see_their_own_attention(server, chromium_browser):
     pages = [open_app(chromium_browser, server) for _ in range(2)]
     sentences = ["the dog runs in the park", "i like green tea"]
-    for page in pages:
-        page.evaluate(WATCH_JS)
-    before = [p.evaluate("() => window.__runs || 0") for p in pages]
+    before = [p.evaluate("() => window.__wsIn") for p in pages]
     for page, sentence in zip(pages, sentences):  # both reruns are sent before either is awaited
         box = page.get_by_role("textbox", name="Sentence (English)")
         box.fill(sentence)
         box.press("Enter")
     for page, n in zip(pages, before):
-        page.wait_for_function(f"() => (window.__runs || 0) > {n}", timeout=RUN_MS)
+        page.wait_for_function(f"() => window.__wsIn > {n}", timeout=RUN_MS)
         wait_idle(page)
     own, other = ["3·runs", "2·like"], ["2·like", "3·runs"]
     for page, mine, theirs in zip(pages, own, other):
@@ -275,7 +299,7 @@ def test_pages_fit_a_1024_px_window_with_a_long_sentence(server, chromium_browse
     from browser import full_height, layout_problems, settle
 
     words = " ".join(" ".join(EN).split()[:20])
-    page = chromium_browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
+    page = new_page(chromium_browser, {"width": 1024, "height": 768})
     page.goto(f"{server}{path}?sentence={quote(words)}")
     wait_idle(page)
     settle(page)
