@@ -7,7 +7,6 @@ here: `.ci/run` installs chromium with apt-get).
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,39 +22,11 @@ sys.path[:0] = [
     str(Path(__file__).resolve().parents[1] / "bench"),
 ]
 from app_fixtures import EN, write_tiny_checkpoint  # noqa: E402
+from browser import CHROMIUM, CHROMIUM_ARGS, RUN_MS, act, new_page, wait_idle  # noqa: E402  (bench/browser.py)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = next(
-    (p for p in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
-)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
-RUN_MS = 60_000
-
-# Installed before the page loads (context.add_init_script): counts the messages the server sends. act()
-# waits for one after its action: a fast run's "running" and "notRunning" may reach the page in one batch, so
-# that the app's script-state attribute never visibly changes and WATCH_JS counts no run.
-WS_JS = """(() => {
-  window.__wsIn = 0; window.__wsLast = 0;
-  const Native = window.WebSocket;
-  window.WebSocket = class extends Native {
-    constructor(...args) {
-      super(...args);
-      this.addEventListener('message', () => { window.__wsIn++; window.__wsLast = performance.now(); });
-    }
-  };
-})();"""
-
-WATCH_JS = """() => {
-  const app = document.querySelector('[data-testid="stApp"]');
-  if (!app || app.__watched) return;
-  app.__watched = true; window.__runs = window.__runs || 0;
-  let last = app.getAttribute('data-test-script-state');
-  new MutationObserver(() => {
-    const s = app.getAttribute('data-test-script-state');
-    if (s !== last) { if (s === 'notRunning') window.__runs++; last = s; }
-  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
-}"""
 
 
 def free_port() -> int:
@@ -121,40 +92,9 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def chromium_browser():
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-        )
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-def wait_idle(page) -> None:
-    app = page.locator("[data-testid='stApp']")
-    sync_api.expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=RUN_MS)
-    sync_api.expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=RUN_MS)
-    sync_api.expect(page.get_by_test_id("stSkeleton")).to_have_count(0, timeout=RUN_MS)
-    page.evaluate(WATCH_JS)
-
-
-def new_page(browser, viewport: dict):
-    """A page in a new browser context (a separate Streamlit session) that counts the server's messages."""
-    context = browser.new_context(viewport=viewport)
-    context.add_init_script(WS_JS)
-    return context.new_page()
-
-
-def act(page, action) -> None:
-    """Do something that triggers a rerun and wait for that rerun to finish: a message from the server after
-    the action (pages opened with WS_JS), else one more finished run seen by WATCH_JS, then the app idle and
-    the server quiet for 150 ms."""
-    page.evaluate(WATCH_JS)
-    before = page.evaluate("() => [window.__wsIn ?? -1, window.__runs || 0]")
-    action()
-    page.wait_for_function(
-        "([ws, runs]) => ws >= 0 ? window.__wsIn > ws : (window.__runs || 0) > runs", arg=before, timeout=RUN_MS
-    )
-    wait_idle(page)
-    page.wait_for_function("() => performance.now() - (window.__wsLast || 0) > 150", timeout=RUN_MS)
 
 
 def open_app(browser, url: str):
