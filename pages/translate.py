@@ -199,7 +199,7 @@ def page() -> None:
 @st.fragment
 def explore(model: ui.ActiveModel, result, sentence: str, reference: str, linked: dict) -> None:
     """Everything below the translation. A fragment: moving a slider or clicking a tile reruns and redraws
-    only this part (the translation above is unchanged), which is what keeps a slider under 0.3 s."""
+    only this part; the inputs and the translation above stay as they are (bench/app_browser.py times it)."""
     cfg = model.bundle.config
     kind, layer, head, avg = view_controls(cfg)
     st.query_params.from_dict(linked | {"kind": kind, "layer": layer, "head": head} | ({"avg": 1} if avg else {}))
