@@ -6,12 +6,8 @@ here: `.ci/run` installs chromium with apt-get).
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,7 +18,7 @@ sys.path[:0] = [
     str(Path(__file__).resolve().parents[1] / "bench"),
 ]
 from app_fixtures import EN, write_tiny_checkpoint  # noqa: E402
-from browser import CHROMIUM, CHROMIUM_ARGS, RUN_MS, act, new_page, wait_idle  # noqa: E402  (bench/browser.py)
+from browser import CHROMIUM, CHROMIUM_ARGS, RUN_MS, act, new_page, streamlit_server, wait_idle  # noqa: E402  (bench/browser.py)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,52 +37,9 @@ def server(tmp_path_factory):
     write_tiny_checkpoint(folder / "tiny.pt")
     for epoch in range(3):  # a training run in a subfolder, for the Timeline page
         write_tiny_checkpoint(folder / "run" / f"tmodel_{epoch:02d}.pt", seed=epoch, card=False)
-    port = free_port()
-    log = (folder / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app.py"),
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "ATTN_CHECKPOINT_DIR": str(folder)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start: {(folder / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+    # The app as `streamlit run` serves it, on the tiny models (bench/browser.py's server, shared)
+    with streamlit_server(ROOT, free_port(), checkpoint_dir=folder, log=folder / "streamlit.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
