@@ -10,10 +10,9 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from app_fixtures import write_tiny_checkpoint  # noqa: E402
-from test_app import chart_rows  # noqa: E402
+from test_app import bundle, chart_rows, ckpt_dir  # noqa: E402, F401 - the fixtures are used by name
 
-from core import load_checkpoint, translate  # noqa: E402
+from core import translate  # noqa: E402
 from core.charts import tree_path  # noqa: E402
 
 torch.set_num_threads(1)
@@ -21,20 +20,8 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 SENTENCE = "the cat sat on the mat"
 
 
-@pytest.fixture(scope="module")
-def ckpt_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("checkpoints")
-    write_tiny_checkpoint(folder / "tiny.pt")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def bundle(ckpt_dir):
-    return load_checkpoint(ckpt_dir / "tiny.pt")
-
-
 @pytest.fixture
-def steps(ckpt_dir, monkeypatch) -> AppTest:
+def steps(ckpt_dir, monkeypatch) -> AppTest:  # noqa: F811 - the fixture from test_app
     monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(ckpt_dir))
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("pages/steps.py").run()
@@ -51,7 +38,7 @@ def matrix(rows, shape) -> torch.Tensor:
     return got
 
 
-def test_beam_view_draws_the_tree_and_each_hypothesis_attention(steps, bundle):
+def test_beam_view_draws_the_tree_and_each_hypothesis_attention(steps, bundle):  # noqa: F811
     steps.radio(key="steps_mode").set_value("beam").run()
     steps.slider(key="beam_size").set_value(3).run()
     assert not steps.exception
@@ -92,7 +79,7 @@ def test_a_smaller_beam_keeps_the_pick_in_range(steps):
     assert not steps.exception and steps.radio(key="beam_pick").value == 1
 
 
-def test_forcing_a_candidate_redecodes_from_there_and_goes_back(steps, bundle):
+def test_forcing_a_candidate_redecodes_from_there_and_goes_back(steps, bundle):  # noqa: F811
     original = translate(bundle, SENTENCE)
     steps.slider(key="step").set_value(3).run()
     row = 2
