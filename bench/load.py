@@ -125,15 +125,43 @@ INIT_JS = """(() => {
 
 TITLES_JS = """() => { const c = document.querySelector('[data-testid="stVegaLiteChart"]');
   return c ? Array.from(c.querySelectorAll('svg text')).map(t => t.textContent).filter(t => t.includes(' · ')) : null; }"""
-# The focused heatmap (first chart) shows all of `want` among its token labels; records when, then returns them.
-DRAWN_JS = """([want, title]) => {
-  const chart = document.querySelector('[data-testid="stVegaLiteChart"]');
-  if (!chart) return null;
-  const texts = Array.from(chart.querySelectorAll('svg text')).map(t => t.textContent);
-  if (!want.every(w => texts.includes(w)) || !texts.some(t => t.includes(title))) return null;
-  window.__drawn = performance.now();
-  return texts.filter(t => /^\\d+\\u00b7/.test(t));
-}"""
+# The focused heatmap (first chart) shows all of `want` among its token labels under a title holding `title`.
+# A MutationObserver checks that after each batch of DOM changes and stamps the moment it first holds; the
+# harness then only polls a flag. (Polling the check itself on every animation frame, as this script did
+# until Dec 2026, kept 8 renderers busy querying the charts' texts: CPU taken from the app being measured.)
+WATCH_DRAWN_JS = """(() => {
+  window.__want = null; window.__drawn = null; window.__drawnLabels = null;
+  const check = () => {
+    if (!window.__want) return;
+    const [want, title] = window.__want;
+    const chart = document.querySelector('[data-testid="stVegaLiteChart"]');
+    if (!chart) return;
+    const texts = Array.from(chart.querySelectorAll('svg text')).map(t => t.textContent);
+    if (!want.every(w => texts.includes(w)) || !texts.some(t => t.includes(title))) return;
+    window.__drawn = performance.now();
+    window.__drawnLabels = texts.filter(t => /^\\d+\\u00b7/.test(t));
+    window.__want = null;
+  };
+  let queued = false;
+  const start = () => new MutationObserver(() => {
+    if (queued || !window.__want) return;
+    queued = true;
+    queueMicrotask(() => { queued = false; check(); });
+  }).observe(document.documentElement, {childList: true, subtree: true, characterData: true});
+  window.__expectDrawn = (want, title) => { window.__drawn = null; window.__want = [want, title]; check(); };
+  if (document.documentElement) start(); else document.addEventListener('DOMContentLoaded', start);
+})();"""
+DRAWN_FLAG_JS = "() => window.__drawn !== null ? window.__drawnLabels : null"
+POLL_MS = 50  # how often the harness reads that flag: it delays the harness, not the stamp
+
+
+async def wait_drawn(page, want: list[str], title: str, timeout: int, rearm: bool = True) -> list[str]:
+    """Wait until the focused heatmap shows `want` under `title`; the token labels it shows. The moment is
+    stamped in the page (window.__drawn) by WATCH_DRAWN_JS."""
+    if rearm:
+        await page.evaluate("([w, t]) => window.__expectDrawn(w, t)", [want, title])
+    drawn = await page.wait_for_function(DRAWN_FLAG_JS, timeout=timeout, polling=POLL_MS)
+    return await drawn.json_value()
 
 
 @dataclass
@@ -188,6 +216,7 @@ async def wait_idle(page) -> None:
                      && a.getAttribute('data-test-script-state') === 'notRunning'
                      && !document.querySelector('[data-testid="stSkeleton"]'); }""",
         timeout=RUN_MS,
+        polling=POLL_MS,
     )
 
 
@@ -211,11 +240,11 @@ async def press_slider(page, handle, key: str, want: str, user: str, what: str) 
 async def check_drawn(page, user: User, want: dict, title: str, after: str) -> None:
     """Wait for the focused heatmap to show this session's tokens under a title holding `title`."""
     try:
-        drawn = await page.wait_for_function(DRAWN_JS, arg=[want["labels"], title], timeout=RUN_MS)
+        shown = await wait_drawn(page, want["labels"], title, RUN_MS)
     except PlaywrightTimeout:
         user.problems.append(f"{user.name}: after {after} the chart still shows {await page.evaluate(TITLES_JS)}")
         return
-    if sorted(set(await drawn.json_value())) != sorted(set(want["labels"])):
+    if sorted(set(shown)) != sorted(set(want["labels"])):
         user.problems.append(f"{user.name}: after {after} the chart shows other tokens")
     await wait_idle(page)
 
@@ -250,15 +279,11 @@ async def translate_click(page, box, sentence: str, want: dict, user: User) -> l
     for _ in range(3):
         await page.get_by_role("button", name="Translate", exact=True).click()
         try:
-            drawn = await page.wait_for_function(DRAWN_JS, arg=[want["labels"], "layer 1 · head 1"], timeout=LOST_MS)
-            return await drawn.json_value()
+            return await wait_drawn(page, want["labels"], "layer 1 · head 1", LOST_MS)
         except PlaywrightTimeout:
             if await page.evaluate(f"() => (window.__runs || 0) > {before}"):
                 try:
-                    drawn = await page.wait_for_function(
-                        DRAWN_JS, arg=[want["labels"], "layer 1 · head 1"], timeout=RUN_MS
-                    )
-                    return await drawn.json_value()
+                    return await wait_drawn(page, want["labels"], "layer 1 · head 1", RUN_MS, rearm=False)
                 except PlaywrightTimeout:
                     break
             LOST_PRESSES.append(f"{user.name}: Translate click")
@@ -275,6 +300,7 @@ async def translate_click(page, box, sentence: str, want: dict, user: User) -> l
 async def run_user(browser, url: str, user: User, expected: dict, ready: list, start: asyncio.Event) -> None:
     context = await browser.new_context(viewport={"width": 1400, "height": 1100})
     await context.add_init_script(INIT_JS)
+    await context.add_init_script(WATCH_DRAWN_JS)
     page = await context.new_page()
     page.on("pageerror", lambda exc: user.problems.append(f"{user.name}: page error {exc}"))
     await page.goto(url, timeout=RUN_MS)
