@@ -26,7 +26,7 @@ def main() -> None:
             st.Page(ui.PAGES / "models.py", title="Models", icon=":material/model_training:", url_path="models"),
         ]
     )
-    with ui.router_running():
+    with ui.router_running(page.url_path):
         page.run()
 
 

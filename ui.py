@@ -66,11 +66,14 @@ class ActiveModel:
 
 
 _router = threading.local()  # .running: True while app.py's router runs a page in this thread (one script run)
+FULL_RUN = "_full_run"  # (page url_path, count of full runs of this session); fragment reruns leave it as it is
 
 
 @contextmanager
-def router_running() -> Iterator[None]:
-    """Wrap app.py's st.navigation(...).run(): pages run inside it know they came through the router."""
+def router_running(page: str) -> Iterator[None]:
+    """Wrap app.py's st.navigation(...).run(): pages run inside it know they came through the router, and
+    bound() knows which page this full run draws and how many full runs the session has had."""
+    st.session_state[FULL_RUN] = (page, st.session_state.get(FULL_RUN, ("", 0))[1] + 1)
     _router.running = True
     try:
         yield
@@ -359,10 +362,20 @@ def _store(name: str) -> None:
 
 def bound(name: str, default) -> dict:
     """Widget kwargs binding widget key `name` to view_state()[name]: the widget starts from the stored value
-    and every change is stored back."""
+    and every change is stored back.
+
+    The stored value is written into the widget only when the widget needs it: it is new on this page (first
+    run, another page drew it last, or the last run did not draw it), or the view changed under it (an
+    example picked, a link opened). Writing it on every run would send it to the browser each time and put
+    it over what the user is typing in the box while an earlier run finishes."""
     view = view_state()
     view.setdefault(name, default)
-    st.session_state[name] = view[name]
+    page, count = run = st.session_state.get(FULL_RUN, ("", 0))
+    drawn = st.session_state.setdefault("_bound_drawn", {})
+    alive = drawn.get(name) in ((page, count), (page, count - 1))  # this run (a fragment's rerun) or the last
+    if not alive or name not in st.session_state or st.session_state[name] != view[name]:
+        st.session_state[name] = view[name]
+    drawn[name] = run
     return {"key": name, "on_change": _store, "args": (name,)}
 
 

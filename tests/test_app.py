@@ -180,6 +180,22 @@ def test_reference_is_flagged_cleared_by_a_button_and_dropped_for_an_example(app
     assert any(m.value.startswith("**Translation:**") for m in app.markdown) and not app.info
 
 
+def test_a_rerun_sends_the_sentence_box_nothing_unless_the_view_changed(app):
+    """The box's value goes to the browser (set_value) only when the page changed it: a plain rerun that sent
+    it would put it over what the user is typing while that rerun finishes."""
+    translate_in(app, SENTENCE)
+    app.slider(key="head").set_value(2).run()  # a fragment rerun
+    app.button(key="go").click().run()  # a full rerun, the same sentence
+    assert not app.exception and not app.text_input(key="sentence").proto.set_value
+    app.selectbox(key="example").set_value(EXAMPLES[3]).run()  # the page puts the example in the box
+    box = app.text_input(key="sentence")
+    assert box.proto.set_value and box.value == EXAMPLES[3]
+    app.button(key="go").click().run()
+    assert not app.text_input(key="sentence").proto.set_value and app.text_input(key="sentence").value == EXAMPLES[3]
+    app.switch_page("pages/steps.py").run()  # a new box on another page starts from the view
+    assert app.text_input(key="sentence").proto.set_value and app.text_input(key="sentence").value == EXAMPLES[3]
+
+
 def test_link_follows_what_the_page_shows(app):
     translate_in(app, SENTENCE)
     app.toggle(key="avg").set_value(True).run()
