@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import os
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -36,8 +35,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "bench"))  # after ROOT: bench/app.py must not shadow the app's app.py
 
 import torch  # noqa: E402
+from browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (bench/browser.py)
 from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from playwright.async_api import async_playwright, expect  # noqa: E402
 
@@ -332,12 +333,10 @@ async def run_user(browser, url: str, user: User, expected: dict, ready: list, s
 
 
 async def drive(url: str, users: list[User], expected: dict) -> float:
+    if CHROMIUM is None:
+        raise SystemExit("no chromium binary (apt-get install chromium)")
     async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=shutil.which("chromium"),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         start, ready = asyncio.Event(), []
         tasks = [asyncio.create_task(run_user(browser, url, u, expected, ready, start)) for u in users]
         while len(ready) < len(users):
