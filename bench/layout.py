@@ -37,7 +37,8 @@ def sentence(words: int) -> str:
 
 def page_url(base: str, page: str, words: int, kind: str) -> str:
     query = urllib.parse.urlencode({"sentence": sentence(words)})
-    paths = {"translate": f"/?{query}&kind={kind}", "steps": f"/steps?{query}", "models": "/models"}
+    # The Translate page with its all-layers grid open (grid=1), so that every chart is checked.
+    paths = {"translate": f"/?{query}&kind={kind}&grid=1", "steps": f"/steps?{query}", "models": "/models"}
     return base + paths[page]
 
 

@@ -21,8 +21,9 @@ def restore_from_url(n_layers: int, n_heads: int) -> None:
             view[key] = params[key]  # over-long text is kept and refused with a message, never cut
     if params.get("kind") in KIND_LABELS:
         view["kind"] = params["kind"]
-    if params.get("avg") == "1":
-        view["avg"] = True
+    for key in ("avg", "grid"):
+        if params.get(key) == "1":
+            view[key] = True
     for key, count in (("layer", n_layers), ("head", n_heads)):
         if str(params.get(key, "")).isdigit() and 1 <= int(params[key]) <= count:
             view[key] = int(params[key])
@@ -164,10 +165,16 @@ def layer_heads(att, kind: str, layer: int, columns: int) -> None:
 
 
 def all_layers_grid(att, kind: str) -> None:
-    st.subheader("All layers × heads")
-    st.caption("Rows are layers, columns heads. Click a cell to focus that head above; hover it for its name.")
-    chart = charts.layers_grid(att.weights(kind), att.queries(kind), att.keys(kind), causal=kind == "decoder")
-    ui.show_chart(chart, key="grid", on_select=lambda: pick_from("grid"), selection_mode="pick")
+    """Every layer x head at once, built only while its expander is open (kept in the view and the link): a
+    closed one sends and draws nothing, so a Translate click draws the focused head sooner
+    (bench/app_browser.py)."""
+    grid = st.expander("All layers × heads", **ui.bound("grid", False))
+    if not grid.open:
+        return
+    with grid:
+        st.caption("Rows are layers, columns heads. Click a cell to focus that head above; hover it for its name.")
+        chart = charts.layers_grid(att.weights(kind), att.queries(kind), att.keys(kind), causal=kind == "decoder")
+        ui.show_chart(chart, key="grid_chart", on_select=lambda: pick_from("grid_chart"), selection_mode="pick")
 
 
 def page() -> None:
@@ -202,7 +209,10 @@ def explore(model: ui.ActiveModel, result, sentence: str, reference: str, linked
     only this part; the inputs and the translation above stay as they are (bench/app_browser.py times it)."""
     cfg = model.bundle.config
     kind, layer, head, avg = view_controls(cfg)
-    st.query_params.from_dict(linked | {"kind": kind, "layer": layer, "head": head} | ({"avg": 1} if avg else {}))
+    shown = {"kind": kind, "layer": layer, "head": head} | {
+        key: 1 for key in ("avg", "grid") if ui.view_state().get(key)
+    }
+    st.query_params.from_dict(linked | shown)
     ui.head_links(sentence, reference, kind, layer, head)
     att = result.attention
     context = {"sentence": sentence, "reference": reference or None, "kind": kind, "layer": layer}

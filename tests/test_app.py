@@ -125,12 +125,28 @@ def test_translate_page_shows_translation_tokens_and_charts(app, bundle):
     result = translate(bundle, SENTENCE)
     assert any(m.value == f"**Translation:** {md_text(result.translation)}" for m in app.markdown)
     assert "5·the" in " ".join(c.value for c in app.caption)  # repeated 'the' keeps its own position label
-    assert len(app.get("vega_lite_chart")) == 3  # focused head, heads of the layer, all layers x heads
+    assert len(app.get("vega_lite_chart")) == 2  # focused head, heads of the layer (the grid waits to be opened)
     assert_focus_matches(app, result, "cross", 1, 1)
+
+
+def test_all_layers_grid_is_built_only_while_its_expander_is_open(app, bundle):
+    translate_in(app, SENTENCE)
+    grid = next(e for e in app.expander if e.label == "All layers × heads")
+    assert not grid.children and len(app.get("vega_lite_chart")) == 2  # closed: nothing built or sent
+    app.session_state["view"]["grid"] = True  # what opening it stores (its on_change)
+    app.run()
+    assert not app.exception and len(app.get("vega_lite_chart")) == 3
+    assert_tiles_show(app, 2, translate(bundle, SENTENCE).attention.weights("cross"), False)
+    assert app.query_params["grid"] in ("1", ["1"])  # a copied link opens it too
+    linked = AppTest.from_file(APP, default_timeout=60)
+    linked.query_params.update(sentence=SENTENCE, grid="1")
+    linked.run()
+    assert not linked.exception and len(linked.get("vega_lite_chart")) == 3
 
 
 @pytest.mark.parametrize("kind", ["cross", "encoder", "decoder"])
 def test_kinds_and_sliders_show_the_models_attention(app, bundle, kind):
+    app.session_state["view"]["grid"] = True  # the all-layers grid open, to check its tiles too
     translate_in(app, SENTENCE)
     result = translate(bundle, SENTENCE)
     app.radio(key="kind").set_value(kind).run()
@@ -313,7 +329,7 @@ def test_upload_native_checkpoint_is_used_by_this_session_only(app, tmp_path, ck
     assert not app.exception and not app.error
     assert "other.pt" in app.success[0].value and "other.pt" in active_label(app)
     app.switch_page("pages/translate.py").run()
-    assert not app.exception and len(app.get("vega_lite_chart")) == 3  # 1 layer: no layer slider, no crash
+    assert not app.exception and len(app.get("vega_lite_chart")) == 2  # 1 layer: no layer slider, no crash
     other = AppTest.from_file(APP, default_timeout=60).run()  # another browser session
     assert "tiny.pt" in active_label(other) and "other.pt" not in active_label(other)
 
@@ -533,7 +549,7 @@ def test_overlong_paste_gets_a_message_and_is_kept_in_the_box(app):
     assert any("reference is 2,699 characters" in w.value for w in app.warning)
     assert app.button(key="clear_reference")  # a refused reference still gets its Clear button
     app.button(key="clear_reference").click().run()
-    assert app.text_input(key="reference").value == "" and len(app.get("vega_lite_chart")) == 3
+    assert app.text_input(key="reference").value == "" and len(app.get("vega_lite_chart")) == 2
 
 
 def test_rejected_reference_keeps_its_clear_button(app):

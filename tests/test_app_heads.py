@@ -133,8 +133,9 @@ def test_switch_heads_off_shows_both_translations_and_the_changed_maps(app, bund
     assert [t.value for t in app.text][:2] == [plain.translation, masked.translation]
     assert app.query_params["off"] in ("e2.2,c1.1", ["e2.2,c1.1"])
     charts = app.get("vega_lite_chart")
-    # focused head, heads of the layer, all layers x heads, then original and switched-off maps of cross L2 H1
-    for index, result in ((3, plain), (4, masked)):
+    # focused head, heads of the layer (the all-layers grid is closed), then original and switched-off maps of
+    # cross L2 H1
+    for index, result in ((2, plain), (3, masked)):
         rows, _ = chart_rows(app, index)
         want = result.attention.cross[1, 0]
         got = torch.zeros_like(want)
@@ -142,7 +143,7 @@ def test_switch_heads_off_shows_both_translations_and_the_changed_maps(app, bund
             rows["weight"].to_numpy().copy()
         )
         torch.testing.assert_close(got, want)
-    assert len(charts) == 5
+    assert len(charts) == 4
 
 
 def test_the_link_keeps_the_switched_off_heads(ckpt_dir, monkeypatch):
@@ -162,7 +163,7 @@ def test_the_link_keeps_the_switched_off_heads(ckpt_dir, monkeypatch):
 def test_relevance_view_shows_each_method(app, bundle):
     translate_in(app, SENTENCE)
     result = translate(bundle, SENTENCE)
-    assert len(app.get("vega_lite_chart")) == 3  # computed only when asked for
+    assert len(app.get("vega_lite_chart")) == 2  # computed only when asked for
     app.toggle(key="relevance_on").set_value(True).run()
     for method in ("rollout", "gradient", "cross_last"):
         app.radio(key="relevance").set_value(method).run()

@@ -123,6 +123,8 @@ def test_steps_replay_fragment_moves_alone_and_a_forced_token_redecodes(server, 
 
 def test_click_in_all_heads_grid_focuses_that_head(server, chromium_browser):
     page = open_app(chromium_browser, f"{server}/?sentence=the+cat+sat&kind=cross&layer=1&head=1")
+    sync_api.expect(page.get_by_test_id("stVegaLiteChart")).to_have_count(2)  # the grid's expander is closed
+    act(page, lambda: page.get_by_text("All layers × heads").click())  # opening it builds the grid
     grid = page.get_by_test_id("stVegaLiteChart").nth(2)
     grid.scroll_into_view_if_needed()
     cells = grid.locator("svg.marks g.mark-rect.role-mark path")
@@ -193,7 +195,7 @@ def test_pages_fit_a_1024_px_window_with_a_long_sentence(server, chromium_browse
 
     words = " ".join(" ".join(EN).split()[:20])
     page = new_page(chromium_browser, {"width": 1024, "height": 768})
-    page.goto(f"{server}{path}?sentence={quote(words)}")
+    page.goto(f"{server}{path}?sentence={quote(words)}" + ("&grid=1" if path == "/" else ""))  # every chart open
     wait_idle(page)
     settle(page)
     full_height(page)
