@@ -105,8 +105,8 @@ def translate_click(page, text: str) -> tuple[float, float]:
 def slider_change(page) -> tuple[float, float]:
     head = page.get_by_role("group", name="Head", exact=True).get_by_role("slider")
     head.focus()
-    at_max = head.get_attribute("aria-valuetext") == (head.get_attribute("aria-valuemax") or head.get_attribute("max"))
-    key = "ArrowLeft" if at_max else "ArrowRight"  # a press past the end would change nothing
+    # A press past the end would change nothing. Streamlit's slider is an <input type=range>: its end is `max`.
+    key = "ArrowLeft" if head.get_attribute("aria-valuetext") == head.get_attribute("max") else "ArrowRight"
     return measured(page, lambda: head.press(key))
 
 

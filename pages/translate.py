@@ -9,6 +9,7 @@ from core import charts
 from core.attention import KIND_LABELS
 
 SIDE_BY_SIDE_TOKENS = 12  # up to this many tokens a side, the focused head and the layer's heads share a row
+LINK_FLAGS = ("avg", "grid")  # view switches kept in the link as key=1: the head average, the all-layers grid open
 
 
 def restore_from_url(n_layers: int, n_heads: int) -> None:
@@ -21,7 +22,7 @@ def restore_from_url(n_layers: int, n_heads: int) -> None:
             view[key] = params[key]  # over-long text is kept and refused with a message, never cut
     if params.get("kind") in KIND_LABELS:
         view["kind"] = params["kind"]
-    for key in ("avg", "grid"):
+    for key in LINK_FLAGS:
         if params.get(key) == "1":
             view[key] = True
     for key, count in (("layer", n_layers), ("head", n_heads)):
@@ -209,10 +210,8 @@ def explore(model: ui.ActiveModel, result, sentence: str, reference: str, linked
     only this part; the inputs and the translation above stay as they are (bench/app_browser.py times it)."""
     cfg = model.bundle.config
     kind, layer, head, avg = view_controls(cfg)
-    shown = {"kind": kind, "layer": layer, "head": head} | {
-        key: 1 for key in ("avg", "grid") if ui.view_state().get(key)
-    }
-    st.query_params.from_dict(linked | shown)
+    flags = {key: 1 for key in LINK_FLAGS if ui.view_state().get(key)}
+    st.query_params.from_dict(linked | {"kind": kind, "layer": layer, "head": head} | flags)
     ui.head_links(sentence, reference, kind, layer, head)
     att = result.attention
     context = {"sentence": sentence, "reference": reference or None, "kind": kind, "layer": layer}
