@@ -174,20 +174,26 @@ def heatmap(
     next_tokens: the token each row predicts, shown in the tooltip (decoder rows predict the next token)."""
     cell = cell or fit_cell(len(keys), plot_width)
     width, height = max(120, cell * len(keys)), max(100, cell * len(queries))
-    calc = {
-        "query_token": f"{json.dumps(labels(queries))}[datum.qi]",
-        "key_token": f"{json.dumps(labels(keys))}[datum.ki]",
-        "shown": "datum.ki > datum.qi ? 'masked (a later token)' : format(datum.weight, '.3f')"
-        if causal
-        else "format(datum.weight, '.3f')",
-    }
+    # What the tooltip shows is in the data, one column each: a Vega `calculate` runs for every cell in the
+    # browser, through Streamlit's expression interpreter (no eval under its CSP), and at 60 x 60 tokens that
+    # was most of a redraw. Repeated strings travel as Arrow dictionaries.
+    qi, ki = df["qi"].to_numpy(), df["ki"].to_numpy()
+    weight = df["weight"].to_numpy(dtype=np.float64)
+    shown = np.char.mod("%.3f", weight).astype(object)
+    if causal:
+        shown[ki > qi] = "masked (a later token)"
+    cells = df.drop(columns=[c for c in ("query", "key") if c in df.columns]).assign(
+        query_token=pd.Categorical.from_codes(qi, labels(queries)),
+        key_token=pd.Categorical.from_codes(ki, labels(keys)),
+        shown=pd.Categorical(shown),
+    )
     tooltip = [_tooltip("query_token", "row (query)"), _tooltip("key_token", "column (key)")]
     if next_tokens is not None:
-        calc["predicts"] = f"{json.dumps(list(next_tokens))}[datum.qi]"
+        cells["predicts"] = pd.Categorical(np.asarray(next_tokens, dtype=object)[qi])
         tooltip.append(_tooltip("predicts", "row predicts"))
     tooltip.append(_tooltip("shown", "weight"))
     if help_text:
-        calc["reading"] = json.dumps(help_text.replace("`", ""))
+        cells["reading"] = pd.Categorical.from_codes(np.zeros(len(cells), dtype=np.int8), [help_text.replace("`", "")])
         tooltip.append(_tooltip("reading", "reading"))
     color = {
         "field": "weight",
@@ -203,9 +209,8 @@ def heatmap(
         # anchored at the chart's left edge and never cut: the box is at least as wide as the title (below)
         "title": {"text": title, "anchor": "start", "frame": "bounds", "limit": 0},
         "data": {"name": "cells"},
-        "datasets": {"cells": df.drop(columns=[c for c in ("query", "key") if c in df.columns])},
-        "mark": {"type": "rect"},
-        "transform": [{"calculate": expr, "as": name} for name, expr in calc.items()],
+        "datasets": {"cells": cells},
+        "mark": {"type": "rect", "aria": False},  # no per-cell description: the tooltip says it all
         "encoding": {
             "x": _axis("ki", "key (column)", keys, -90 if len(keys) > 12 else -45),
             "y": _axis("qi", "query (row)", queries),

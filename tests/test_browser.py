@@ -106,6 +106,37 @@ def test_translate_move_head_and_see_tokens(server, chromium_browser, tmp_path):
     page.context.close()
 
 
+def test_hovering_a_cell_of_the_focused_head_shows_its_tokens_and_weight(server, chromium_browser, tmp_path):
+    """The tooltip of every cell hovered names that cell's row and column and shows the weight the model
+    gives it (core.translate on a copy of the server's checkpoint), to the 3 decimals it prints."""
+    import re
+
+    from core import load_checkpoint, translate
+
+    sentence = "the cat sat"
+    expected = translate(load_checkpoint(write_tiny_checkpoint(tmp_path / "same.pt")), sentence)
+    page = open_app(chromium_browser, f"{server}/?sentence=the+cat+sat&kind=cross&layer=1&head=2")
+    cells = focused_chart(page).locator("svg.marks g.mark-rect.role-mark path")
+    n_keys, n_queries = len(expected.source_tokens), len(expected.target_tokens)
+    sync_api.expect(cells).to_have_count(n_keys * n_queries)
+    tip = page.locator("#vg-tooltip-element.visible")
+    for k in (0, n_keys + 1, n_keys * n_queries - 1):  # cells on different rows and columns
+        cells.nth(k).scroll_into_view_if_needed()
+        box = cells.nth(k).bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.move(x + 1, y + 1)  # Vega shows a tooltip on a move inside a mark
+        sync_api.expect(tip).to_be_visible()
+        text = " ".join(tip.inner_text().split())
+        row, col = (int(m) for m in re.search(r"row \(query\) (\d+)·.*column \(key\) (\d+)·", text).groups())
+        assert f"{row}·{expected.target_tokens[row]}" in text and f"{col}·{expected.source_tokens[col]}" in text
+        weight = float(expected.attention.cross[0, 1, row, col])
+        assert re.search(r"weight (\d\.\d{3})", text).group(1) == f"{weight:.3f}", text
+        page.mouse.move(0, 0)
+    assert_no_errors(page)
+    page.context.close()
+
+
 def test_steps_replay_fragment_moves_alone_and_a_forced_token_redecodes(server, chromium_browser):
     """The replay is an st.fragment: Next reruns it alone; forcing a candidate must rerun the whole page (a new
     decoding), which AppTest cannot show, since it always reruns the whole script."""
