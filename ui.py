@@ -341,6 +341,14 @@ def show_chart(spec: dict, **kwargs):
         return st.vega_lite_chart(spec, width="stretch", **kwargs)
 
 
+def set_link(params: dict) -> None:
+    """Make the page's link (its query string) hold exactly params, written only when it differs: each write
+    is a new entry in the browser's history (its Back button), so a page writes its link once per run."""
+    wanted = {key: str(value) for key, value in params.items()}
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
+
+
 def restore_once(page: str) -> bool:
     """True on this session's first run of `page`: the moment to take the view from the link."""
     flag = f"_url_restored_{page}"

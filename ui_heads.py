@@ -98,6 +98,14 @@ def restore_heads_off(n_layers: int, n_heads: int) -> None:
     ui.view_state()["heads_off"] = [label(*h) for h in off.sorted()]
 
 
+def switched_off(n_layers: int, n_heads: int) -> str:
+    """The switched-off heads as the link's `off` value ("" for none), from the session's view; heads this
+    model does not have (another model's choice) are dropped from the view."""
+    state, labels = ui.view_state(), all_head_labels(n_layers, n_heads)
+    state["heads_off"] = [h for h in state.get("heads_off", []) if h in labels]
+    return HeadsOff.from_param(",".join(state["heads_off"])).to_param()
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_masked(model_key: str, _bundle, sentence: str, reference: str | None, off_param: str) -> Translation:
     return translate(_bundle, sentence, reference=reference, head_mask=HeadsOff.from_param(off_param))
@@ -115,8 +123,8 @@ def translate_extras(model: ui.ActiveModel, result: Translation, sentence: str, 
     view is the page's (kind, layer, head or None for the average)."""
     cfg = model.bundle.config
     labels = all_head_labels(cfg.n_layers, cfg.n_heads)
+    switched_off(cfg.n_layers, cfg.n_heads)  # drops heads this model does not have
     state = ui.view_state()
-    state["heads_off"] = [h for h in state.get("heads_off", []) if h in labels]
     chosen = state["heads_off"]
     with st.expander("Switch heads off" + (f" ({len(chosen)} off)" if chosen else ""), expanded=bool(chosen)):
         st.multiselect(
@@ -128,17 +136,15 @@ def translate_extras(model: ui.ActiveModel, result: Translation, sentence: str, 
         chosen = state["heads_off"]
         off = HeadsOff.from_param(",".join(chosen))
         if off:
-            st.query_params["off"] = off.to_param()
             masked = cached_masked(model.key, model.bundle, sentence, reference or None, off.to_param())
             show_comparison(result, masked, off, view)
         else:
             st.caption(
                 "Pick heads to silence: their output is zeroed before the output projection (Michel et al. 2019)."
             )
-    off_param = HeadsOff.from_param(",".join(chosen)).to_param()
     with st.expander("Source relevance per output word (beyond raw attention)"):
         if st.toggle("Show source relevance", **ui.bound("relevance_on", False)):
-            show_relevance(model, result, sentence, reference, off_param)
+            show_relevance(model, result, sentence, reference, switched_off(cfg.n_layers, cfg.n_heads))
 
 
 def show_relevance(model: ui.ActiveModel, result: Translation, sentence: str, reference: str, off_param: str) -> None:

@@ -163,7 +163,7 @@ def page() -> None:
         head = ui.index_slider("Head", att_a.n_heads, "head")
     linked = {"a": view["compare_a"], "b": view["compare_b"], "sentence": sentence}
     linked |= ({"reference": reference} if reference else {}) | ({"fed": fed} if fed != "own" else {})
-    st.query_params.from_dict(linked | {"kind": kind, "layer": layer, "head": head})
+    ui.set_link(linked | {"kind": kind, "layer": layer, "head": head})
     st.session_state["_compare_url"] = st.query_params.to_dict()
 
     queries, keys = att_a.queries(kind), att_a.keys(kind)

@@ -73,14 +73,15 @@ def page() -> None:
     st.text_input("Sentence (English)", **ui.bound("sentence", ui.EXAMPLES[1]))
     sentence = ui.view_state()["sentence"].strip()
     if not sentence:
-        st.query_params.clear()  # a copied link must not bring back an earlier sentence
+        ui.set_link({})  # a copied link must not bring back an earlier sentence
         st.info("Type an English sentence.")
         return
-    st.query_params.from_dict({"sentence": sentence})  # refined below once the step is known
     if ui.too_long(sentence, "sentence"):
+        ui.set_link({"sentence": sentence})
         return
     mode = st.radio("Decoding", list(MODES), format_func=MODES.get, horizontal=True, **ui.bound("steps_mode", "greedy"))
     if mode == "beam":
+        ui.set_link({"sentence": sentence})
         beam_view(model, sentence)
     else:
         greedy_view(model, sentence)
@@ -88,11 +89,10 @@ def page() -> None:
 
 def greedy_view(model: ui.ActiveModel, sentence: str) -> None:
     original = ui.run_translation(model, sentence)  # greedy output, the same cached result as the Translate page
-    if original is None:
-        return
     prefix = forced_prefix(sentence)
-    result = ui.run_search(model, sentence, 1, 0.0, tuple(prefix)) if prefix else original
+    result = ui.run_search(model, sentence, 1, 0.0, tuple(prefix)) if prefix and original else original
     if result is None:
+        ui.set_link({"sentence": sentence})  # with a decoding, replay() writes the link, with the step in it
         return
     st.markdown(f"**Translation:** {ui.md_text(original.translation)}")
     if prefix:
@@ -134,7 +134,7 @@ def replay(model: ui.ActiveModel, result, sentence: str, prefix: tuple[int, ...]
     )
 
     layer = ui.index_slider("Layer", cfg.n_layers, "step_layer")
-    st.query_params.from_dict({"sentence": sentence, "step": step, "layer": layer})
+    ui.set_link({"sentence": sentence, "step": step, "layer": layer})
     cross, self_rows = charts.step_frames(result.attention, layer, row)
     st.caption(
         f"Both rows are step {step}: the decoder has just read {ui.md_code(result.target_tokens[row])} and "

@@ -120,7 +120,7 @@ def page() -> None:
         head = ui.index_slider("Head", att.n_heads, "head")
     with c3:
         position = ui.index_slider("Checkpoint", len(labels), "timeline_epoch") - 1
-    st.query_params.from_dict(linked | {"kind": kind, "layer": layer, "head": head, "epoch": position + 1})
+    ui.set_link(linked | {"kind": kind, "layer": layer, "head": head, "epoch": position + 1})
     st.session_state["_timeline_url"] = st.query_params.to_dict()
 
     shown = timeline.epochs[position]

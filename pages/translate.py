@@ -188,17 +188,16 @@ def page() -> None:
     ui_heads.restore_heads_off(cfg.n_layers, cfg.n_heads)
     sentence, reference = input_section()
     if not sentence:
-        st.query_params.clear()  # a copied link must not bring back an earlier sentence
+        ui.set_link({})  # a copied link must not bring back an earlier sentence
         st.info("Type an English sentence, or pick an example.")
         return
     linked = {"sentence": sentence} | ({"reference": reference} if reference else {})
-    st.query_params.from_dict(linked)  # refined below once the view is known
     if reference:
         reference_note()
-    if ui.too_long(sentence, "sentence") or ui.too_long(reference, "reference"):
-        return
-    result = ui.run_translation(model, sentence, reference or None)
+    too_long = ui.too_long(sentence, "sentence") or ui.too_long(reference, "reference")
+    result = None if too_long else ui.run_translation(model, sentence, reference or None)
     if result is None:
+        ui.set_link(linked)  # with maps, explore() writes the link, with the view in it
         return
     result_header(result, reference)
     explore(model, result, sentence, reference, linked)
@@ -211,7 +210,8 @@ def explore(model: ui.ActiveModel, result, sentence: str, reference: str, linked
     cfg = model.bundle.config
     kind, layer, head, avg = view_controls(cfg)
     flags = {key: 1 for key in LINK_FLAGS if ui.view_state().get(key)}
-    st.query_params.from_dict(linked | {"kind": kind, "layer": layer, "head": head} | flags)
+    off = ui_heads.switched_off(cfg.n_layers, cfg.n_heads)
+    ui.set_link(linked | {"kind": kind, "layer": layer, "head": head} | flags | ({"off": off} if off else {}))
     ui.head_links(sentence, reference, kind, layer, head)
     att = result.attention
     context = {"sentence": sentence, "reference": reference or None, "kind": kind, "layer": layer}

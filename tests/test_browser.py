@@ -88,9 +88,11 @@ def test_deep_link_to_a_page_on_a_fresh_server_runs_the_router(server, chromium_
 
 def test_translate_move_head_and_see_tokens(server, chromium_browser, tmp_path):
     page = open_app(chromium_browser, server)
+    entries = page.evaluate("() => history.length")
     type_sentence(page, "the cat sat on the mat")
     act(page, lambda: page.get_by_role("button", name="Translate", exact=True).click())
     sync_api.expect(page.get_by_text("Translation:")).to_be_visible()
+    assert page.evaluate("() => history.length") == entries + 1  # one link written per run: one Back step
     chart = focused_chart(page)
     for label in ("2·cat", "5·the", "1·the"):  # key axis: every source token with its position
         sync_api.expect(chart.locator("svg text", has_text=label)).to_have_count(1)
@@ -100,6 +102,7 @@ def test_translate_move_head_and_see_tokens(server, chromium_browser, tmp_path):
     act(page, lambda: head.press("ArrowRight"))
     sync_api.expect(focused_chart(page).get_by_text("head 2", exact=False)).to_have_count(1)
     assert "head=2" in page.url  # the view is in the link
+    assert page.evaluate("() => history.length") == entries + 2
     assert_no_errors(page)
     page.screenshot(path=str(tmp_path / "translate.png"))
     assert (tmp_path / "translate.png").stat().st_size > 10_000
