@@ -32,6 +32,7 @@ from core.attention import Attention
 COLOR_STOPS = (0.0, 0.0625, 0.25, 0.5625, 1.0)
 COLORS = ("#ffffff", "#c6dbef", "#6baed6", "#2171b5", "#08306b")
 MASK_COLOR = "#bdbdbd"  # a cell the decoder cannot see (a later token): grey, never the white of a zero weight
+TITLE_EXPR = "length(data('cells')) ? data('cells')[0].title : ''"  # a heatmap's title, from its data
 FIT_X = {"type": "fit-x", "contains": "padding"}  # the whole chart (axes, legend) fits the width it is given
 LEGEND_PX = 70  # a right-hand weight legend
 LABEL_PX = 7  # per character of an axis label, at the axes' 11 px font
@@ -151,6 +152,13 @@ def _axis(field: str, title: str, tokens: list[str], angle: int = 0) -> dict:
     return {"field": field, "type": "ordinal", "title": title, "axis": axis}
 
 
+def _label_axis(field: str, title: str, angle: int = 0) -> dict:
+    """An ordinal axis over a column of 'position·token' labels, in the data's order (rows come sorted by
+    position); labels that would overlap are thinned (every cell keeps its tooltip)."""
+    axis = {"labelAngle": angle, "labelLimit": 90, "labelOverlap": "greedy", "labelFontSize": 11}
+    return {"field": field, "type": "ordinal", "sort": None, "title": title, "axis": axis}
+
+
 def _tooltip(field: str, title: str, kind: str = "nominal", **extra) -> dict:
     return {"field": field, "type": kind, "title": title, **extra}
 
@@ -173,10 +181,14 @@ def heatmap(
     causal: cells above the diagonal are masked (decoder self-attention) and drawn grey, not as weight 0.
     next_tokens: the token each row predicts, shown in the tooltip (decoder rows predict the next token)."""
     cell = cell or fit_cell(len(keys), plot_width)
-    width, height = max(120, cell * len(keys)), max(100, cell * len(queries))
-    # What the tooltip shows is in the data, one column each: a Vega `calculate` runs for every cell in the
-    # browser, through Streamlit's expression interpreter (no eval under its CSP), and at 60 x 60 tokens that
-    # was most of a redraw. Repeated strings travel as Arrow dictionaries.
+    width = max(120, cell * len(keys))
+    # Everything that changes with the sentence or the head is in the data, not the spec: the axis labels, the
+    # tooltip's text, the title and the height (one step per row). Another sentence of about the same length,
+    # or another head, is then the same spec with other data, and Streamlit swaps the data of the view it
+    # has drawn instead of building a new one (bench/app_browser.py). And a Vega `calculate` would run for
+    # every cell in the browser, through Streamlit's expression interpreter (no eval under its CSP): at 60 x
+    # 60 tokens that was most of a redraw. Repeated strings travel as Arrow dictionaries.
+    df = df.sort_values(["qi", "ki"], kind="stable", ignore_index=True)  # the axes take the data's order
     qi, ki = df["qi"].to_numpy(), df["ki"].to_numpy()
     weight = df["weight"].to_numpy(dtype=np.float64)
     shown = np.char.mod("%.3f", weight).astype(object)
@@ -186,6 +198,7 @@ def heatmap(
         query_token=pd.Categorical.from_codes(qi, labels(queries)),
         key_token=pd.Categorical.from_codes(ki, labels(keys)),
         shown=pd.Categorical(shown),
+        title=pd.Categorical.from_codes(np.zeros(len(df), dtype=np.int8), [title]),
     )
     tooltip = [_tooltip("query_token", "row (query)"), _tooltip("key_token", "column (key)")]
     if next_tokens is not None:
@@ -206,19 +219,21 @@ def heatmap(
         color["condition"] = {"test": "datum.ki > datum.qi", "value": MASK_COLOR}
     full = width + label_px(queries) + 24 + LEGEND_PX
     return {
-        # anchored at the chart's left edge and never cut: the box is at least as wide as the title (below)
-        "title": {"text": title, "anchor": "start", "frame": "bounds", "limit": 0},
+        # The title is read from the data, so that another head of the same sentence is the same spec with
+        # other data: Streamlit then swaps the data of the drawn view instead of building a new one. Anchored
+        # at the chart's left edge and never cut: the box is at least as wide as the title (below).
+        "title": {"text": {"expr": TITLE_EXPR}, "anchor": "start", "frame": "bounds", "limit": 0},
         "data": {"name": "cells"},
         "datasets": {"cells": cells},
         "mark": {"type": "rect", "aria": False},  # no per-cell description: the tooltip says it all
         "encoding": {
-            "x": _axis("ki", "key (column)", keys, -90 if len(keys) > 12 else -45),
-            "y": _axis("qi", "query (row)", queries),
+            "x": _label_axis("key_token", "key (column)", -45 if cell >= 20 else -90),  # 45°: 18 px apart at 26
+            "y": _label_axis("query_token", "query (row)"),
             "color": color,
             "tooltip": tooltip,
         },
         "width": width,
-        "height": height,
+        "height": {"step": cell} if len(queries) * cell >= 100 else 100,  # from the data's rows (see above)
         "autosize": FIT_X,
         "usermeta": {"natural_width": max(full, 7 * len(title))},
     }

@@ -77,7 +77,10 @@ def assert_focus_matches(at: AppTest, result, kind: str, layer: int, head: int |
     assert len(rows) == want.numel()
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
     queries = result.source_tokens if kind == "encoder" else result.target_tokens
-    assert json.dumps([f"{i}·{t}" for i, t in enumerate(queries)]) in spec["encoding"]["y"]["axis"]["labelExpr"]
+    assert spec["encoding"]["y"]["field"] == "query_token"  # the row labels, in the data's order
+    assert list(dict.fromkeys(rows["query_token"])) == [f"{i}·{t}" for i, t in enumerate(queries)]
+    for row in rows.itertuples():  # each cell's labels are its own row's and column's
+        assert row.query_token.startswith(f"{row.qi}·") and row.key_token.startswith(f"{row.ki}·")
 
 
 def chart_datasets(at: AppTest, index: int) -> list:
