@@ -227,7 +227,7 @@ def heatmap(
         "datasets": {"cells": cells},
         "mark": {"type": "rect", "aria": False},  # no per-cell description: the tooltip says it all
         "encoding": {
-            "x": _label_axis("key_token", "key (column)", -45 if cell >= 20 else -90),  # 45°: 18 px apart at 26
+            "x": _label_axis("key_token", "key (column)", -90),  # upright: a label per column from 11 px on
             "y": _label_axis("query_token", "query (row)"),
             "color": color,
             "tooltip": tooltip,
