@@ -427,13 +427,14 @@ def row_heatmap(df: pd.DataFrame, keys: list[str], cell: int = 26) -> dict:
     makes the chart narrower than a title, so the page writes it above). In a box narrower than its
     natural width the cells get thinner and the labels are thinned."""
     width = max(160, cell * len(keys))
-    return {
+    df = df.sort_values(["head", "ki"], kind="stable", ignore_index=True)  # the axis takes the data's order
+    rows = df.drop(columns=["key"]).assign(key_token=pd.Categorical.from_codes(df["ki"].to_numpy(), labels(keys)))
+    return {  # the labels are in the data, as in heatmap()
         "data": {"name": "row"},
-        "datasets": {"row": df.drop(columns=["key"])},
-        "mark": {"type": "rect"},
-        "transform": [{"calculate": f"{json.dumps(labels(keys))}[datum.ki]", "as": "key_token"}],
+        "datasets": {"row": rows},
+        "mark": {"type": "rect", "aria": False},
         "encoding": {
-            "x": _axis("ki", "key", keys, -90 if len(keys) > 12 else -45),
+            "x": _label_axis("key_token", "key", -90),
             "y": {"field": "head", "type": "ordinal", "title": "head"},
             "color": {
                 "field": "weight",

@@ -125,10 +125,12 @@ def test_exports_round_trip():
 
 def test_png_and_svg_export():
     pytest.importorskip("vl_convert")
-    chart = charts.heatmap(charts.attention_frame(probs(4, 5), QUERIES, KEYS), QUERIES, KEYS, "t")
+    title = "Encoder-decoder cross · layer 2 · head 3"
+    chart = charts.heatmap(charts.attention_frame(probs(4, 5), QUERIES, KEYS), QUERIES, KEYS, title)
     assert charts.chart_image(chart, "png").startswith(b"\x89PNG")
     svg = charts.chart_image(chart, "svg").decode()
     assert svg.startswith("<svg") and "2·gatto" in svg
+    assert title in svg  # the title comes with the data (charts.TITLE_EXPR), in an export too
     with pytest.raises(ValueError):
         charts.chart_image(chart, "gif")
 
@@ -136,6 +138,9 @@ def test_png_and_svg_export():
 def test_step_rows_and_candidates():
     rows = charts.step_rows(probs(2, 5).numpy(), KEYS)
     assert len(rows) == 10 and set(rows["head"]) == {1, 2}
+    shown = charts.row_heatmap(rows, KEYS)["datasets"]["row"]
+    assert list(dict.fromkeys(shown["key_token"])) == charts.labels(KEYS)  # the axis, in the data's order
+    assert all(r.key_token == f"{r.ki}·{KEYS[r.ki]}" for r in shown.itertuples())
     top = charts.candidates_frame(torch.tensor([[5, 6]]), torch.tensor([[0.7, 0.2]]), 0, lambda i: f"t{i}")
     assert top["token"].tolist() == ["t5", "t6"] and top["probability"].tolist() == pytest.approx([0.7, 0.2])
     assert charts.candidates_chart(top)["datasets"]["top"]["token"].tolist() == ["t5", "t6"]
