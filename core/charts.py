@@ -190,21 +190,22 @@ def heatmap(
     # 60 tokens that was most of a redraw. Repeated strings travel as Arrow dictionaries.
     df = df.sort_values(["qi", "ki"], kind="stable", ignore_index=True)  # the axes take the data's order
     qi, ki = df["qi"].to_numpy(), df["ki"].to_numpy()
-    weight = df["weight"].to_numpy(dtype=np.float64)
-    shown = np.char.mod("%.3f", weight).astype(object)
-    if causal:
-        shown[ki > qi] = "masked (a later token)"
     cells = df.drop(columns=[c for c in ("query", "key") if c in df.columns]).assign(
         query_token=pd.Categorical.from_codes(qi, labels(queries)),
         key_token=pd.Categorical.from_codes(ki, labels(keys)),
-        shown=pd.Categorical(shown),
         title=pd.Categorical.from_codes(np.zeros(len(df), dtype=np.int8), [title]),
     )
+    weight_tip = _tooltip("weight", "weight", "quantitative", format=".3f")  # formatted on hover only
+    if causal:  # a masked cell says so instead of "0.000"
+        shown = np.char.mod("%.3f", df["weight"].to_numpy(dtype=np.float64)).astype(object)
+        shown[ki > qi] = "masked (a later token)"
+        cells["shown"] = pd.Categorical(shown)
+        weight_tip = _tooltip("shown", "weight")
     tooltip = [_tooltip("query_token", "row (query)"), _tooltip("key_token", "column (key)")]
     if next_tokens is not None:
         cells["predicts"] = pd.Categorical(np.asarray(next_tokens, dtype=object)[qi])
         tooltip.append(_tooltip("predicts", "row predicts"))
-    tooltip.append(_tooltip("shown", "weight"))
+    tooltip.append(weight_tip)
     if help_text:
         cells["reading"] = pd.Categorical.from_codes(np.zeros(len(cells), dtype=np.int8), [help_text.replace("`", "")])
         tooltip.append(_tooltip("reading", "reading"))

@@ -140,6 +140,34 @@ def test_hovering_a_cell_of_the_focused_head_shows_its_tokens_and_weight(server,
     page.context.close()
 
 
+def test_the_csv_and_json_downloads_hold_the_focused_head(server, chromium_browser, tmp_path):
+    """The files are made when the button is clicked (not on every rerun): they hold the focused head's
+    weights, as core.translate gives them, under the shown head's name."""
+    import json
+
+    import numpy as np
+
+    from core import charts, load_checkpoint, translate
+
+    expected = translate(load_checkpoint(write_tiny_checkpoint(tmp_path / "same.pt")), "the cat sat")
+    want = charts.attention_frame(
+        expected.attention.cross[0, 1], expected.attention.queries("cross"), expected.attention.keys("cross")
+    )
+    page = open_app(chromium_browser, f"{server}/?sentence=the+cat+sat&kind=cross&layer=1&head=2")
+    with page.expect_download() as csv_file:
+        page.locator(".st-key-dl_csv button").click()
+    assert csv_file.value.suggested_filename == "attention_cross_L1_H2.csv"
+    assert Path(csv_file.value.path()).read_bytes() == charts.attention_csv(want)
+    with page.expect_download() as json_file:
+        page.locator(".st-key-dl_json button").click()
+    data = json.loads(Path(json_file.value.path()).read_text())
+    assert (data["kind"], data["layer"], data["head"]) == ("cross", 1, 2)
+    assert data["queries"] == expected.target_tokens and data["keys"] == expected.source_tokens
+    np.testing.assert_allclose(data["weights"], expected.attention.cross[0, 1].numpy(), atol=1e-6)
+    assert_no_errors(page)
+    page.context.close()
+
+
 def test_steps_replay_fragment_moves_alone_and_a_forced_token_redecodes(server, chromium_browser):
     """The replay is an st.fragment: Next reruns it alone; forcing a candidate must rerun the whole page (a new
     decoding), which AppTest cannot show, since it always reruns the whole script."""

@@ -56,7 +56,7 @@ def test_heatmap_spec_labels_every_position_and_has_tooltips():
     assert enc["y"] == {**enc["y"], "field": "query_token", "type": "ordinal", "sort": None}
     assert list(dict.fromkeys(cells["key_token"])) == charts.labels(KEYS)
     assert list(dict.fromkeys(cells["query_token"])) == charts.labels(QUERIES)
-    assert {t["field"] for t in enc["tooltip"]} == {"query_token", "key_token", "shown"}
+    assert {t["field"] for t in enc["tooltip"]} == {"query_token", "key_token", "weight"}
     assert enc["color"]["scale"]["domain"][0] == 0 and enc["color"]["scale"]["domain"][-1] == 1
 
 
