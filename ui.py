@@ -339,10 +339,8 @@ def show_chart(spec: dict, **kwargs):
     is narrower: the chart fits the box (never wider than its column, never under its neighbour)."""
     with st.container(width=charts.natural_width(spec)):
         # without the width it would like, which the box already has: a spec that differs only there is the
-        # same view with new data, redrawn in place
-        usermeta = {k: v for k, v in spec.get("usermeta", {}).items() if k != "natural_width"}
-        sent = {k: v for k, v in spec.items() if k != "usermeta"} | ({"usermeta": usermeta} if usermeta else {})
-        return st.vega_lite_chart(sent, width="stretch", **kwargs)
+        # same view with new data, redrawn in place (core.charts puts nothing else in usermeta)
+        return st.vega_lite_chart({k: v for k, v in spec.items() if k != "usermeta"}, width="stretch", **kwargs)
 
 
 def set_link(params: dict) -> None:

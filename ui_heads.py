@@ -1,6 +1,6 @@
 """Streamlit pieces for the head analyses: the cached head report (Heads page), and the Translate page's
 "switch heads off" and source-relevance views. Kept apart from pages/translate.py so that page only calls
-`restore_heads_off` once and `translate_extras` once."""
+`restore_heads_off`, `switched_off` (for its link) and `translate_extras` once each."""
 
 from __future__ import annotations
 
@@ -117,34 +117,32 @@ def cached_relevance(model_key: str, _bundle, sentence: str, reference: str | No
     return source_relevance(_bundle.model, result, method).numpy()
 
 
-def translate_extras(model: ui.ActiveModel, result: Translation, sentence: str, reference: str, view: tuple) -> None:
+def translate_extras(
+    model: ui.ActiveModel, result: Translation, sentence: str, reference: str, view: tuple, off_param: str
+) -> None:
     """Below the Translate page's maps: switch heads off (kept in the link) and source relevance.
 
-    view is the page's (kind, layer, head or None for the average)."""
+    view is the page's (kind, layer, head or None for the average); off_param the switched-off heads, as
+    switched_off() gives them (the page puts them in its link first)."""
     cfg = model.bundle.config
-    labels = all_head_labels(cfg.n_layers, cfg.n_heads)
-    switched_off(cfg.n_layers, cfg.n_heads)  # drops heads this model does not have
-    state = ui.view_state()
-    chosen = state["heads_off"]
+    chosen = ui.view_state()["heads_off"]  # what the box below shows: its changes are stored before the run
     with st.expander("Switch heads off" + (f" ({len(chosen)} off)" if chosen else ""), expanded=bool(chosen)):
         st.multiselect(
             "Heads to switch off (e = encoder self, d = decoder self, c = cross; layer.head)",
-            labels,
+            all_head_labels(cfg.n_layers, cfg.n_heads),
             format_func=describe,
             **ui.bound("heads_off", []),
         )
-        chosen = state["heads_off"]
-        off = HeadsOff.from_param(",".join(chosen))
-        if off:
-            masked = cached_masked(model.key, model.bundle, sentence, reference or None, off.to_param())
-            show_comparison(result, masked, off, view)
+        if off_param:
+            masked = cached_masked(model.key, model.bundle, sentence, reference or None, off_param)
+            show_comparison(result, masked, HeadsOff.from_param(off_param), view)
         else:
             st.caption(
                 "Pick heads to silence: their output is zeroed before the output projection (Michel et al. 2019)."
             )
     with st.expander("Source relevance per output word (beyond raw attention)"):
         if st.toggle("Show source relevance", **ui.bound("relevance_on", False)):
-            show_relevance(model, result, sentence, reference, switched_off(cfg.n_layers, cfg.n_heads))
+            show_relevance(model, result, sentence, reference, off_param)
 
 
 def show_relevance(model: ui.ActiveModel, result: Translation, sentence: str, reference: str, off_param: str) -> None:

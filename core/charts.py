@@ -159,6 +159,11 @@ def _label_axis(field: str, title: str, angle: int = 0) -> dict:
     return {"field": field, "type": "ordinal", "sort": None, "title": title, "axis": axis}
 
 
+def _repeated(text: str, n: int) -> pd.Categorical:
+    """One text for each of n rows, sent once (an Arrow dictionary of one entry)."""
+    return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), [text])
+
+
 def _tooltip(field: str, title: str, kind: str = "nominal", **extra) -> dict:
     return {"field": field, "type": kind, "title": title, **extra}
 
@@ -193,7 +198,7 @@ def heatmap(
     cells = df.drop(columns=[c for c in ("query", "key") if c in df.columns]).assign(
         query_token=pd.Categorical.from_codes(qi, labels(queries)),
         key_token=pd.Categorical.from_codes(ki, labels(keys)),
-        title=pd.Categorical.from_codes(np.zeros(len(df), dtype=np.int8), [title]),
+        title=_repeated(title, len(df)),
     )
     weight_tip = _tooltip("weight", "weight", "quantitative", format=".3f")  # formatted on hover only
     if causal:  # a masked cell says so instead of "0.000"
@@ -207,7 +212,7 @@ def heatmap(
         tooltip.append(_tooltip("predicts", "row predicts"))
     tooltip.append(weight_tip)
     if help_text:
-        cells["reading"] = pd.Categorical.from_codes(np.zeros(len(cells), dtype=np.int8), [help_text.replace("`", "")])
+        cells["reading"] = _repeated(help_text.replace("`", ""), len(cells))
         tooltip.append(_tooltip("reading", "reading"))
     color = {
         "field": "weight",

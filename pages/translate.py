@@ -228,7 +228,7 @@ def explore(model: ui.ActiveModel, result, sentence: str, reference: str, linked
         layer_heads(att, kind, layer, columns=min(8, cfg.n_heads))
     ui_alignment.alignment_view(model.bundle, result, sentence, reference)
     all_layers_grid(att, kind)
-    ui_heads.translate_extras(model, result, sentence, reference, (kind, layer, None if avg else head))
+    ui_heads.translate_extras(model, result, sentence, reference, (kind, layer, None if avg else head), off)
 
 
 def download_buttons(df, chart, context: dict) -> None:
