@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from browser import chromium, open_page, streamlit_server  # noqa: E402
+from browser import chromium, export_rev, open_page, streamlit_server  # noqa: E402
 
 PORTS = (8620, 8621)
 BASELINE_REV = "c9d4e62"  # the commit issue 10 started from
@@ -119,13 +118,6 @@ def slider_change(page) -> tuple[float, float]:
     return measured(page, lambda: head.press(key))
 
 
-def export_baseline(rev: str, folder: Path) -> Path:
-    folder.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    return folder
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -136,7 +128,7 @@ def main() -> None:
     cases = tuple(TARGETS)
     figures = {name: {case: [] for case in cases} for name in ("baseline", "new")}
     with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
-        base_dir = export_baseline(args.baseline_rev, Path(tmp) / "baseline")
+        base_dir = export_rev(args.baseline_rev, Path(tmp) / "baseline")
         with (
             streamlit_server(base_dir, PORTS[0], log=Path(tmp) / "base.log") as base_url,
             streamlit_server(ROOT, PORTS[1], log=Path(tmp) / "new.log") as new_url,

@@ -77,6 +77,15 @@ BOXES_JS = """() => {
 }"""
 
 
+def export_rev(rev: str, folder: Path) -> Path:
+    """This repository's tree at commit rev, exported (git archive) into the new folder: a baseline to run."""
+    folder.mkdir()
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
 def free_port(candidates: range) -> int:
     """The first port of candidates nothing listens on."""
     import socket

@@ -1,9 +1,13 @@
 """A teacher's class on one server: browser sessions translating and moving sliders at the same time.
 
-    python bench/load.py [--users 8] [--sentences 4] [--port 8630] [--url http://127.0.0.1:8501]
+    python bench/load.py [--users 8] [--sentences 4] [--port 8630] [--baseline-rev 2a95d50 | none]
+    python bench/load.py --url http://127.0.0.1:8501
 
-Starts `streamlit run app.py` on --port (the shipped default model) unless --url names a running server,
-then drives --users Playwright contexts (Debian's chromium, headless) at once: each types its own
+Starts `streamlit run app.py` of the baseline commit (--baseline-rev, exported with `git archive`; by default
+the first commit with today's shipped model, so both give the same translations) on --port, loads it, stops
+it, then does the same with this working tree on --port + 1, and prints the ratio of the two p95 figures as
+the last line. With --url it loads that running server (with the default model) alone. Each load
+drives --users Playwright contexts (Debian's chromium, headless) at once: each types its own
 sentences, clicks Translate, and after each translation moves the Head and Layer sliders. Checks:
 
 - no cross-talk: the focused heatmap shows exactly this session's tokens ("2·cat"), as core.translate
@@ -13,8 +17,8 @@ sentences, clicks Translate, and after each translation moves the Head and Layer
 Prints the Translate-click-to-drawn-heatmap time (p50, p95) and where it goes, from timestamps taken in
 the browser (one clock): waiting for the server to start the run (click -> script "running"), the server
 running the script until the heatmap's message arrives, the browser drawing it after that message, and
-the bytes the websocket carried for one translation. A single user is measured first, in the same run,
-as the uncontended baseline. Exit status 1 when a check fails.
+the bytes the websocket carried for one translation. On each server a single user is measured first,
+uncontended. Exit status 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "bench"))  # after ROOT: bench/app.py must not shadow the app's app.py
 
 import torch  # noqa: E402
-from browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (bench/browser.py)
+from browser import CHROMIUM, CHROMIUM_ARGS, export_rev  # noqa: E402  (bench/browser.py)
 from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from playwright.async_api import async_playwright, expect  # noqa: E402
 
@@ -91,6 +95,8 @@ SENTENCES = [  # 45 different sentences, none the page opens on (ui.EXAMPLES[1])
     "He writes a long email to his boss.",
     "The students are tired after the exam.",
 ]
+BASELINE_REV = "2a95d50"  # the first commit with the shipped model as it is now: the same translations
+TARGET_P95_S = 3.0  # issue 15
 RUN_MS = 120_000
 LOST_MS = 20_000
 PROBLEMS: list[str] = []  # found inside press_slider, reported with the users' own problems
@@ -189,13 +195,13 @@ def free_port(preferred: int) -> int:
     raise SystemExit(f"port {preferred} is in use; pass --port or --url")
 
 
-def start_server(port: int, log_path: Path) -> subprocess.Popen:
+def start_server(app_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
     log = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", str(app_dir / "app.py"), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"],
-        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=log, stderr=subprocess.STDOUT,
+        cwd=app_dir, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -408,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=4, help="translations per user")
     parser.add_argument("--port", type=int, default=8630, help="port for the server started here")
     parser.add_argument("--url", help="use this running server (with the default model) instead")
+    parser.add_argument(
+        "--baseline-rev",
+        default=BASELINE_REV,
+        help="also load a server of this commit, in the same run, first ('none': skip; not with --url)",
+    )
     args = parser.parse_args(argv)
     if args.users * args.sentences + args.sentences > len(SENTENCES) - 5:  # the last five: warm-up, script alone
         raise SystemExit(f"at most {len(SENTENCES)} different sentences")
@@ -423,49 +434,59 @@ def main(argv: list[str] | None = None) -> int:
         f"script alone (AppTest, one Translate rerun): median {statistics.median(alone):.2f} s, max {max(alone):.2f} s"
     )
     log_dir = Path(tempfile.mkdtemp(prefix="bench_load_"))
-    server = None if args.url else start_server(free_port(args.port), log_dir / "streamlit.log")
-    url = args.url or f"http://127.0.0.1:{args.port}"
-    problems = []
-    try:
-        warm = [User("warm-up", SENTENCES[-1:])]  # imports and the model load happen here, not in a timed run
-        for phase, users in (
-            ("warm-up", warm),
-            ("baseline", [User("solo", SENTENCES[: args.sentences])]),
-            (
-                "load",
-                [
-                    User(f"user{i + 1}", SENTENCES[args.sentences * (i + 1) : args.sentences * (i + 2)])
-                    for i in range(args.users)
-                ],
-            ),
-        ):
-            before = cpu_seconds(server.pid if server else None)
-            seconds = asyncio.run(drive(url, users, expected))
-            after = cpu_seconds(server.pid if server else None)
-            problems += [p for u in users for p in u.problems] + PROBLEMS
-            PROBLEMS.clear()
-            if phase != "warm-up":
-                report(
-                    f"{phase} ({'one user alone' if phase == 'baseline' else 'all at once'})",
-                    users,
-                    seconds,
-                    (after[0] - before[0], after[1] - before[1]),
-                )
-    finally:
+    trees = {"this tree": ROOT}
+    if args.baseline_rev != "none" and not args.url:
+        trees = {f"baseline {args.baseline_rev}": export_rev(args.baseline_rev, log_dir / "baseline")} | trees
+    problems, p95 = [], {}
+    for offset, (tree, app_dir) in enumerate(trees.items()):
+        print(f"\n== {tree}")
+        port, log = args.port + offset, log_dir / f"streamlit_{offset}.log"
+        server = None if args.url else start_server(app_dir, free_port(port), log)
+        url = args.url or f"http://127.0.0.1:{port}"
+        try:
+            p95[tree], found = run_phases(url, server, args, expected)
+            problems += found
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(20)
         if server is not None:
-            server.terminate()
-            server.wait(20)
-    if server is not None:
-        bad = [line for line in (log_dir / "streamlit.log").read_text().splitlines() if LOG_ERROR.search(line)]
-        problems += [f"server log: {line}" for line in bad]
-        print(f"\nserver log: {log_dir / 'streamlit.log'} ({len(bad)} error lines)")
+            bad = [line for line in log.read_text().splitlines() if LOG_ERROR.search(line)]
+            problems += [f"{tree} server log: {line}" for line in bad]
+            print(f"\nserver log: {log} ({len(bad)} error lines)")
     print(f"presses and typing made again (lost while the page redrew): {len(LOST_PRESSES)}")
     for lost in LOST_PRESSES:
         print("  " + lost)
     print("cross-talk and errors:", "none" if not problems else f"{len(problems)} problems")
     for problem in problems:
         print("  " + problem)
+    if len(p95) == 2:
+        base, new = p95.values()
+        print(f"p95 under load: baseline {base:.2f} s, this tree {new:.2f} s (target {TARGET_P95_S:.0f} s)")
+        print(f"speedup: {base / new:.2f}x (p95 of Translate click -> drawn heatmap, {args.users} users)")
     return 1 if problems else 0
+
+
+def run_phases(url: str, server, args, expected: dict) -> tuple[float, list[str]]:
+    """Warm-up, one user alone, then every user at once, on one server: (p95 seconds under load, problems)."""
+    problems, p95 = [], float("nan")
+    warm = [User("warm-up", SENTENCES[-1:])]  # imports and the model load happen here, not in a timed run
+    solo = [User("solo", SENTENCES[: args.sentences])]
+    crowd = [
+        User(f"user{i + 1}", SENTENCES[args.sentences * (i + 1) : args.sentences * (i + 2)]) for i in range(args.users)
+    ]
+    for phase, users in (("warm-up", warm), ("alone", solo), ("load", crowd)):
+        before = cpu_seconds(server.pid if server else None)
+        seconds = asyncio.run(drive(url, users, expected))
+        after = cpu_seconds(server.pid if server else None)
+        problems += [p for u in users for p in u.problems] + PROBLEMS
+        PROBLEMS.clear()
+        if phase != "warm-up":
+            cpu = (after[0] - before[0], after[1] - before[1])
+            report("one user alone" if phase == "alone" else "load (all at once)", users, seconds, cpu)
+        if phase == "load":
+            p95 = percentile([t.total / 1000 for u in users for t in u.timings], 0.95)
+    return p95, problems
 
 
 if __name__ == "__main__":
