@@ -73,7 +73,11 @@ BOXES_JS = """() => {
     + '[data-testid="stMain"] [data-testid="stSlider"], [data-testid="stMain"] [data-testid="stButton"]')]
     .filter((el) => !el.closest('[data-testid="stVegaLiteChart"]') && el.getBoundingClientRect().width > 0)
     .map((el) => ({name: el.getAttribute('data-testid') + ': ' + (el.innerText || '').slice(0, 40), el: box(el)}));
-  return {charts, others, viewport: {w: window.innerWidth, h: window.innerHeight}};
+  // A widget label cut off with an ellipsis: some element of it is narrower than its own text.
+  const cut = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stWidgetLabel"]')]
+    .filter((el) => [el, ...el.querySelectorAll('*')].some((e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1))
+    .map((el) => el.innerText);
+  return {charts, others, cut, viewport: {w: window.innerWidth, h: window.innerHeight}};
 }"""
 
 
@@ -218,11 +222,11 @@ def _overlap(a: dict, b: dict, tolerance: float = 1.0) -> bool:
 
 def layout_problems(page) -> list[str]:
     """What breaks the layout on the current page: a chart's element or drawn surface overlapping another
-    chart or a heading/caption/widget, or leaving the viewport horizontally. A surface wider than its element
-    is allowed only where the element scrolls it inside its own box."""
+    chart or a heading/caption/widget, or leaving the viewport horizontally, and a widget label cut off. A
+    surface wider than its element is allowed only where the element scrolls it inside its own box."""
     found = page.evaluate(BOXES_JS)
     width = found["viewport"]["w"]
-    problems = []
+    problems = [f"widget label cut off: {label!r}" for label in found["cut"]]
     charts = found["charts"]
     for chart in charts:
         visible = chart["clip"] if chart["scroll"] else chart["surface"]

@@ -4,7 +4,7 @@
                            [--words 5,20,60] [--kinds cross,decoder] [--checkpoint-dir DIR]
 
 Runs `streamlit run app.py` headless (the shipped model unless --checkpoint-dir), opens every page
-(Translate, Decoding step by step, Models) in Debian's chromium at each window size, for sentences of each
+(Translate, Decoding step by step, Compare, Training timeline, Models) in Debian's chromium at each window size, for sentences of each
 length (the Models page once per size), grows the window to the page's height, saves a screenshot
 (OUT/<page>_<width>x<height>_<words>w[_<kind>].png; the Translate page once per attention kind given) and asserts from the elements' bounding boxes that no chart
 overlaps another chart, a heading, a caption, a table or a widget, and none leaves the window
@@ -31,6 +31,9 @@ WORDS = (
 ).split()
 
 
+PAGES = ("translate", "steps", "compare", "timeline", "models")  # the Heads page analyses for minutes first
+
+
 def sentence(words: int) -> str:
     return " ".join(WORDS[i % len(WORDS)] for i in range(words)) + "."
 
@@ -38,7 +41,13 @@ def sentence(words: int) -> str:
 def page_url(base: str, page: str, words: int, kind: str) -> str:
     query = urllib.parse.urlencode({"sentence": sentence(words)})
     # The Translate page with its all-layers grid open (grid=1), so that every chart is checked.
-    paths = {"translate": f"/?{query}&kind={kind}&grid=1", "steps": f"/steps?{query}", "models": "/models"}
+    paths = {
+        "translate": f"/?{query}&kind={kind}&grid=1",
+        "steps": f"/steps?{query}",
+        "compare": f"/compare?{query}",
+        "timeline": f"/timeline?{query}",
+        "models": "/models",
+    }
     return base + paths[page]
 
 
@@ -73,7 +82,7 @@ def main() -> None:
     lengths = [int(w) for w in args.words.split(",")]
     failed = 0
     with streamlit_server(ROOT, args.port, args.checkpoint_dir, log=args.out / "streamlit.log") as url, chromium() as b:
-        for page in ("translate", "steps", "models"):
+        for page in PAGES:
             for size in sizes:
                 for words in lengths if page != "models" else lengths[:1]:
                     for kind in args.kinds.split(",") if page == "translate" else ["-"]:

@@ -144,8 +144,9 @@ def page() -> None:
 
     st.subheader("Divergence of every head")
     st.caption("Click a cell to show that head below.")
-    for col, kind in zip(st.columns(3), KINDS):
-        col.altair_chart(
+    grids = st.container(horizontal=True, gap="medium")  # side by side where they fit, else on the next row
+    for kind in KINDS:
+        grids.altair_chart(
             run_charts.divergence_grid(run_charts.divergence_frame(result.divergence[kind]), KIND_LABELS[kind]),
             key=f"grid_{kind}",
             on_select=lambda kind=kind: pick_head(kind),
@@ -171,15 +172,15 @@ def page() -> None:
     where = f"{KIND_LABELS[kind]} · layer {layer} · head {head}"
     js = result.divergence[kind][layer - 1, head - 1]
     st.markdown(f"**{where}**: divergence {js:.4f} bits")
-    cols = st.columns(3)
-    for col, matrix, name in ((cols[0], a, "A"), (cols[1], b, "B")):
+    maps = st.container(horizontal=True, gap="medium")  # each at its own width, wrapping where they do not fit
+    for matrix, name in ((a, "A"), (b, "B")):
         heat = charts.heatmap(
             charts.attention_frame(matrix, queries, keys), queries, keys, name, plot_width=260, causal=kind == "decoder"
         )
-        with col:
+        with maps:
             ui.show_chart(heat, key=f"head_{name}")
     diff = run_charts.difference_heatmap(a, b, queries, keys, "A - B (red: A more)", plot_width=260)
-    with cols[2]:
+    with maps:
         ui.show_chart(diff, key="head_diff")
 
     st.subheader("Heads that changed most")

@@ -115,7 +115,7 @@ def view_controls(cfg) -> tuple[str, int, int, bool]:
     kind = st.radio(
         "Attention", list(KIND_LABELS), format_func=KIND_LABELS.get, horizontal=True, **ui.bound("kind", "cross")
     )
-    c1, c2, c3 = st.columns([2, 2, 1])
+    c1, c2, c3 = st.columns([2, 2, 1.8])  # the toggle keeps its whole label at 1024 px
     with c1:
         layer = ui.index_slider("Layer", cfg.n_layers, "layer")
     with c2:

@@ -265,3 +265,25 @@ def test_pages_fit_a_1024_px_window_with_a_long_sentence(server, chromium_browse
     assert layout_problems(page) == []
     assert_no_errors(page)
     page.context.close()
+
+
+def test_compare_page_fits_a_1024_px_window_with_the_shipped_model(chromium_browser, tmp_path):
+    """The shipped model's 8 heads make each divergence grid and each of the A, B and A - B maps wider than a
+    third of the page at 1024 px: the page puts them side by side only where they fit, wrapping the rest to
+    the next row (side-by-side columns drew one grid over the next and the last off the window)."""
+    from urllib.parse import quote
+
+    from browser import full_height, layout_problems, settle
+
+    sentence = quote(" ".join(" ".join(EN).split()[:20]))
+    log = tmp_path / "streamlit.log"
+    with streamlit_server(ROOT, free_port(), checkpoint_dir=ROOT / "checkpoints", log=log) as url:
+        page = new_page(chromium_browser, {"width": 1024, "height": 768})
+        page.goto(f"{url}/compare?sentence={sentence}")
+        wait_idle(page)
+        settle(page)
+        full_height(page)
+        assert page.get_by_test_id("stVegaLiteChart").count() == 6  # three grids, then A, B and A - B
+        assert layout_problems(page) == []
+        assert_no_errors(page)
+        page.context.close()
