@@ -3,12 +3,13 @@
     python bench/layout.py [--out /tmp/layout] [--port 8622] [--sizes 1024x768,1280x800,1920x1080]
                            [--words 5,20,60] [--kinds cross,decoder] [--checkpoint-dir DIR]
 
-Runs `streamlit run app.py` headless (the shipped model unless --checkpoint-dir), opens every page
-(Translate, Decoding step by step, Compare, Training timeline, Models) in Debian's chromium at each window size, for sentences of each
-length (the Models page once per size), grows the window to the page's height, saves a screenshot
-(OUT/<page>_<width>x<height>_<words>w[_<kind>].png; the Translate page once per attention kind given) and asserts from the elements' bounding boxes that no chart
-overlaps another chart, a heading, a caption, a table or a widget, and none leaves the window
-horizontally (bench/browser.py: layout_problems). Prints one line per case and exits 1 if any fails.
+Runs `streamlit run app.py` headless (the shipped model unless --checkpoint-dir), opens every page but Heads
+(Translate, Decoding step by step, Compare, Training timeline, Models) in Debian's chromium at each window
+size, for sentences of each length (the Models page once per size), grows the window to the page's height,
+saves a screenshot (OUT/<page>_<width>x<height>_<words>w[_<kind>].png; the Translate page once per attention
+kind given) and asserts from the elements' bounding boxes that no chart overlaps another chart, a heading, a
+caption, a table or a widget, none leaves the window horizontally, and no widget label is cut off
+(bench/browser.py: layout_problems). Prints one line per case and exits 1 if any fails.
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ WORDS = (
 ).split()
 
 
-PAGES = ("translate", "steps", "compare", "timeline", "models")  # the Heads page analyses for minutes first
+# Each page checked and its path ({query}: the sentence; {kind}: the Translate page's attention kind, shown with
+# its all-layers grid open so that every chart is checked). Not the Heads page: it analyses for minutes first.
+PAGES = {
+    "translate": "/?{query}&kind={kind}&grid=1",
+    "steps": "/steps?{query}",
+    "compare": "/compare?{query}",
+    "timeline": "/timeline?{query}",
+    "models": "/models",
+}
 
 
 def sentence(words: int) -> str:
@@ -40,15 +49,7 @@ def sentence(words: int) -> str:
 
 def page_url(base: str, page: str, words: int, kind: str) -> str:
     query = urllib.parse.urlencode({"sentence": sentence(words)})
-    # The Translate page with its all-layers grid open (grid=1), so that every chart is checked.
-    paths = {
-        "translate": f"/?{query}&kind={kind}&grid=1",
-        "steps": f"/steps?{query}",
-        "compare": f"/compare?{query}",
-        "timeline": f"/timeline?{query}",
-        "models": "/models",
-    }
-    return base + paths[page]
+    return base + PAGES[page].format(query=query, kind=kind)
 
 
 def check(browser, base: str, page: str, size: tuple[int, int], words: int, kind: str, out: Path | None) -> list[str]:
