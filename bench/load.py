@@ -44,7 +44,6 @@ sys.path.append(str(ROOT / "bench"))  # after ROOT: bench/app.py must not shadow
 
 import torch  # noqa: E402
 from browser import CHROMIUM, CHROMIUM_ARGS, export_rev  # noqa: E402  (bench/browser.py)
-from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from playwright.async_api import async_playwright, expect  # noqa: E402
 
 from core import charts, load_checkpoint, translate  # noqa: E402
@@ -134,11 +133,13 @@ INIT_JS = """(() => {
 TITLES_JS = """() => { const c = document.querySelector('[data-testid="stVegaLiteChart"]');
   return c ? Array.from(c.querySelectorAll('svg text')).map(t => t.textContent).filter(t => t.includes(' · ')) : null; }"""
 # The focused heatmap (first chart) shows all of `want` among its token labels under a title holding `title`.
-# A MutationObserver checks that after each batch of DOM changes and stamps the moment it first holds; the
-# harness then only polls a flag. (Polling the check itself on every animation frame, as this script did
-# until Dec 2026, kept 8 renderers busy querying the charts' texts: CPU taken from the app being measured.)
+# A MutationObserver checks that after each batch of DOM changes, stamps the moment it first holds and resolves
+# the promise the harness awaits (one call per wait, no polling). Until Dec 2026 the harness polled a flag
+# every 50 ms (and before that ran the check itself on every animation frame): with 8 pages that kept this
+# script, Playwright's driver and the renderers busy, CPU taken from the app being measured.
 WATCH_DRAWN_JS = """(() => {
   window.__want = null; window.__drawn = null; window.__drawnLabels = null;
+  window.__drawnPromise = null; let resolveDrawn = null;
   const check = () => {
     if (!window.__want) return;
     const [want, title] = window.__want;
@@ -149,6 +150,7 @@ WATCH_DRAWN_JS = """(() => {
     window.__drawn = performance.now();
     window.__drawnLabels = texts.filter(t => /^\\d+\\u00b7/.test(t));
     window.__want = null;
+    resolveDrawn(window.__drawnLabels);
   };
   let queued = false;
   const start = () => new MutationObserver(() => {
@@ -156,20 +158,41 @@ WATCH_DRAWN_JS = """(() => {
     queued = true;
     queueMicrotask(() => { queued = false; check(); });
   }).observe(document.documentElement, {childList: true, subtree: true, characterData: true});
-  window.__expectDrawn = (want, title) => { window.__drawn = null; window.__want = [want, title]; check(); };
+  window.__expectDrawn = (want, title) => {
+    window.__drawn = null; window.__want = [want, title];
+    window.__drawnPromise = new Promise(resolve => { resolveDrawn = resolve; });
+    check();
+    return window.__drawnPromise;
+  };
   if (document.documentElement) start(); else document.addEventListener('DOMContentLoaded', start);
 })();"""
-DRAWN_FLAG_JS = "() => window.__drawn !== null ? window.__drawnLabels : null"
-POLL_MS = 50  # how often the harness reads that flag: it delays the harness, not the stamp
+# Resolves once the page is connected, no script runs and no element waits to be drawn: checked on each batch
+# of DOM changes (the app's script-state attribute is one), like WATCH_DRAWN_JS.
+IDLE_JS = """() => new Promise(resolve => {
+  const idle = () => { const a = document.querySelector('[data-testid="stApp"]');
+    return a && a.getAttribute('data-test-connection-state') === 'CONNECTED'
+      && a.getAttribute('data-test-script-state') === 'notRunning'
+      && !document.querySelector('[data-testid="stSkeleton"]'); };
+  if (idle()) { resolve(true); return; }
+  let queued = false;
+  const watch = new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => { queued = false; if (idle()) { watch.disconnect(); resolve(true); } });
+  });
+  watch.observe(document.documentElement, {attributes: true, childList: true, subtree: true});
+})"""
 
 
 async def wait_drawn(page, want: list[str], title: str, timeout: int, rearm: bool = True) -> list[str]:
     """Wait until the focused heatmap shows `want` under `title`; the token labels it shows. The moment is
-    stamped in the page (window.__drawn) by WATCH_DRAWN_JS."""
+    stamped in the page (window.__drawn) by WATCH_DRAWN_JS. rearm=False waits on the last expectation set.
+    Raises TimeoutError after timeout ms."""
     if rearm:
-        await page.evaluate("([w, t]) => window.__expectDrawn(w, t)", [want, title])
-    drawn = await page.wait_for_function(DRAWN_FLAG_JS, timeout=timeout, polling=POLL_MS)
-    return await drawn.json_value()
+        waiting = page.evaluate("([w, t]) => window.__expectDrawn(w, t)", [want, title])
+    else:
+        waiting = page.evaluate("() => window.__drawnPromise")
+    return await asyncio.wait_for(waiting, timeout / 1000)
 
 
 @dataclass
@@ -218,14 +241,7 @@ def start_server(app_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
 
 
 async def wait_idle(page) -> None:
-    await page.wait_for_function(
-        """() => { const a = document.querySelector('[data-testid="stApp"]');
-                   return a && a.getAttribute('data-test-connection-state') === 'CONNECTED'
-                     && a.getAttribute('data-test-script-state') === 'notRunning'
-                     && !document.querySelector('[data-testid="stSkeleton"]'); }""",
-        timeout=RUN_MS,
-        polling=POLL_MS,
-    )
+    await asyncio.wait_for(page.evaluate(IDLE_JS), RUN_MS / 1000)
 
 
 async def press_slider(page, handle, key: str, want: str, user: str, what: str) -> None:
@@ -249,7 +265,7 @@ async def check_drawn(page, user: User, want: dict, title: str, after: str) -> N
     """Wait for the focused heatmap to show this session's tokens under a title holding `title`."""
     try:
         shown = await wait_drawn(page, want["labels"], title, RUN_MS)
-    except PlaywrightTimeout:
+    except TimeoutError:
         user.problems.append(f"{user.name}: after {after} the chart still shows {await page.evaluate(TITLES_JS)}")
         return
     if sorted(set(shown)) != sorted(set(want["labels"])):
@@ -288,11 +304,11 @@ async def translate_click(page, box, sentence: str, want: dict, user: User) -> l
         await page.get_by_role("button", name="Translate", exact=True).click()
         try:
             return await wait_drawn(page, want["labels"], "layer 1 · head 1", LOST_MS)
-        except PlaywrightTimeout:
+        except TimeoutError:
             if await page.evaluate(f"() => (window.__runs || 0) > {before}"):
                 try:
                     return await wait_drawn(page, want["labels"], "layer 1 · head 1", RUN_MS, rearm=False)
-                except PlaywrightTimeout:
+                except TimeoutError:
                     break
             LOST_PRESSES.append(f"{user.name}: Translate click")
     shows = await page.evaluate(
