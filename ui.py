@@ -486,15 +486,15 @@ def head_links(sentence: str, reference: str, kind: str, layer: int, head: int) 
     runs = find_runs()
     active_run = next((r for r in runs if any(str(c.path) == chosen for c in r.checkpoints)), runs[0] if runs else None)
     timeline = shared | ({"run": run_id(active_run)} if active_run else {})
-    a, b = st.columns(2, width=480)
-    a.page_link(
+    row = st.container(horizontal=True)  # one block, not a row of two columns: fewer deltas per rerun
+    row.page_link(
         PAGES / "compare.py",
         label="Open in Compare",
         icon=":material/compare:",
         query_params=compare,
         help="This head of the active model against another model's, on the same sentence",
     )
-    b.page_link(
+    row.page_link(
         PAGES / "timeline.py",
         label="Open in Timeline",
         icon=":material/timeline:",
