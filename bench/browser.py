@@ -102,9 +102,17 @@ def free_port(candidates: range) -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(app_dir: Path, port: int, checkpoint_dir: Path | None = None, log: Path | None = None):
-    """`streamlit run app.py` headless on 127.0.0.1:port; yields the URL; stops the process it started."""
-    env = {**os.environ, "PYTHONPATH": str(app_dir)}
+def streamlit_server(
+    app_dir: Path,
+    port: int,
+    checkpoint_dir: Path | None = None,
+    log: Path | None = None,
+    script: Path | None = None,
+    env: dict | None = None,
+):
+    """`streamlit run app.py` (or `script`, with app_dir importable) headless on 127.0.0.1:port, with env added
+    to the environment; yields the URL; stops the process it started."""
+    env = {**os.environ, "PYTHONPATH": str(app_dir), **(env or {})}
     if checkpoint_dir is not None:
         env["ATTN_CHECKPOINT_DIR"] = str(checkpoint_dir)
     else:
@@ -113,7 +121,7 @@ def streamlit_server(app_dir: Path, port: int, checkpoint_dir: Path | None = Non
     flags += ["--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     out = (log or Path(os.devnull)).open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(app_dir / "app.py"), *flags],
+        [sys.executable, "-m", "streamlit", "run", str(script or app_dir / "app.py"), *flags],
         cwd=app_dir,
         env=env,
         stdout=out,

@@ -287,3 +287,42 @@ def test_compare_page_fits_a_1024_px_window_with_the_shipped_model(chromium_brow
         assert layout_problems(page) == []
         assert_no_errors(page)
         page.context.close()
+
+
+def test_a_slow_run_dims_the_page_at_once_without_animating_a_fade(chromium_browser, tmp_path):
+    """app.py's NO_FADE_CSS: while a run is slower than 0.5 s the elements not yet redrawn still dim, but at once,
+    with no CSS transition running (Streamlit's own fade animates them over a second, which a browser without
+    GPU compositing repaints at every frame). Every full run here starts 1.5 s late (bench/fade.py's wrapper)."""
+    from fade import SLOW_APP
+
+    folder = tmp_path / "checkpoints"
+    write_tiny_checkpoint(folder / "tiny.pt")
+    wrapper = tmp_path / "slow_app.py"
+    wrapper.write_text(SLOW_APP)
+    env = {"BENCH_RUN_DELAY_S": "1.5"}
+    log = tmp_path / "streamlit.log"
+    with streamlit_server(ROOT, free_port(), checkpoint_dir=folder, log=log, script=wrapper, env=env) as url:
+        page = open_app(chromium_browser, url)
+        timed = page.evaluate(
+            """() => Array.from(document.querySelectorAll('*')).filter(e => getComputedStyle(e)
+                 .transitionDuration.split(',').some(d => parseFloat(d) > 0)).map(e => e.tagName + '.' + e.className)"""
+        )
+        assert timed == []  # Streamlit gives buttons, inputs, expanders and the fade transitions that take time
+        page.get_by_role("textbox", name="Sentence (English)").fill(EN[1])
+        page.get_by_role("button", name="Translate", exact=True).click()
+        during = page.evaluate(
+            """() => new Promise(done => setTimeout(() => done({
+                 dimmed: Array.from(document.querySelectorAll('[data-testid="stElementContainer"]'))
+                   .filter(e => parseFloat(getComputedStyle(e).opacity) < 0.5).length,
+                 fading: document.getAnimations().filter(a => a.effect.getTiming().duration > 0).length,
+               }), 1100))"""
+        )
+        assert during["dimmed"] > 0 and during["fading"] == 0  # 1.1 s into a 1.5 s wait: dimmed, not fading
+        wait_idle(page)
+        dimmed_after = page.evaluate(
+            """() => Array.from(document.querySelectorAll('[data-testid="stElementContainer"]'))
+                 .filter(e => parseFloat(getComputedStyle(e).opacity) < 1).length"""
+        )
+        assert dimmed_after == 0
+        assert_no_errors(page)
+        page.context.close()
