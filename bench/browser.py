@@ -23,6 +23,56 @@ CHROMIUM = next(
 )
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 
+# 45 different sentences, none the Translate page opens on (ui.EXAMPLES[1]), so that a new one always shows:
+# bench/load.py gives each user its own, bench/fade.py one per click.
+SENTENCES = [
+    "I love you.",
+    "The old man is sitting on the bench.",
+    "Where is the train station?",
+    "We will go to the sea tomorrow.",
+    "She opened the door and looked at the garden.",
+    "My brother works in a big hospital.",
+    "The children are playing in the park.",
+    "I don't understand what you are saying.",
+    "This book is very interesting.",
+    "Can you help me, please?",
+    "The weather is cold today.",
+    "He drinks coffee every morning.",
+    "They bought a new house last year.",
+    "I have never seen this film.",
+    "The shop closes at eight.",
+    "Tom is waiting for his friends.",
+    "Please speak more slowly.",
+    "We had dinner at a small restaurant.",
+    "The dog is barking at the postman.",
+    "I forgot my keys at home.",
+    "Her mother is a teacher.",
+    "The river flows through the city.",
+    "I would like a glass of water.",
+    "Do you know where he lives?",
+    "The train was late again.",
+    "My sister plays the piano very well.",
+    "It is raining in Rome.",
+    "I am reading a letter from my father.",
+    "The museum is open on Sunday.",
+    "He lost his wallet on the bus.",
+    "We must finish this work tonight.",
+    "The flowers in the garden are red.",
+    "Why are you so sad?",
+    "I bought some bread and cheese.",
+    "The teacher explained the lesson again.",
+    "They are talking about the election.",
+    "The car is parked near the bank.",
+    "She sings in a choir.",
+    "I need a new pair of shoes.",
+    "The moon is bright tonight.",
+    "Our neighbours have three cats.",
+    "I will call you after the meeting.",
+    "The soup is too hot.",
+    "He writes a long email to his boss.",
+    "The students are tired after the exam.",
+]
+
 # Installed before the page loads (context.add_init_script): counts the messages the server sends. act()
 # waits for one after its action: a fast run's "running" and "notRunning" may reach the page in one batch, so
 # that the app's script-state attribute never visibly changes and WATCH_JS counts no run.

@@ -27,33 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from browser import CHROMIUM, CHROMIUM_ARGS, export_rev, free_port, streamlit_server  # noqa: E402
+from browser import CHROMIUM, CHROMIUM_ARGS, SENTENCES, export_rev, free_port, streamlit_server  # noqa: E402
 
 BASELINE_REV = "b15deec"  # the last commit before app.py's NO_FADE_CSS
-SENTENCES = [
-    "Where is the train station?",
-    "We will go to the sea tomorrow.",
-    "She opened the door and looked at the garden.",
-    "My brother works in a big hospital.",
-    "The children are playing in the park.",
-    "I don't understand what you are saying.",
-    "This book is very interesting.",
-    "Can you help me, please?",
-    "The weather is cold today.",
-    "He drinks coffee every morning.",
-    "They bought a new house last year.",
-    "I have never seen this film.",
-    "The shop closes at eight.",
-    "Tom is waiting for his friends.",
-    "Please speak more slowly.",
-    "We had dinner at a small restaurant.",
-    "The dog is barking at the postman.",
-    "I forgot my keys at home.",
-    "Her mother is a teacher.",
-    "The river flows through the city.",
-    "I would like a glass of water.",
-    "Do you know where he lives?",
-]
 # The app, every full run starting late. Written beside no pages/ folder, so Streamlit's legacy pages mode
 # never applies; app.py's own folder is importable (streamlit_server puts it on PYTHONPATH).
 SLOW_APP = """import os, time

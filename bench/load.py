@@ -7,9 +7,10 @@ Starts `streamlit run app.py` of the baseline commit (--baseline-rev, exported w
 the first commit with today's shipped model, so both give the same translations) on --port, loads it, stops
 it, then does the same with this working tree on --port + 1, and prints the ratio of the two p95 figures as
 the last line. With --rounds N it does that N times, a new server each time (no cached translation), this
-tree going first in every other round, and pools each tree's clicks. With --url it loads that running server (with the default model) alone. Each load
-drives --users Playwright contexts (Debian's chromium, headless) at once: each types its own
-sentences, clicks Translate, and after each translation moves the Head and Layer sliders. Checks:
+tree going first in every other round, and pools each tree's clicks. With --url it loads that running server
+(with the default model) alone. Each load drives --users Playwright contexts (Debian's chromium, headless) at
+once: each types its own sentences, clicks Translate, and after each translation moves the Head and Layer
+sliders. Checks:
 
 - no cross-talk: the focused heatmap shows exactly this session's tokens ("2·cat"), as core.translate
   gives them for its sentence, and the shown translation is its own; after a slider move, still;
@@ -43,58 +44,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "bench"))  # after ROOT: bench/app.py must not shadow the app's app.py
 
 import torch  # noqa: E402
-from browser import CHROMIUM, CHROMIUM_ARGS, export_rev  # noqa: E402  (bench/browser.py)
+from browser import CHROMIUM, CHROMIUM_ARGS, SENTENCES, export_rev  # noqa: E402  (bench/browser.py)
 from playwright.async_api import async_playwright, expect  # noqa: E402
 
 from core import charts, load_checkpoint, translate  # noqa: E402
 
-SENTENCES = [  # 45 different sentences, none the page opens on (ui.EXAMPLES[1]): a change must be visible
-    "I love you.",
-    "The old man is sitting on the bench.",
-    "Where is the train station?",
-    "We will go to the sea tomorrow.",
-    "She opened the door and looked at the garden.",
-    "My brother works in a big hospital.",
-    "The children are playing in the park.",
-    "I don't understand what you are saying.",
-    "This book is very interesting.",
-    "Can you help me, please?",
-    "The weather is cold today.",
-    "He drinks coffee every morning.",
-    "They bought a new house last year.",
-    "I have never seen this film.",
-    "The shop closes at eight.",
-    "Tom is waiting for his friends.",
-    "Please speak more slowly.",
-    "We had dinner at a small restaurant.",
-    "The dog is barking at the postman.",
-    "I forgot my keys at home.",
-    "Her mother is a teacher.",
-    "The river flows through the city.",
-    "I would like a glass of water.",
-    "Do you know where he lives?",
-    "The train was late again.",
-    "My sister plays the piano very well.",
-    "It is raining in Rome.",
-    "I am reading a letter from my father.",
-    "The museum is open on Sunday.",
-    "He lost his wallet on the bus.",
-    "We must finish this work tonight.",
-    "The flowers in the garden are red.",
-    "Why are you so sad?",
-    "I bought some bread and cheese.",
-    "The teacher explained the lesson again.",
-    "They are talking about the election.",
-    "The car is parked near the bank.",
-    "She sings in a choir.",
-    "I need a new pair of shoes.",
-    "The moon is bright tonight.",
-    "Our neighbours have three cats.",
-    "I will call you after the meeting.",
-    "The soup is too hot.",
-    "He writes a long email to his boss.",
-    "The students are tired after the exam.",
-]
 BASELINE_REV = "2a95d50"  # the first commit with the shipped model as it is now: the same translations
 TARGET_P95_S = 3.0  # issue 15
 RUN_MS = 120_000

@@ -300,6 +300,8 @@ def test_a_slow_run_dims_the_page_at_once_without_animating_a_fade(chromium_brow
     wrapper = tmp_path / "slow_app.py"
     wrapper.write_text(SLOW_APP)
     env = {"BENCH_RUN_DELAY_S": "1.5"}
+    dimmed = """(below) => Array.from(document.querySelectorAll('[data-testid="stElementContainer"]'))
+                  .filter(e => parseFloat(getComputedStyle(e).opacity) < below).length"""  # elements under that opacity
     log = tmp_path / "streamlit.log"
     with streamlit_server(ROOT, free_port(), checkpoint_dir=folder, log=log, script=wrapper, env=env) as url:
         page = open_app(chromium_browser, url)
@@ -311,18 +313,14 @@ def test_a_slow_run_dims_the_page_at_once_without_animating_a_fade(chromium_brow
         page.get_by_role("textbox", name="Sentence (English)").fill(EN[1])
         page.get_by_role("button", name="Translate", exact=True).click()
         during = page.evaluate(
-            """() => new Promise(done => setTimeout(() => done({
-                 dimmed: Array.from(document.querySelectorAll('[data-testid="stElementContainer"]'))
-                   .filter(e => parseFloat(getComputedStyle(e).opacity) < 0.5).length,
+            f"""() => new Promise(done => setTimeout(() => done({{
+                 dimmed: ({dimmed})(0.5),
                  fading: document.getAnimations().filter(a => a.effect.getTiming().duration > 0).length,
-               }), 1100))"""
+               }}), 1100))"""
         )
         assert during["dimmed"] > 0 and during["fading"] == 0  # 1.1 s into a 1.5 s wait: dimmed, not fading
         wait_idle(page)
-        dimmed_after = page.evaluate(
-            """() => Array.from(document.querySelectorAll('[data-testid="stElementContainer"]'))
-                 .filter(e => parseFloat(getComputedStyle(e).opacity) < 1).length"""
-        )
+        dimmed_after = page.evaluate(dimmed, 1)
         assert dimmed_after == 0
         assert_no_errors(page)
         page.context.close()
