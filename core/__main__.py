@@ -1,6 +1,7 @@
 """`python -m core <command> [args]`: runs core/cli/<command>.py; `python -m core` lists the commands."""
 
 import importlib
+import os
 import sys
 
 from core.cli import COMMANDS
@@ -17,5 +18,16 @@ def main(argv: list[str]) -> int:
     return importlib.import_module(f"core.cli.{argv[0].replace('-', '_')}").main(argv[1:])
 
 
+def run(argv: list[str]) -> int:
+    """main(), quiet when the reader of its output goes away (`... --json | head`): no traceback, exit 1."""
+    try:
+        code = main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush must not fail again
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run(sys.argv[1:]))

@@ -23,6 +23,7 @@ import io
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import BinaryIO
@@ -182,9 +183,11 @@ def read_checkpoint(source: str | Path | bytes | BinaryIO, mmap: bool = False) -
     if not (data.startswith(ZIP_MAGIC) or data[:1] == b"\x80"):
         raise CheckpointError("not a checkpoint: expected a PyTorch .pt file")
     try:
-        if mapped:
-            return torch.load(mapped, map_location="cpu", weights_only=True, mmap=True)
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a file torch would warn about gets our one line below, not also torch's
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            if mapped:
+                return torch.load(mapped, map_location="cpu", weights_only=True, mmap=True)
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad files: turn each into one clear line
         message = str(exc)
         if "Weights only load failed" in message or "Unsupported global" in message:

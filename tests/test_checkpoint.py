@@ -346,3 +346,14 @@ def test_code_in_pickle_is_refused(tmp_path, monkeypatch, how, force_unsafe_env)
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+def test_a_refused_pickle_gives_one_message_without_torchs_own_warning(tmp_path, recwarn):
+    """torch warns about a pickle protocol it does not default to before its safe loader fails; the user gets
+    only the CheckpointError's line (on the command line the warning printed two lines and a file path)."""
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps(Payload(tmp_path / "pwned"), protocol=4))
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+    assert [str(w.message) for w in recwarn] == []
+    assert not (tmp_path / "pwned").exists()

@@ -125,3 +125,26 @@ def test_argument_errors_are_one_line(tiny_checkpoint, tmp_path, cli):
     run = cli("translate", "--checkpoint", tmp_path / "runs" / "small", "the cat")
     assert run.stderr.strip().endswith("is a folder, not a checkpoint file; it holds tmodel_05.pt")
     assert "Traceback" not in run.stderr
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(tiny_checkpoint):
+    """`python -m core translate --json ... | head -c 100`: the reader closes the pipe early; no traceback."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core", "translate", "--checkpoint", str(tiny_checkpoint), "--json", "--max-len", "8"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdin.write(b"the cat sat on the mat\n" * 400)  # far more JSON than a pipe holds (64 KB)
+    proc.stdin.close()
+    assert proc.stdout.read(100)
+    proc.stdout.close()  # the reader goes away
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(120) == 1
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
