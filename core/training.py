@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from core.checkpoint import (
+    POSITION_KEYS,
     CheckpointError,
     ModelBundle,
     ResumePoint,
@@ -236,8 +237,12 @@ def model_config_for(cfg: TrainConfig, data: RunData, init: ModelBundle | None) 
 
 
 def check_init_config(cfg: TrainConfig, init: ModelBundle, model_config: ModelConfig) -> None:
-    """ValueError naming each size where --init-from's model differs from this run's flags (dropout may differ)."""
-    wanted = dataclasses.replace(init.config, dropout=cfg.dropout)
+    """ValueError naming each size where --init-from's model differs from this run's flags.
+
+    Dropout and seq_len may differ: the positions are computed from seq_len, not stored, so a model can go on
+    training on longer sentences than it was trained on.
+    """
+    wanted = dataclasses.replace(init.config, dropout=cfg.dropout, seq_len=cfg.seq_len)
     if wanted != model_config:
         differ = [
             f"{f.name} {getattr(init.config, f.name)} (this run: {getattr(model_config, f.name)})"
@@ -481,7 +486,8 @@ def build_trainer(cfg: TrainConfig, session: Session) -> Trainer:
         )
     elif init is not None:
         check_init_config(cfg, init, model_config)
-        model.load_state_dict(init.model.state_dict())
+        inherited = {k: v for k, v in init.model.state_dict().items() if k not in POSITION_KEYS}
+        model.load_state_dict({**model.state_dict(), **inherited})
         session.log(f"initialized from {cfg.init_from} ({init.kind} checkpoint)")
     net = DistributedDataParallel(model) if session.distributed else model
     if cfg.compile and session.device.type == "cuda":

@@ -375,6 +375,23 @@ def test_init_from_starts_a_new_run_from_a_trained_model(trained, tmp_path, caps
     assert translate(tuned, sentence).translation == translate(source, sentence).translation
 
 
+def test_init_from_may_train_on_longer_sentences(trained, tmp_path):
+    """seq_len only sets how many computed positions there are: a longer one keeps every stored weight."""
+    _, data, _, last = trained
+    source = load_checkpoint(last)
+    argv = tiny_argv(tmp_path, data, "--init-from", str(last), "--epochs", "1", "--lr", "1e-9", "--dropout", "0.0")
+    argv[argv.index("--seq-len") + 1] = str(2 * source.config.seq_len)
+    assert main(argv) == 0
+    tuned = load_checkpoint(tmp_path / "weights" / "tmodel_00.pt")
+    assert tuned.config.seq_len == 2 * source.config.seq_len
+    weights = tuned.model.state_dict()
+    for key, value in source.model.state_dict().items():
+        if not key.endswith("pos.pe"):
+            torch.testing.assert_close(weights[key], value, atol=1e-5, rtol=0)
+    sentence = "the big dog sleeps"
+    assert translate(tuned, sentence).translation == translate(source, sentence).translation
+
+
 def test_init_from_with_other_model_flags_names_them(trained, tmp_path, capsys):
     _, data, _, last = trained
     argv = tiny_argv(tmp_path, data, "--init-from", str(last), "--epochs", "1", "--d-ff", "128")
