@@ -7,7 +7,7 @@ is zero above the diagonal).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import Tensor
 
@@ -22,8 +22,10 @@ class Attention:
     encoder: Tensor  # (L, H, S, S) source tokens attending to source tokens
     decoder: Tensor  # (L, H, T, T) decoder input tokens attending to earlier ones
     cross: Tensor  # (L, H, T, S) decoder input tokens attending to source tokens
-    source_tokens: tuple[str, ...]  # encoder input: [SOS] + words + [EOS]
-    target_tokens: tuple[str, ...]  # decoder input (the query rows): [SOS] then each fed token
+    source_tokens: tuple[str, ...]  # encoder input: the words framed by the model's special tokens
+    target_tokens: tuple[str, ...]  # decoder input (the query rows): the start token then each fed token
+    source_frame: tuple[int, int] = (1, 1)  # framing tokens before and after the source words: ours
+    # [SOS] ... [EOS] (1, 1), Marian's ... </s> (0, 1)
 
     def __post_init__(self) -> None:
         s, t = len(self.source_tokens), len(self.target_tokens)
@@ -56,7 +58,19 @@ class Attention:
         """Tokens across the columns of that kind's maps."""
         return list(self.target_tokens if kind == "decoder" else self.source_tokens)
 
+    @property
+    def source_words(self) -> slice:
+        """Where the source's word tokens are among the source positions (the framing tokens left out)."""
+        before, after = self.source_frame
+        return slice(before, len(self.source_tokens) - after)
+
+    def framing(self, kind: str) -> frozenset[int]:
+        """Key positions of that kind's maps that frame the sentence (start and end tokens), not words."""
+        if kind == "decoder":
+            return frozenset({0})  # the decoder's start token
+        before, after = self.source_frame
+        s = len(self.source_tokens)
+        return frozenset([*range(before), *range(s - after, s)])
+
     def cpu(self) -> Attention:
-        return Attention(
-            self.encoder.cpu(), self.decoder.cpu(), self.cross.cpu(), self.source_tokens, self.target_tokens
-        )
+        return replace(self, encoder=self.encoder.cpu(), decoder=self.decoder.cpu(), cross=self.cross.cpu())

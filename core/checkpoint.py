@@ -24,7 +24,7 @@ import os
 import re
 import tempfile
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,7 +33,8 @@ from tokenizers import Tokenizer
 
 from core.config import ModelConfig
 from core.model import PositionalEncoding, Transformer
-from core.tokenizer import load_tokenizer
+from core.seam import ModelBundle
+from core.tokenizer import JsonTokenizer, load_tokenizer, raw_tokenizer
 
 FORMAT = "transformer-attention-checkpoint/1"
 DEFAULT_TUTORIAL_HEADS = 8
@@ -92,24 +93,6 @@ class ResumePoint:
     state: TrainingState
 
 
-@dataclass(frozen=True)
-class ModelBundle:
-    """A model ready for inference (eval mode, float32) with its tokenizers and config."""
-
-    model: Transformer
-    src_tokenizer: Tokenizer
-    tgt_tokenizer: Tokenizer
-    config: ModelConfig
-    source: str
-    kind: str  # "native" or "tutorial"
-    metadata: dict = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
-
 def atomic_torch_save(payload: dict, path: str | Path) -> None:
     """torch.save to a temporary file in the same folder, then rename: a kill never leaves a broken file."""
     path = Path(path)
@@ -130,8 +113,8 @@ def atomic_torch_save(payload: dict, path: str | Path) -> None:
 def save_checkpoint(
     path: str | Path,
     model: Transformer,
-    src_tokenizer: Tokenizer,
-    tgt_tokenizer: Tokenizer,
+    src_tokenizer: Tokenizer | JsonTokenizer,
+    tgt_tokenizer: Tokenizer | JsonTokenizer,
     *,
     metadata: dict | None = None,
     training_state: TrainingState | None = None,
@@ -145,8 +128,8 @@ def save_checkpoint(
         "format": FORMAT,
         "model_config": model.config.to_dict(),
         "model_state_dict": weights,
-        "src_tokenizer": src_tokenizer.to_str(),
-        "tgt_tokenizer": tgt_tokenizer.to_str(),
+        "src_tokenizer": raw_tokenizer(src_tokenizer).to_str(),
+        "tgt_tokenizer": raw_tokenizer(tgt_tokenizer).to_str(),
         "metadata": metadata or {},
     }
     if training_state is not None:
@@ -413,7 +396,7 @@ def load_checkpoint(
     # Copies (float32): the model must not share memory with a memory-mapped file or the caller's tensors.
     model.load_state_dict({k: v.to(torch.float32, copy=True) for k, v in state.items()}, strict=True, assign=True)
     model.to(device).eval()
-    return ModelBundle(model, src, tgt, config, name, kind, metadata, tuple(notes))
+    return ModelBundle(model, JsonTokenizer(src), JsonTokenizer(tgt), config, name, kind, metadata, tuple(notes))
 
 
 def average(bundles: list[ModelBundle]) -> None:

@@ -11,20 +11,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from core.analysis.divergence import attention_divergence
 from core.attention import KINDS, Attention
-from core.checkpoint import ModelBundle
-from core.decoding import teacher_forced, translate
-from core.model import causal_mask
-from core.tokenizer import EOS_ID, SOS_ID, encode
+from core.decoding import sequence_log_prob, teacher_forced, translate
+from core.seam import ModelBundle
 
 
 def translation_cap(bundle: ModelBundle, sentence: str) -> int:
     """Decoder rows allowed for a compared translation: 2 x source tokens + 10, at most seq_len. An early or
     untrained checkpoint may never write [EOS]; a translation is rarely more than twice as long as its source."""
-    source_tokens = len(encode(bundle.src_tokenizer, sentence)[0]) + 2  # with [SOS] and [EOS]
+    source_tokens = len(bundle.src_tokenizer.encode(sentence).ids) + bundle.specials.source_specials
     return max(2, min(bundle.config.seq_len, 2 * source_tokens + 10))
 
 
@@ -38,16 +35,9 @@ def feed_decoder(bundle: ModelBundle, source_ids: Sequence[int], target_ids: Seq
     )
 
 
-@torch.inference_mode()
 def log_probability(bundle: ModelBundle, source_ids: Sequence[int], target_ids: Sequence[int]) -> float:
-    """log p(target_ids then [EOS] | source) under the model, in nats (a sum over the target tokens)."""
-    model = bundle.model
-    device = next(model.parameters()).device
-    src = torch.tensor([list(source_ids)], device=device)  # (1, S)
-    dec = torch.tensor([[SOS_ID, *target_ids]], device=device)  # (1, T)
-    labels = torch.tensor([*target_ids, EOS_ID], device=device)  # (T,): the token each row predicts
-    logits = model(src, dec, None, causal_mask(dec.size(1), device))  # (1, T, V)
-    return float(logits[0].float().log_softmax(-1).gather(-1, labels[:, None]).sum())
+    """log p(target_ids then the end of sentence | source) under the model, in nats (a sum over the target tokens)."""
+    return sequence_log_prob(bundle.model, list(source_ids), list(target_ids))
 
 
 def vocabulary_mismatch(a: ModelBundle, b: ModelBundle) -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from core.tokenizer import EOS_ID, PAD_ID, SOS_ID
+from core.tokenizer import EOS_ID, PAD_ID, SOS_ID, raw_tokenizer
 
 Pair = tuple[str, str]
 
@@ -101,12 +101,27 @@ def encode_pairs(
     pairs: Sequence[Pair], src_tok: Tokenizer, tgt_tok: Tokenizer, seq_len: int
 ) -> tuple[list[Example], list[Pair]]:
     """Tokenize pairs; returns the examples that fit seq_len and their pairs (long ones are dropped, never cut)."""
+    src_tok, tgt_tok = raw_tokenizer(src_tok), raw_tokenizer(tgt_tok)
     src_ids = [e.ids for e in src_tok.encode_batch([p[0] for p in pairs], add_special_tokens=False)]
     tgt_ids = [e.ids for e in tgt_tok.encode_batch([p[1] for p in pairs], add_special_tokens=False)]
     examples, kept = [], []
     for pair, s, t in zip(pairs, src_ids, tgt_ids):
         if s and t and len(s) + 2 <= seq_len and len(t) + 1 <= seq_len:
             examples.append(Example([SOS_ID, *s, EOS_ID], list(t)))
+            kept.append(pair)
+    return examples, kept
+
+
+def bundle_examples(bundle, pairs: Sequence[Pair]) -> tuple[list[Example], list[Pair]]:
+    """encode_pairs for any model family (a core.seam.ModelBundle): the source framed with the model's own special
+    tokens, pairs longer than its seq_len dropped."""
+    src_ids = bundle.src_tokenizer.encode_ids([p[0] for p in pairs])
+    tgt_ids = bundle.tgt_tokenizer.encode_ids([p[1] for p in pairs])
+    specials, seq_len = bundle.specials, bundle.config.seq_len
+    examples, kept = [], []
+    for pair, s, t in zip(pairs, src_ids, tgt_ids):
+        if s and t and len(s) + specials.source_specials <= seq_len and len(t) + 1 <= seq_len:
+            examples.append(Example(specials.frame_source(s), list(t)))
             kept.append(pair)
     return examples, kept
 
@@ -141,15 +156,18 @@ def make_batches(examples: Sequence[Example], batch_size: int, max_tokens: int, 
     return batches
 
 
-def collate(examples: Sequence[Example], device: torch.device | str = "cpu"):
-    """Pad a batch to its own longest sentence: (src (B, S), decoder input (B, T), labels (B, T))."""
+def collate(examples: Sequence[Example], device: torch.device | str = "cpu", specials=None):
+    """Pad a batch to its own longest sentence: (src (B, S), decoder input (B, T), labels (B, T)).
+
+    specials (core.seam.Specials, default ours) give the decoder's first input, [EOS] and the padding."""
+    start, eos, pad = (SOS_ID, EOS_ID, PAD_ID) if specials is None else (specials.start, specials.eos, specials.pad)
     s = max(len(e.src) for e in examples)
     t = max(len(e.tgt) for e in examples) + 1
-    src = torch.full((len(examples), s), PAD_ID, dtype=torch.long)
-    dec = torch.full((len(examples), t), PAD_ID, dtype=torch.long)
-    lab = torch.full((len(examples), t), PAD_ID, dtype=torch.long)
+    src = torch.full((len(examples), s), pad, dtype=torch.long)
+    dec = torch.full((len(examples), t), pad, dtype=torch.long)
+    lab = torch.full((len(examples), t), pad, dtype=torch.long)
     for row, e in enumerate(examples):
         src[row, : len(e.src)] = torch.tensor(e.src)
-        dec[row, : len(e.tgt) + 1] = torch.tensor([SOS_ID, *e.tgt])
-        lab[row, : len(e.tgt) + 1] = torch.tensor([*e.tgt, EOS_ID])
+        dec[row, : len(e.tgt) + 1] = torch.tensor([start, *e.tgt])
+        lab[row, : len(e.tgt) + 1] = torch.tensor([*e.tgt, eos])
     return src.to(device), dec.to(device), lab.to(device)

@@ -7,30 +7,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from core.checkpoint import ModelBundle
-from core.data import Example, encode_pairs
+from core.data import Example, bundle_examples
 from core.decoding import beam_batch, check_beam_options, copied_text, copy_unknown_words, greedy_batch
 from core.metrics import score
-from core.model import HeadMask, Transformer
-from core.tokenizer import UNK_ID, encode, ids_to_text
+from core.seam import HeadMask, LayerStack, ModelBundle
+from core.tokenizer import as_tokenizer
 
 
 def lowercases(bundle: ModelBundle) -> bool:
     """Whether the target tokenizer lowercases (then its output can only be compared with lowercased references)."""
-    normalizer = bundle.tgt_tokenizer.normalizer
-    return normalizer is not None and "Lowercase" in repr(normalizer)
+    return bundle.tgt_tokenizer.normalize("Ab") == "ab"
 
 
 def batch_translations(
-    model: Transformer,
+    model: LayerStack,
     examples: Sequence[Example],
-    tgt_tokenizer: Tokenizer,
+    tgt_tokenizer,
     *,
     batch_size: int = 64,
-    copy_from: tuple[Tokenizer, Sequence[str]] | None = None,
+    copy_from: tuple[object, Sequence[str]] | None = None,
     progress: bool = False,
     beam_size: int = 1,
     length_penalty: float = 0.0,
@@ -47,6 +44,7 @@ def batch_translations(
     """
     training = model.training
     model.eval()
+    tgt_tokenizer, specials = as_tokenizer(tgt_tokenizer), model.specials
     hyps: list[str] = []
     batch_size = max(1, batch_size // beam_size)
 
@@ -62,17 +60,16 @@ def batch_translations(
         max_len = min(model.config.seq_len, max(len(e.tgt) for e in batch) * 2 + 10)
         sources = [e.src for e in batch]
         if copy_from is None:
-            hyps += [ids_to_text(tgt_tokenizer, ids) for ids in decode_batch(sources, max_len, False)]
+            hyps += [copied_text(tgt_tokenizer, ids, [], specials) for ids in decode_batch(sources, max_len, False)]
             continue
-        src_tokenizer, texts = copy_from
+        src_tokenizer, texts = as_tokenizer(copy_from[0]), copy_from[1]
         outputs, crosses = decode_batch(sources, max_len, True)
         for text, ids, cross in zip(texts[start : start + batch_size], outputs, crosses):
-            if UNK_ID in ids:
-                _, tokens, words = encode(src_tokenizer, text)
-                copies = copy_unknown_words(tgt_tokenizer, cross, ids, tokens, words)
-                hyps.append(copied_text(tgt_tokenizer, ids, copies))
-            else:
-                hyps.append(ids_to_text(tgt_tokenizer, ids))
+            copies = []
+            if specials.unk in ids:
+                encoded = src_tokenizer.encode(text)
+                copies = copy_unknown_words(tgt_tokenizer, cross, ids, encoded.tokens, encoded.words, specials)
+            hyps.append(copied_text(tgt_tokenizer, ids, copies, specials))
     model.train(training)
     return hyps
 
@@ -96,7 +93,7 @@ def evaluate(
     """
     check_beam_options(beam_size, 1, length_penalty)
     src_tok, tgt_tok = bundle.src_tokenizer, bundle.tgt_tokenizer
-    examples, kept = encode_pairs(pairs, src_tok, tgt_tok, bundle.config.seq_len)
+    examples, kept = bundle_examples(bundle, pairs)
     copy_from = (src_tok, [source for source, _ in kept]) if copy_unknown else None
     hyps = batch_translations(
         bundle.model,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from core.attention import KINDS
-from core.model import HeadMask
+from core.seam import HeadMask
 
 KIND_LETTERS = {"encoder": "e", "decoder": "d", "cross": "c"}
 LETTER_KINDS = {letter: kind for kind, letter in KIND_LETTERS.items()}

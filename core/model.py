@@ -16,43 +16,22 @@ F d_ff, V vocabulary, L layers. Masks are boolean, True where a query may attend
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.config import ModelConfig
-
-HeadMask = Mapping[str, Tensor]
-"""Which heads run, per call: attention kind ("encoder", "decoder", "cross") -> gates shaped (L, H), or
-(B, L, H) for one set of gates per batch row, bool or float. Each head's output is multiplied by its gate
-before the output projection w_o (Michel et al. 2019): 0 switches the head off, 1 keeps it, and a float
-tensor with requires_grad gives d loss / d gate. A kind that is missing runs every head; with no mask
-nothing is multiplied, so the numerics are the tutorial's."""
-
-
-def layer_gates(head_mask: HeadMask | None, kind: str, n_layers: int) -> list[Tensor | None]:
-    """Per layer, that kind's gates as (B or 1, H), or Nones when the kind is not masked."""
-    gates = None if head_mask is None else head_mask.get(kind)
-    if gates is None:
-        return [None] * n_layers
-    if gates.dim() == 2:
-        gates = gates[None]  # (1, L, H): the same gates for every row
-    if gates.dim() != 3 or gates.size(1) != n_layers:
-        raise ValueError(f"{kind} head mask {tuple(gates.shape)} is not (layers, heads) or (batch, layers, heads)")
-    return list(gates.unbind(1))
-
-
-def padding_mask(ids: Tensor, pad_id: int) -> Tensor:
-    """(B, S) token ids -> (B, 1, 1, S): keys that are not [PAD]."""
-    return (ids != pad_id)[:, None, None, :]
-
-
-def causal_mask(size: int, device: torch.device | None = None) -> Tensor:
-    """(1, 1, T, T): query i may attend to keys 0..i."""
-    return torch.ones(size, size, dtype=torch.bool, device=device).tril()[None, None]
+from core.seam import (  # noqa: F401 - causal_mask, padding_mask, HeadMask: part of this module's API since the tutorial
+    DecoderStep,
+    HeadMask,
+    KVCache,
+    LayerStack,
+    causal_mask,
+    padding_mask,
+)
+from core.tokenizer import SPECIALS
 
 
 def attention_probabilities(q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
@@ -82,19 +61,6 @@ def attention(
         return out, attention_probabilities(q[:, head], k[:, head], head_mask)
     probs = attention_probabilities(q, k, mask)  # (B, H, Tq, Tk)
     return (F.dropout(probs, dropout_p) if dropout_p else probs) @ v, probs  # weights reported before dropout
-
-
-@dataclass
-class KVCache:
-    """Keys and values of one attention block, (B, H, T_past, Dh), kept between decoding steps.
-
-    A self-attention cache grows by one position per step; a cross-attention cache (static=True)
-    holds the projected encoder output, computed once.
-    """
-
-    static: bool = False
-    k: Tensor | None = None
-    v: Tensor | None = None
 
 
 class InputEmbeddings(nn.Module):
@@ -261,79 +227,32 @@ class DecoderBlock(nn.Module):
         self.residual_connections = nn.ModuleList([ResidualConnection(d_model, dropout) for _ in range(3)])
 
     def forward(
-        self,
-        x: Tensor,
-        memory: Tensor,
-        src_mask: Tensor | None,
-        tgt_mask: Tensor | None,
-        need_weights: bool,
-        cache: tuple[KVCache, KVCache] | None = None,
-        gates: tuple[Tensor | None, Tensor | None] = (None, None),
-        cross_head: int | None = None,
+        self, x: Tensor, memory: Tensor, masks: tuple[Tensor | None, Tensor | None], step: DecoderStep
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """cross_head: without need_weights, return that cross-attention head's (B, T, S) probabilities alone."""
-        self_cache, cross_cache = cache if cache is not None else (None, None)
-        self_gates, cross_gates = gates
+        """masks: (source mask, target mask); step: what this pass returns, its caches and gates (DecoderStep)."""
+        src_mask, tgt_mask = masks
+        self_cache, cross_cache = step.cache if step.cache is not None else (None, None)
+        self_gates, cross_gates = step.gates
         x, self_probs = self.residual_connections[0](
-            x, lambda y: self.self_attention_block(y, y, tgt_mask, need_weights, self_cache, self_gates)
+            x, lambda y: self.self_attention_block(y, y, tgt_mask, step.need_weights, self_cache, self_gates)
         )
         x, cross_probs = self.residual_connections[1](
             x,
             lambda y: self.cross_attention_block(
-                y, memory, src_mask, need_weights, cross_cache, gates=cross_gates, head=cross_head
+                y, memory, src_mask, step.need_weights, cross_cache, gates=cross_gates, head=step.cross_head
             ),
         )
         x, _ = self.residual_connections[2](x, lambda y: (self.feed_forward_block(y), None))
         return x, self_probs, cross_probs
 
 
-class Encoder(nn.Module):
-    """The stack of encoder layers and a final layer norm."""
+class Stack(nn.Module):
+    """A stack of encoder or decoder layers and the layer norm after them (the Transformer runs them)."""
 
     def __init__(self, d_model: int, layers: nn.ModuleList) -> None:
         super().__init__()
         self.layers = layers
         self.norm = LayerNormalization(d_model)
-
-    def forward(
-        self, x: Tensor, src_mask: Tensor | None, need_weights: bool = False, head_mask: HeadMask | None = None
-    ) -> tuple[Tensor, list[Tensor | None]]:
-        probs = []
-        for layer, gates in zip(self.layers, layer_gates(head_mask, "encoder", len(self.layers))):
-            x, p = layer(x, src_mask, need_weights, gates)
-            probs.append(p)
-        return self.norm(x), probs
-
-
-class Decoder(nn.Module):
-    """The stack of decoder layers and a final layer norm."""
-
-    def __init__(self, d_model: int, layers: nn.ModuleList) -> None:
-        super().__init__()
-        self.layers = layers
-        self.norm = LayerNormalization(d_model)
-
-    def forward(
-        self,
-        x: Tensor,
-        memory: Tensor,
-        src_mask: Tensor | None,
-        tgt_mask: Tensor | None,
-        need_weights: bool = False,
-        caches: list[tuple[KVCache, KVCache]] | None = None,
-        head_mask: HeadMask | None = None,
-        align_head: tuple[int, int] | None = None,
-    ) -> tuple[Tensor, list[Tensor | None], list[Tensor | None]]:
-        self_probs, cross_probs = [], []
-        n = len(self.layers)
-        gates = zip(layer_gates(head_mask, "decoder", n), layer_gates(head_mask, "cross", n))
-        for i, (layer, layer_gate) in enumerate(zip(self.layers, gates)):
-            cache = None if caches is None else caches[i]
-            cross_head = align_head[1] if align_head is not None and align_head[0] == i else None
-            x, sp, cp = layer(x, memory, src_mask, tgt_mask, need_weights, cache, layer_gate, cross_head)
-            self_probs.append(sp)
-            cross_probs.append(cp)
-        return self.norm(x), self_probs, cross_probs
 
 
 class ProjectionLayer(nn.Module):
@@ -347,22 +266,25 @@ class ProjectionLayer(nn.Module):
         return self.proj(x)  # (B, T, D) -> (B, T, V) raw logits
 
 
-class Transformer(nn.Module):
-    """The encoder-decoder model built from a ModelConfig; `encode`, `decode` and `project` are the pieces that
-    decoding calls one at a time, `forward` the teacher-forced pass used in training."""
+class Transformer(LayerStack):
+    """The encoder-decoder model built from a ModelConfig. Its per-layer pieces are what the model seam
+    (core/seam.py) asks of a family; `encode`, `decode` (one step over a key/value cache, or all at once),
+    `project` and the teacher-forced `forward` come from LayerStack."""
+
+    specials = SPECIALS  # [SOS] words [EOS] in, [SOS] then the output fed back (core/tokenizer.py)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         d, h, f, p, bias = config.d_model, config.n_heads, config.d_ff, config.dropout, config.attention_bias
-        self.encoder = Encoder(
+        self.encoder = Stack(
             d,
             nn.ModuleList(
                 EncoderBlock(d, MultiHeadAttentionBlock(d, h, p, bias), FeedForwardBlock(d, f, p), p)
                 for _ in range(config.n_layers)
             ),
         )
-        self.decoder = Decoder(
+        self.decoder = Stack(
             d,
             nn.ModuleList(
                 DecoderBlock(
@@ -384,64 +306,34 @@ class Transformer(nn.Module):
             if param.dim() > 1:
                 nn.init.xavier_uniform_(param)
 
-    def encode(
-        self, src: Tensor, src_mask: Tensor | None, need_weights: bool = False, head_mask: HeadMask | None = None
-    ) -> tuple[Tensor, list[Tensor | None]]:
-        """(B, S) ids -> memory (B, S, D) and per-layer encoder self-attention (B, H, S, S) or Nones."""
-        return self.encoder(self.src_pos(self.src_embed(src)), src_mask, need_weights, head_mask)
+    def embed_source(self, src: Tensor) -> Tensor:
+        return self.src_pos(self.src_embed(src))  # (B, S) -> (B, S, D)
 
-    def decode(
-        self,
-        tgt: Tensor,
-        memory: Tensor,
-        src_mask: Tensor | None,
-        tgt_mask: Tensor | None,
-        need_weights: bool = False,
-        caches: list[tuple[KVCache, KVCache]] | None = None,
-        start: int = 0,
-        head_mask: HeadMask | None = None,
-        align_head: tuple[int, int] | None = None,
-    ) -> tuple[Tensor, list[Tensor | None], list[Tensor | None]]:
-        """(B, T) ids at positions start.. -> hidden (B, T, D), per-layer self (B, H, T, T_all) and cross (B, H, T, S).
+    def encoder_layer(
+        self, i: int, x: Tensor, src_mask: Tensor | None, gates: Tensor | None = None, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        return self.encoder.layers[i](x, src_mask, need_weights, gates)
 
-        head_mask switches heads off (HeadMask). align_head=(layer, head), 0-based, without need_weights: that
-        layer's cross entry is the one head's (B, T, S) probabilities, the others None.
-        """
-        x = self.tgt_pos(self.tgt_embed(tgt), start)
-        return self.decoder(x, memory, src_mask, tgt_mask, need_weights, caches, head_mask, align_head)
+    def finish_encoder(self, x: Tensor) -> Tensor:
+        return self.encoder.norm(x)
+
+    def embed_target(self, tgt: Tensor, start: int = 0) -> Tensor:
+        return self.tgt_pos(self.tgt_embed(tgt), start)  # (B, T) -> (B, T, D) at positions start..
+
+    def decoder_layer(self, i: int, y: Tensor, memory: Tensor, masks: tuple, step: DecoderStep) -> tuple:
+        return self.decoder.layers[i](y, memory, masks, step)
+
+    def finish_decoder(self, y: Tensor) -> Tensor:
+        return self.decoder.norm(y)
 
     def project(self, x: Tensor) -> Tensor:
         return self.projection_layer(x)
 
-    def new_cache(self) -> list[tuple[KVCache, KVCache]]:
-        """An empty (self, cross) key/value cache per decoder layer, for one decoding call."""
-        return [(KVCache(), KVCache(static=True)) for _ in range(self.config.n_layers)]
-
-    def forward(
-        self,
-        src: Tensor,
-        tgt: Tensor,
-        src_mask: Tensor | None,
-        tgt_mask: Tensor | None,
-        return_attention: bool = False,
-        head_mask: HeadMask | None = None,
-        align_head: tuple[int, int] | None = None,
-    ) -> Tensor | tuple[Tensor, Tensor | tuple[Tensor, Tensor, Tensor]]:
-        """Teacher-forced pass: logits (B, T, V), plus (encoder, decoder, cross) attention stacked over layers,
-        (L, B, H, Tq, Tk) each, when return_attention is set. head_mask switches heads off (HeadMask).
-
-        With align_head=(layer, head), 0-based (and no return_attention), returns (logits, that cross-attention
-        head's (B, T, S) probabilities): the fused kernel still runs everywhere, and the logits are the same.
-        """
-        if return_attention and align_head is not None:
-            raise ValueError("align_head is for training: return_attention already returns every head")
-        memory, enc_probs = self.encode(src, src_mask, return_attention, head_mask)
-        hidden, self_probs, cross_probs = self.decode(
-            tgt, memory, src_mask, tgt_mask, return_attention, head_mask=head_mask, align_head=align_head
-        )
-        logits = self.project(hidden)
-        if align_head is not None:
-            return logits, cross_probs[align_head[0]]
-        if not return_attention:
-            return logits
-        return logits, (torch.stack(enc_probs), torch.stack(self_probs), torch.stack(cross_probs))
+    def project_rows(self, hidden: Tensor) -> Tensor:
+        """(B, D) -> (B, V) logits of a few rows (a beam): weight @ hidden.T reads the (V, D) weight in its stored
+        layout and ran about 2.5x faster on one CPU thread than nn.Linear's hidden @ weight.T (4 rows, V 22400);
+        one row keeps nn.Linear, so a beam of 1 computes exactly what greedy decoding does."""
+        if hidden.size(0) == 1:
+            return self.project(hidden)
+        proj = self.projection_layer.proj
+        return torch.addmm(proj.bias[:, None], proj.weight, hidden.T).T.contiguous()  # rows contiguous for softmax

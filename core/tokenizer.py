@@ -20,9 +20,12 @@ from tokenizers.models import BPE, WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 from tokenizers.trainers import BpeTrainer, WordLevelTrainer
 
+from core.seam import Encoded, Specials, token_word_index
+
 UNK, PAD, SOS, EOS = "[UNK]", "[PAD]", "[SOS]", "[EOS]"
 SPECIAL_TOKENS = [UNK, PAD, SOS, EOS]
 UNK_ID, PAD_ID, SOS_ID, EOS_ID = range(4)
+SPECIALS = Specials(start=SOS_ID, eos=EOS_ID, pad=PAD_ID, unk=UNK_ID, source_prefix=(SOS_ID,))  # core.seam
 CONTINUES = "##"  # a subword piece that continues the word before it
 SUBWORD_VOCAB_SIZE = 8000
 
@@ -67,6 +70,8 @@ def check_special_tokens(tokenizer: Tokenizer) -> None:
 
 def load_tokenizer(source: str | Path | bytes | Tokenizer) -> Tokenizer:
     """A tokenizer from a JSON file path, JSON text/bytes, or an existing Tokenizer."""
+    if isinstance(source, JsonTokenizer):
+        source = source.raw
     if isinstance(source, Tokenizer):
         tokenizer = source
     elif isinstance(source, bytes) or (isinstance(source, str) and source.lstrip().startswith("{")):
@@ -132,3 +137,52 @@ def ids_to_text(tokenizer: Tokenizer, ids: Iterable[int]) -> str:
     """Text of generated ids: [SOS]/[EOS]/[PAD] dropped, [UNK] kept visible (never silently dropped)."""
     tokens = [tokenizer.id_to_token(i) for i in ids if i not in (PAD_ID, SOS_ID, EOS_ID)]
     return tokens_to_text(tokenizer, tokens)
+
+
+class JsonTokenizer:
+    """One of our tokenizers (a `tokenizers` JSON file, as the tutorial and our training write them) behind the
+    model seam's Tokenizer interface (core/seam.py). `raw` is the `tokenizers.Tokenizer` itself."""
+
+    unk_token = UNK
+
+    def __init__(self, raw: Tokenizer) -> None:
+        self.raw = raw
+
+    def encode(self, text: str) -> Encoded:
+        enc = self.raw.encode(text, add_special_tokens=False)
+        words = [text[a:b] for a, b in enc.offsets]
+        return Encoded(list(enc.ids), list(enc.tokens), words, token_word_index(text, enc.offsets))
+
+    def encode_ids(self, texts) -> list[list[int]]:
+        return [e.ids for e in self.raw.encode_batch(list(texts), add_special_tokens=False)]
+
+    def id_to_token(self, token_id: int) -> str:
+        return self.raw.id_to_token(token_id)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.raw.token_to_id(token)
+
+    def get_vocab_size(self) -> int:
+        return self.raw.get_vocab_size()
+
+    def get_vocab(self) -> dict[str, int]:
+        return self.raw.get_vocab()
+
+    def text(self, tokens) -> str:
+        return tokens_to_text(self.raw, list(tokens))
+
+    def normalize(self, word: str) -> str:
+        return self.raw.normalizer.normalize_str(word) if self.raw.normalizer else word
+
+    def to_str(self) -> str:
+        return self.raw.to_str()
+
+
+def as_tokenizer(tokenizer: Tokenizer | JsonTokenizer):
+    """A seam Tokenizer: a `tokenizers.Tokenizer` wrapped in JsonTokenizer, anything else as it is."""
+    return JsonTokenizer(tokenizer) if isinstance(tokenizer, Tokenizer) else tokenizer
+
+
+def raw_tokenizer(tokenizer: Tokenizer | JsonTokenizer) -> Tokenizer:
+    """The `tokenizers.Tokenizer` of a JsonTokenizer (or the tokenizer itself): what training and saving use."""
+    return tokenizer.raw if isinstance(tokenizer, JsonTokenizer) else tokenizer

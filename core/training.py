@@ -49,7 +49,7 @@ from core.evaluation import batch_translations
 from core.guided_alignment import TokenLinks, alignment_targets, guided_loss, read_links_file, token_links
 from core.metrics import score
 from core.model import Transformer, causal_mask, padding_mask
-from core.tokenizer import PAD_ID, build_tokenizer, load_tokenizer
+from core.tokenizer import PAD_ID, build_tokenizer, load_tokenizer, raw_tokenizer
 
 CHECKPOINT_NAME = re.compile(r"(\d+)(?:-step(\d+))?\.pt$")
 
@@ -204,7 +204,7 @@ def prepare_data(cfg: TrainConfig, log, init: ModelBundle | None = None):
     folder = Path(cfg.model_folder)
     paths = [folder / cfg.tokenizer_file.format(lang) for lang in (cfg.lang_src, cfg.lang_tgt)]
     tokenizers = []
-    inherited = (init.src_tokenizer, init.tgt_tokenizer) if init else (None, None)
+    inherited = (raw_tokenizer(init.src_tokenizer), raw_tokenizer(init.tgt_tokenizer)) if init else (None, None)
     for path, side, cap, given in zip(paths, (0, 1), (cfg.src_vocab_size, cfg.tgt_vocab_size), inherited):
         if path.is_file():
             tok = load_tokenizer(path)

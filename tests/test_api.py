@@ -23,7 +23,7 @@ def test_core_translate_is_always_the_function(order):
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "core.decoding"
+    assert run.stdout.strip() == "core.decoding.sentence"  # the decoding package's translate(), not a command
 
 
 def test_python_m_core_lists_its_commands_and_refuses_unknown_ones():

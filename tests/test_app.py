@@ -578,7 +578,11 @@ def test_markdown_in_user_text_is_shown_as_text(app, bundle, monkeypatch):
 
     shown_text = "**grassetto** e `codice` $5"
     real = ui.translate
-    monkeypatch.setattr(ui, "translate", lambda *a, **k: dataclasses.replace(real(*a, **k), translation=shown_text))
+    def shown(result):  # the best hypothesis is what a Translation shows
+        best = dataclasses.replace(result.hypotheses[0], translation=shown_text)
+        return dataclasses.replace(result, hypotheses=(best, *result.hypotheses[1:]))
+
+    monkeypatch.setattr(ui, "translate", lambda *a, **k: shown(real(*a, **k)))
     sentence = "**bold** and `code` on the mat"
     translate_in(app, sentence)
     assert not app.exception

@@ -39,9 +39,8 @@ import numpy as np
 import torch
 
 from core.attention import Attention
-from core.checkpoint import ModelBundle
-from core.model import causal_mask, padding_mask
-from core.tokenizer import EOS_ID, PAD_ID, SOS_ID
+from core.seam import ModelBundle, causal_mask, pad_rows, padding_mask, token_word_index  # noqa: F401 (API)
+from core.tokenizer import as_tokenizer
 
 Links = frozenset[tuple[int, int]]  # (source word, target word)
 ROWS = ("predict", "input")
@@ -183,24 +182,10 @@ def read_pairs(path: str | Path) -> list[tuple[list[str], list[str]]]:
 # --- Tokens to words ---------------------------------------------------------------------------------------
 
 
-def token_word_index(text: str, offsets: Iterable[tuple[int, int]]) -> list[int]:
-    """For each token's (start, end) character span in text, the index of the whitespace-separated word it is in.
-
-    A token belongs to the word of its first non-space character; a token of spaces only (a lone '▁')
-    to the word that follows it."""
-    starts = [m.start() for m in re.finditer(r"\S+", text)]
-    words = []
-    for start, end in offsets:
-        inside = text[start:end]
-        first = start + (len(inside) - len(inside.lstrip())) if inside.strip() else end
-        words.append(max(0, int(np.searchsorted(starts, first, side="right")) - 1))
-    return words
-
-
 def word_of_token(tokenizer, words: list[str]) -> tuple[str, list[int]]:
     """The sentence text (words joined by single spaces) and, for each of its tokens, the index of its word."""
     text = " ".join(words)
-    return text, token_word_index(text, tokenizer.encode(text, add_special_tokens=False).offsets)
+    return text, as_tokenizer(tokenizer).encode(text).word_index
 
 
 # --- Word matrices and links (pure) -------------------------------------------------------------------------
@@ -221,22 +206,24 @@ def word_matrix(weights: np.ndarray, row_words: list[int], col_words: list[int],
 
 
 def word_attention(
-    cross: np.ndarray, src_words: list[int], tgt_words: list[int], n_src: int, n_tgt: int, rows: str
+    cross: np.ndarray, src_words: list[int], tgt_words: list[int], n_src: int, n_tgt: int, rows: str, first: int = 1
 ) -> np.ndarray:
     """(L, H, T, S) teacher-forced cross-attention -> (L, H, target words, source words) weight on each word.
 
-    cross has T = 1 + target tokens rows and S = 2 + source tokens columns ([SOS] ... [EOS]);
-    src_words / tgt_words give each token's word. The [SOS]/[EOS] columns are dropped, so rows sum to
-    the weight on words (`shares` renormalises them); a target word without tokens gets a zero row."""
+    cross has T = 1 + target tokens rows and S = source tokens + framing columns: `first` framing tokens before
+    the words ([SOS] in ours, none in Marian's) and one end of sentence after them; src_words / tgt_words give
+    each token's word. The framing columns are dropped, so rows sum to the weight on words (`shares`
+    renormalises them); a target word without tokens gets a zero row."""
     if rows not in ROWS:
         raise ValueError(f"unknown rows {rows!r}: use one of {', '.join(ROWS)}")
     cross = np.asarray(cross, dtype=np.float64)
     n_rows = len(tgt_words)
-    if cross.shape[-2:] != (n_rows + 1, len(src_words) + 2):
+    if cross.shape[-2:] != (n_rows + 1, len(src_words) + first + 1):
         raise ValueError(
             f"cross-attention {cross.shape} does not fit {len(tgt_words)} target and {len(src_words)} source tokens"
         )
-    read = cross[..., :-1, 1:-1] if rows == "predict" else cross[..., 1:, 1:-1]  # (L, H, target tokens, source)
+    words = slice(first, first + len(src_words))
+    read = cross[..., :-1, words] if rows == "predict" else cross[..., 1:, words]  # (L, H, target tokens, source)
     return word_matrix(read, tgt_words, src_words, n_tgt, n_src)
 
 
@@ -399,20 +386,19 @@ def align_sentence(
     With a reference, target words are its space-separated words; without, each generated token is
     one target word (generated text has no character offsets to map tokens back to). The tokenizers
     only give each token's characters; the model is not run."""
-    src_offsets = src_tokenizer.encode(source, add_special_tokens=False).offsets
-    src_words = token_word_index(source, src_offsets)
+    src_words = as_tokenizer(src_tokenizer).encode(source).word_index
     n_tgt_tokens = len(attention.target_tokens) - 1
     if reference is None:
         target_words, tgt_words = list(attention.target_tokens[1:]), list(range(n_tgt_tokens))
     else:
         target_words = reference.split()
-        tgt_words = token_word_index(reference, tgt_tokenizer.encode(reference, add_special_tokens=False).offsets)
-    if len(src_words) != len(attention.source_tokens) - 2 or len(tgt_words) != n_tgt_tokens:
+        tgt_words = as_tokenizer(tgt_tokenizer).encode(reference).word_index
+    first = attention.source_frame[0]
+    if len(src_words) + first + 1 != len(attention.source_tokens) or len(tgt_words) != n_tgt_tokens:
         raise ValueError("the texts do not tokenize to the tokens this attention was computed on")
     source_words = source.split()
-    words = word_attention(
-        attention.cross.float().numpy(), src_words, tgt_words, len(source_words), len(target_words), method.rows
-    )
+    cross = attention.cross.float().numpy()
+    words = word_attention(cross, src_words, tgt_words, len(source_words), len(target_words), method.rows, first)
     matrix = method_matrix(words, method)
     return SentenceAlignment(source_words, target_words, matrix, links_of(matrix, method.decision, threshold))
 
@@ -430,18 +416,18 @@ class EncodedPair:
     tgt_words: list[int]
     n_src: int
     n_tgt: int
+    first: int = 1  # framing tokens before the source words (the model's Specials.source_prefix)
 
 
 def encode_pair(bundle: ModelBundle, source_words: list[str], target_words: list[str]) -> EncodedPair | None:
     """Tokenize a pair of word lists; None when it does not fit the model's seq_len."""
-    src_text, src_words = word_of_token(bundle.src_tokenizer, source_words)
-    tgt_text, tgt_words = word_of_token(bundle.tgt_tokenizer, target_words)
-    src_ids = bundle.src_tokenizer.encode(src_text, add_special_tokens=False).ids
-    tgt_ids = bundle.tgt_tokenizer.encode(tgt_text, add_special_tokens=False).ids
-    seq_len = bundle.config.seq_len
-    if not src_ids or not tgt_ids or len(src_ids) + 2 > seq_len or len(tgt_ids) + 1 > seq_len:
+    src = bundle.src_tokenizer.encode(" ".join(source_words))
+    tgt = bundle.tgt_tokenizer.encode(" ".join(target_words))
+    seq_len, specials = bundle.config.seq_len, bundle.specials
+    if not src.ids or not tgt.ids or len(src.ids) + specials.source_specials > seq_len or len(tgt.ids) + 1 > seq_len:
         return None
-    return EncodedPair(src_ids, tgt_ids, src_words, tgt_words, len(source_words), len(target_words))
+    first = len(specials.source_prefix)
+    return EncodedPair(src.ids, tgt.ids, src.word_index, tgt.word_index, len(source_words), len(target_words), first)
 
 
 @torch.inference_mode()
@@ -449,19 +435,15 @@ def cross_attention(bundle: ModelBundle, pairs: list[EncodedPair], batch_size: i
     """Teacher-forced cross-attention of each pair, in order: (L, H, 1 + target tokens, 2 + source tokens).
 
     Pairs run in padded batches; padded keys get zero weight, so each map equals a pass of its pair alone."""
-    model = bundle.model
+    model, specials = bundle.model, bundle.specials
     device = next(model.parameters()).device
     for first in range(0, len(pairs), batch_size):
         batch = pairs[first : first + batch_size]
-        sources = [[SOS_ID, *p.src_ids, EOS_ID] for p in batch]
-        targets = [[SOS_ID, *p.tgt_ids] for p in batch]
-        src = torch.full((len(batch), max(map(len, sources))), PAD_ID, dtype=torch.long, device=device)
-        tgt = torch.full((len(batch), max(map(len, targets))), PAD_ID, dtype=torch.long, device=device)
-        for row, (s, t) in enumerate(zip(sources, targets)):
-            src[row, : len(s)] = torch.tensor(s)
-            tgt[row, : len(t)] = torch.tensor(t)
-        src_mask = padding_mask(src, PAD_ID)  # (B, 1, 1, S)
-        tgt_mask = padding_mask(tgt, PAD_ID) & causal_mask(tgt.size(1), device)  # (B, 1, T, T)
+        sources = [specials.frame_source(p.src_ids) for p in batch]
+        targets = [[specials.start, *p.tgt_ids] for p in batch]
+        src, tgt = pad_rows(sources, specials.pad, device), pad_rows(targets, specials.pad, device)
+        src_mask = padding_mask(src, specials.pad)  # (B, 1, 1, S)
+        tgt_mask = causal_mask(tgt.size(1), device)  # padding comes last: a real row never sees it
         memory, _ = model.encode(src, src_mask)
         _, _, cross = model.decode(tgt, memory, src_mask, tgt_mask, need_weights=True)
         maps = torch.stack(cross).float().cpu().numpy()  # (L, B, H, T, S)
@@ -473,7 +455,9 @@ def pair_readings(cross: np.ndarray, pair: EncodedPair) -> np.ndarray:
     """(L, H, T, S) cross-attention of one pair -> (rows, L, H + 1, target words, source words), as Tally takes."""
     return np.stack(
         [
-            with_layer_means(word_attention(cross, pair.src_words, pair.tgt_words, pair.n_src, pair.n_tgt, rows))
+            with_layer_means(
+                word_attention(cross, pair.src_words, pair.tgt_words, pair.n_src, pair.n_tgt, rows, pair.first)
+            )
             for rows in ROWS
         ]
     )

@@ -15,8 +15,8 @@ import numpy as np
 from core.analysis.head_stats import mean_statistics
 from core.analysis.importance import ablation, encoded, gradient_importance, importance_order, pruning_curve, spearman
 from core.attention import KINDS, Attention
-from core.checkpoint import ModelBundle
 from core.decoding import teacher_forced
+from core.seam import ModelBundle
 
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 MEASURE_LABELS = {
@@ -66,11 +66,12 @@ def reference_attentions(bundle: ModelBundle, pairs: Sequence[tuple[str, str]], 
     """Teacher-forced attention of every pair that fits, with the tokens (the statistics are computed on these)."""
     src_tok, tgt_tok = bundle.src_tokenizer, bundle.tgt_tokenizer
     examples = encoded(bundle, pairs)
+    frame = (len(bundle.specials.source_prefix), 1)
     result = []
     for n, example in enumerate(examples, 1):
         inputs, _, _, _, maps = teacher_forced(bundle.model, example.src, example.tgt)
         tokens = tuple(src_tok.id_to_token(i) for i in example.src), tuple(tgt_tok.id_to_token(i) for i in inputs)
-        result.append(Attention(*(m.cpu() for m in maps), *tokens))
+        result.append(Attention(*(m.cpu() for m in maps), *tokens, source_frame=frame))
         if progress:
             progress("statistics", n, len(examples))
     return result

@@ -90,11 +90,18 @@ def is_sink(token: str) -> bool:
     return token in SINK_TOKENS or not any(ch.isalnum() for ch in token)
 
 
-def sink_share(weights: Tensor | np.ndarray, key_tokens: list[str]) -> np.ndarray:
+def sink_share(
+    weights: Tensor | np.ndarray, key_tokens: list[str], framing: frozenset[int] | None = None
+) -> np.ndarray:
+    """Share of each row's weight on sink keys: punctuation, and the framing positions (the model's start and end
+    tokens; by default the keys named [SOS] or [EOS])."""
     w = _array(weights)
     if len(key_tokens) != w.shape[-1]:
         raise ValueError(f"{len(key_tokens)} key tokens for {w.shape[-1]} keys")
-    sinks = np.array([is_sink(t) for t in key_tokens])
+    if framing is None:
+        sinks = np.array([is_sink(t) for t in key_tokens])
+    else:
+        sinks = np.array([i in framing or is_sink(t) for i, t in enumerate(key_tokens)])
     return w[..., sinks].sum(-1).mean(-1)
 
 
@@ -118,7 +125,7 @@ def head_statistics(attention: Attention, kind: str) -> dict[str, np.ndarray]:
         "entropy": lambda: entropy(w),
         "normalised_entropy": lambda: normalised_entropy(w, causal=kind == "decoder"),
         "confidence": lambda: confidence(w),
-        "sink_share": lambda: sink_share(w, keys),
+        "sink_share": lambda: sink_share(w, keys, attention.framing(kind)),
         "mean_offset": lambda: mean_offset(w),
         "mean_distance": lambda: mean_distance(w),
         "diagonality": lambda: diagonality(w),

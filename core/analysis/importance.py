@@ -22,19 +22,17 @@ import torch
 from torch import Tensor
 
 from core.attention import KINDS
-from core.checkpoint import ModelBundle
-from core.data import Example, collate, encode_pairs
+from core.data import Example, bundle_examples, collate
 from core.evaluation import evaluate
 from core.heads_off import HeadsOff
-from core.model import KVCache, Transformer, causal_mask, padding_mask
-from core.tokenizer import PAD_ID
+from core.seam import DecoderStep, KVCache, LayerStack, ModelBundle, causal_mask, model_device, padding_mask
 
 Progress = Callable[[int], None]  # called with the number of work units just finished
 
 
 def encoded(bundle: ModelBundle, pairs: Sequence[tuple[str, str]]) -> list[Example]:
     """The pairs that fit the model, tokenized; ValueError when none does."""
-    examples, _ = encode_pairs(pairs, bundle.src_tokenizer, bundle.tgt_tokenizer, bundle.config.seq_len)
+    examples, _ = bundle_examples(bundle, pairs)
     if not examples:
         raise ValueError("none of the sentence pairs fits this model (empty, or longer than its seq_len)")
     return examples
@@ -46,42 +44,42 @@ def length_batches(examples: Sequence[Example], size: int) -> list[list[Example]
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def token_logprobs(logits: Tensor, labels: Tensor) -> Tensor:
-    """(B, T, V) logits, (B, T) labels -> (B,) summed log-probability of the labels ([PAD] ignored)."""
+def token_logprobs(logits: Tensor, labels: Tensor, pad_id: int) -> Tensor:
+    """(B, T, V) logits, (B, T) labels -> (B,) summed log-probability of the labels (padding ignored)."""
     logits = logits.float()
     logp = logits.gather(-1, labels[..., None])[..., 0] - logits.logsumexp(-1)  # (B, T), no (B, T, V) copy
-    return (logp * (labels != PAD_ID)).sum(-1)
+    return (logp * (labels != pad_id)).sum(-1)
 
 
-def _encoder_states(model: Transformer, src: Tensor, src_mask: Tensor) -> list[Tensor]:
+def _encoder_states(model: LayerStack, src: Tensor, src_mask: Tensor) -> list[Tensor]:
     """Input of each encoder layer, (B, S, D) each: a mask on layer l leaves layers before l as they are."""
-    states = [model.src_pos(model.src_embed(src))]
-    for layer in model.encoder.layers[:-1]:
-        states.append(layer(states[-1], src_mask, False)[0])
+    states = [model.embed_source(src)]
+    for i in range(model.n_layers - 1):
+        states.append(model.encoder_layer(i, states[-1], src_mask)[0])
     return states
 
 
-def _decoder_states(model: Transformer, dec: Tensor, memory: Tensor, src_mask: Tensor, tgt_mask: Tensor):
-    """(input of each decoder layer (B, T, D), each layer's cross-attention keys and values (B, H, S, Dh))."""
-    states, cross_kv = [model.tgt_pos(model.tgt_embed(dec))], []
-    for i, layer in enumerate(model.decoder.layers):
-        block = layer.cross_attention_block
-        cross_kv.append((block.split_heads(block.w_k(memory)), block.split_heads(block.w_v(memory))))
-        if i + 1 < len(model.decoder.layers):
-            states.append(layer(states[-1], memory, src_mask, tgt_mask, False)[0])
-    return states, cross_kv
+def _decoder_states(model: LayerStack, dec: Tensor, memory: Tensor, masks: tuple):
+    """(input of each decoder layer (B, T, D), each layer's filled cross-attention cache (B, H, S, Dh))."""
+    states, cross_caches = [model.embed_target(dec)], []
+    for i in range(model.n_layers):
+        cross = KVCache(static=True)  # the layer fills it with its keys and values of the memory
+        y, _, _ = model.decoder_layer(i, states[-1], memory, masks, DecoderStep(cache=(None, cross)))
+        cross_caches.append(cross)
+        if i + 1 < model.n_layers:
+            states.append(y)
+    return states, cross_caches
 
 
-def _decoder_from(model, first: int, x, memory, src_mask, tgt_mask, cross_kv, gates, repeat: int) -> Tensor:
+def _decoder_from(model: LayerStack, first: int, x, memory, masks, cross_caches, gates, repeat: int) -> Tensor:
     """Run decoder layers first.. on x (rows = repeat copies of the batch), the gates on layer `first` only;
     the cross-attention keys and values are the unmasked ones, repeated (they depend on the encoder alone)."""
-    for i in range(first, len(model.decoder.layers)):
-        k, v = cross_kv[i]
+    for i in range(first, model.n_layers):
+        k, v = cross_caches[i].k, cross_caches[i].v
         cache = (None, KVCache(static=True, k=k.repeat(repeat, 1, 1, 1), v=v.repeat(repeat, 1, 1, 1)))
-        x, _, _ = model.decoder.layers[i](
-            x, memory, src_mask, tgt_mask, False, cache, gates if i == first else (None, None)
-        )
-    return model.project(model.decoder.norm(x))
+        step = DecoderStep(cache=cache, gates=gates if i == first else (None, None))
+        x, _, _ = model.decoder_layer(i, x, memory, masks, step)
+    return model.project(model.finish_decoder(x))
 
 
 def _one_off_gates(n_heads: int, repeat: int, device) -> Tensor:
@@ -102,21 +100,21 @@ def ablation(
     turn (H x batch_sentences rows; decoder and cross share a pass), and starts at that layer: what comes
     before it is computed once. progress gets how many sentences each batch finished.
     """
-    model, cfg = bundle.model, bundle.config
+    model, cfg, pad = bundle.model, bundle.config, bundle.specials.pad
     n_layers, n_heads = cfg.n_layers, cfg.n_heads
-    device = next(model.parameters()).device
+    device = model_device(model)
     totals = {kind: np.zeros((n_layers, n_heads)) for kind in KINDS}
     base_total, n_tokens = 0.0, 0
     for batch in length_batches(encoded(bundle, pairs), batch_sentences):
-        src, dec, lab = collate(batch, device)
+        src, dec, lab = collate(batch, device, bundle.specials)
         n = len(batch)
-        n_tokens += int((lab != PAD_ID).sum())
-        src_mask, tgt_mask = padding_mask(src, PAD_ID), causal_mask(dec.size(1), device)
+        n_tokens += int((lab != pad).sum())
+        src_mask, tgt_mask = padding_mask(src, pad), causal_mask(dec.size(1), device)
         enc_states = _encoder_states(model, src, src_mask)
-        memory = model.encoder.norm(model.encoder.layers[-1](enc_states[-1], src_mask, False)[0])
-        dec_states, cross_kv = _decoder_states(model, dec, memory, src_mask, tgt_mask)
+        memory = model.finish_encoder(model.encoder_layer(n_layers - 1, enc_states[-1], src_mask)[0])
+        dec_states, cross_kv = _decoder_states(model, dec, memory, (src_mask, tgt_mask))
         base = token_logprobs(
-            _decoder_from(model, 0, dec_states[0], memory, src_mask, tgt_mask, cross_kv, (None, None), 1), lab
+            _decoder_from(model, 0, dec_states[0], memory, (src_mask, tgt_mask), cross_kv, (None, None), 1), lab, pad
         )
         base_total += base.sum().item()
         gates = _one_off_gates(n_heads, n, device)  # (H * n, H)
@@ -129,10 +127,10 @@ def ablation(
         for layer in range(n_layers):
             x = enc_states[layer].repeat(n_heads, 1, 1)
             for i in range(layer, n_layers):
-                x, _ = model.encoder.layers[i](x, rep_src_mask, False, gates if i == layer else None)
-            masked_memory = model.encoder.norm(x)
+                x, _ = model.encoder_layer(i, x, rep_src_mask, gates if i == layer else None)
+            masked_memory = model.finish_encoder(x)
             hidden, _, _ = model.decode(rep_dec, masked_memory, rep_src_mask, tgt_mask)
-            logp = token_logprobs(model.project(hidden), rep_lab)
+            logp = token_logprobs(model.project(hidden), rep_lab, pad)
             totals["encoder"][layer] += (logp.view(n_heads, n).sum(1) - base.sum()).tolist()
             # Decoder and cross masks leave the encoder as it is: one pass holds both kinds' masks.
             two = 2 * n_heads
@@ -141,13 +139,12 @@ def ablation(
                 layer,
                 dec_states[layer].repeat(two, 1, 1),
                 memory.repeat(two, 1, 1),
-                src_mask.repeat(two, 1, 1, 1),
-                tgt_mask,
+                (src_mask.repeat(two, 1, 1, 1), tgt_mask),
                 cross_kv,
                 (torch.cat([gates, ones]), torch.cat([ones, gates])),
                 two,
             )
-            per_mask = token_logprobs(logits, lab.repeat(two, 1)).view(two, n).sum(1) - base.sum()
+            per_mask = token_logprobs(logits, lab.repeat(two, 1), pad).view(two, n).sum(1) - base.sum()
             totals["decoder"][layer] += per_mask[:n_heads].tolist()
             totals["cross"][layer] += per_mask[n_heads:].tolist()
         if progress:
@@ -159,19 +156,19 @@ def gradient_importance(
     bundle: ModelBundle, pairs: Sequence[tuple[str, str]], batch_sentences: int = 64, progress: Progress | None = None
 ) -> dict[str, np.ndarray]:
     """{kind: (L, H) mean over sentences of |d (mean token NLL) / d gate|}: one backward pass per batch."""
-    model, cfg = bundle.model, bundle.config
-    device = next(model.parameters()).device
+    model, cfg, pad = bundle.model, bundle.config, bundle.specials.pad
+    device = model_device(model)
     totals = {kind: torch.zeros(cfg.n_layers, cfg.n_heads) for kind in KINDS}
     examples = encoded(bundle, pairs)
     for batch in length_batches(examples, batch_sentences):
-        src, dec, lab = collate(batch, device)
+        src, dec, lab = collate(batch, device, bundle.specials)
         gates = {
             kind: torch.ones(len(batch), cfg.n_layers, cfg.n_heads, device=device, requires_grad=True) for kind in KINDS
         }
         with torch.enable_grad():
-            logits = model(src, dec, padding_mask(src, PAD_ID), causal_mask(dec.size(1), device), head_mask=gates)
-            tokens = (lab != PAD_ID).sum(-1)  # (B,)
-            loss = (-token_logprobs(logits, lab) / tokens).sum()  # sum of per-sentence mean NLLs
+            logits = model(src, dec, padding_mask(src, pad), causal_mask(dec.size(1), device), head_mask=gates)
+            tokens = (lab != pad).sum(-1)  # (B,)
+            loss = (-token_logprobs(logits, lab, pad) / tokens).sum()  # sum of per-sentence mean NLLs
             grads = torch.autograd.grad(loss, [gates[kind] for kind in KINDS])
         for kind, grad in zip(KINDS, grads):
             totals[kind] += grad.abs().sum(0).cpu()  # (B, L, H): row b is d loss_b / d gates_b

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from core.model import Transformer, causal_mask
+from core.seam import LayerStack, causal_mask, model_device
 
 METHODS = ("rollout", "gradient", "cross_last")
 METHOD_LABELS = {
@@ -81,9 +81,9 @@ def attention_relevance(encoder: Tensor, decoder: Tensor, cross: Tensor) -> Tens
     return _rows_to_one(decoder_relevance(encoder.mean(1), decoder.mean(1), cross.mean(1)))
 
 
-def gradient_relevance(model: Transformer, src_ids: list[int], decoder_ids: list[int], output_ids: list[int]) -> Tensor:
+def gradient_relevance(model: LayerStack, src_ids: list[int], decoder_ids: list[int], output_ids: list[int]) -> Tensor:
     """(T, S) gradient-weighted relevance of each output token (output_ids[t] predicted at decoder row t)."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     t = len(decoder_ids)
     if len(output_ids) < t:
         raise ValueError(f"{len(output_ids)} output tokens for {t} decoder rows")
@@ -114,7 +114,7 @@ def row_outputs(translation) -> list[int]:
     return [*translation.target_ids[1:], int(translation.top_ids[-1, 0])]
 
 
-def source_relevance(model: Transformer, translation, method: str) -> Tensor:
+def source_relevance(model: LayerStack, translation, method: str) -> Tensor:
     """(T, S) relevance of one Translation (core.decoding) by one of METHODS; rows sum to 1."""
     att = translation.attention
     if method == "cross_last":
@@ -127,13 +127,14 @@ def source_relevance(model: Transformer, translation, method: str) -> Tensor:
 
 
 @torch.inference_mode()
-def deletion_drops(model: Transformer, translation) -> Tensor:
-    """(S - 2, T) drop of each row's output probability when one source word is deleted (teacher-forced on
-    the same decoder input): entry [w, t] deletes encoder input position w + 1 ([SOS] and [EOS] stay)."""
-    device = next(model.parameters()).device
+def deletion_drops(model: LayerStack, translation) -> Tensor:
+    """(W, T) drop of each row's output probability when one of the W source word tokens is deleted (teacher-forced
+    on the same decoder input): entry [w, t] deletes the w-th word token (the framing tokens stay)."""
+    device = model_device(model)
     src, dec = translation.source_ids, translation.target_ids
     outputs = torch.tensor(row_outputs(translation), device=device)
-    variants = torch.tensor([src[:p] + src[p + 1 :] for p in range(1, len(src) - 1)], device=device)  # (S-2, S-1)
+    words = model.specials.words(src)
+    variants = torch.tensor([src[:p] + src[p + 1 :] for p in range(words.start, words.stop)], device=device)
     full = torch.tensor([src], device=device)
     tgt = torch.tensor([dec], device=device)
     tgt_mask = causal_mask(len(dec), device)
@@ -154,20 +155,21 @@ def deletion_test(bundle, sentences: list[str], methods=METHODS, progress=None) 
     of the most damaging word each time: the ceiling), "rows" and "sentences".
     """
     from core.decoding import translate
-    from core.tokenizer import EOS_ID
 
     totals = dict.fromkeys([*methods, "random", "best"], 0.0)
     rows = used = 0
+    specials = bundle.specials
     for sentence in sentences:
         result = translate(bundle, sentence)
-        if len(result.source_ids) < 4:
+        words = specials.words(result.source_ids)
+        if words.stop - words.start < 2:
             if progress:
                 progress(1)
             continue
         drops = deletion_drops(bundle.model, result)  # (W, T)
-        keep = torch.tensor([o != EOS_ID for o in row_outputs(result)])
+        keep = torch.tensor([o != specials.eos for o in row_outputs(result)])
         for method in methods:
-            relevance = source_relevance(bundle.model, result, method)[:, 1:-1]  # (T, W): words only
+            relevance = source_relevance(bundle.model, result, method)[:, words]  # (T, W): words only
             first = relevance.argmax(-1)  # (T,)
             totals[method] += drops[first, torch.arange(len(first))][keep].sum().item()
         totals["random"] += drops.mean(0)[keep].sum().item()

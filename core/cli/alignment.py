@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         tau = float(thresholds[best.index(cfg.n_heads)[1:]])
         lines = [""] * len(encoded)  # a pair too long for the model gets an empty line
         for n, pair, cross in _maps(bundle, encoded, f"aligning with {best.name}"):
-            words = word_attention(cross, pair.src_words, pair.tgt_words, pair.n_src, pair.n_tgt, best.rows)
+            words = word_attention(cross, pair.src_words, pair.tgt_words, pair.n_src, pair.n_tgt, best.rows, pair.first)
             lines[n] = format_links(links_of(method_matrix(words, best), best.decision, tau))
         if not _write(args.links, "".join(line + "\n" for line in lines)):
             return 2

@@ -1,0 +1,341 @@
+"""The model seam: everything decoding, the analyses and the app may ask of a translation model.
+
+A model family plugs in by giving two things (core/families/ has one module per family):
+
+- a `Seq2Seq` module: the encoder-decoder as a stack of layers. It implements the per-layer pieces below
+  (`embed_source`, `encoder_layer`, ..., `project`); `LayerStack` builds `encode`, `decode` (one step or many,
+  over a key/value cache), `forward` and the caches from them, so every family runs the same loops. Attention
+  comes back as returned data and heads are switched off by an argument of the call (`HeadMask`), never by
+  state left on the shared module: two callers may use one model at the same time with different masks.
+- two `Tokenizer`s (source, target) that turn text into ids and back and name each id with the label the app
+  shows, and the model's `Specials`: which ids frame a sentence.
+
+Our Transformer (core/model.py) is the first implementation, Hugging Face Marian models (core/families/
+marian.py) the second. Dimensions: B batch, S source length, T target length, D d_model, H heads,
+L layers, V vocabulary. Masks are boolean, True where a query may attend to a key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+HeadMask = Mapping[str, Tensor]
+"""Which heads run, per call: attention kind ("encoder", "decoder", "cross") -> gates shaped (L, H), or
+(B, L, H) for one set of gates per batch row, bool or float. Each head's output is multiplied by its gate
+before the output projection (Michel et al. 2019): 0 switches the head off, 1 keeps it, and a float
+tensor with requires_grad gives d loss / d gate. A kind that is missing runs every head; with no mask
+nothing is multiplied."""
+
+
+@dataclass(frozen=True)
+class Specials:
+    """The ids that frame a sentence. Ours: source [SOS] words [EOS], decoder input [SOS] y1 y2 ...; Marian's:
+    source words </s>, decoder input <pad> y1 y2 ... (its decoder start token is the pad token)."""
+
+    start: int  # the first decoder input
+    eos: int  # ends a sentence: the last source token, and what the decoder writes when it is done
+    pad: int  # fills a batch's shorter rows (masked by length, never by this id: it may equal `start`)
+    unk: int  # an unknown word or piece
+    source_prefix: tuple[int, ...] = ()  # source tokens before the words ((SOS,) for ours)
+
+    def frame_source(self, ids: Sequence[int]) -> list[int]:
+        """The encoder input of a sentence's word ids: prefix, words, eos."""
+        return [*self.source_prefix, *ids, self.eos]
+
+    @property
+    def source_specials(self) -> int:
+        """How many framing tokens a source sentence has (its length minus its words')."""
+        return len(self.source_prefix) + 1
+
+    def words(self, source_ids: Sequence) -> slice:
+        """Where a framed source's word tokens are: frame_source(ids)[words(...)] == ids."""
+        return slice(len(self.source_prefix), len(source_ids) - 1)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One text as a tokenizer reads it: ids, the label of each (as the app shows tokens), and for each token
+    the text it came from and the index of its space-separated word."""
+
+    ids: list[int]
+    tokens: list[str]
+    words: list[str]  # the characters of the text each token stands for (an unknown word's own spelling)
+    word_index: list[int]  # index of each token's word among text.split(" ")-style words
+
+
+def token_word_index(text: str, offsets: Iterable[tuple[int, int]]) -> list[int]:
+    """For each token's (start, end) character span in text, the index of the whitespace-separated word it is in.
+
+    A token belongs to the word of its first non-space character; a token of spaces only (a lone '▁')
+    to the word that follows it."""
+    starts = [m.start() for m in re.finditer(r"\S+", text)]
+    words = []
+    for start, end in offsets:
+        inside = text[start:end]
+        first = start + (len(inside) - len(inside.lstrip())) if inside.strip() else end
+        words.append(max(0, int(np.searchsorted(starts, first, side="right")) - 1))
+    return words
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """One side's tokenizer as the seam sees it. Ids are the model's; tokens are labels as the app shows them:
+    a piece that continues a word starts with `##`, one that starts a word is bare, whatever the family writes
+    (SentencePiece's `▁` marks word starts instead)."""
+
+    unk_token: str
+
+    def encode(self, text: str) -> Encoded: ...
+
+    def encode_ids(self, texts: Sequence[str]) -> list[list[int]]: ...
+
+    def id_to_token(self, token_id: int) -> str: ...
+
+    def token_to_id(self, token: str) -> int | None: ...
+
+    def get_vocab_size(self) -> int: ...
+
+    def get_vocab(self) -> dict[str, int]: ...
+
+    def text(self, tokens: Sequence[str]) -> str:
+        """Readable text of tokens (labels): pieces joined into words, spacing as the language writes it."""
+        ...
+
+    def normalize(self, word: str) -> str:
+        """A word as this tokenizer's vocabulary writes it (lowercased by a lowercasing tokenizer, ...)."""
+        ...
+
+
+@dataclass
+class KVCache:
+    """Keys and values of one attention block, (B, H, T_past, Dh), kept between decoding steps.
+
+    A self-attention cache grows by one position per step; a cross-attention cache (static=True)
+    holds the projected encoder output, computed once.
+    """
+
+    static: bool = False
+    k: Tensor | None = None
+    v: Tensor | None = None
+
+
+Caches = list[tuple[KVCache, KVCache]]  # per decoder layer: (self-attention, cross-attention)
+
+
+def layer_gates(head_mask: HeadMask | None, kind: str, n_layers: int) -> list[Tensor | None]:
+    """Per layer, that kind's gates as (B or 1, H), or Nones when the kind is not masked."""
+    gates = None if head_mask is None else head_mask.get(kind)
+    if gates is None:
+        return [None] * n_layers
+    if gates.dim() == 2:
+        gates = gates[None]  # (1, L, H): the same gates for every row
+    if gates.dim() != 3 or gates.size(1) != n_layers:
+        raise ValueError(f"{kind} head mask {tuple(gates.shape)} is not (layers, heads) or (batch, layers, heads)")
+    return list(gates.unbind(1))
+
+
+def padding_mask(ids: Tensor, pad_id: int) -> Tensor:
+    """(B, S) token ids -> (B, 1, 1, S): keys that are not padding (for models whose pad id starts no sentence)."""
+    return (ids != pad_id)[:, None, None, :]
+
+
+def length_mask(lengths: Sequence[int], width: int, device: torch.device | str | None = None) -> Tensor:
+    """(B, 1, 1, width): the first lengths[b] keys of row b are real, the rest padding."""
+    return (torch.arange(width, device=device)[None, :] < torch.tensor(list(lengths), device=device)[:, None])[
+        :, None, None, :
+    ]
+
+
+def causal_mask(size: int, device: torch.device | None = None) -> Tensor:
+    """(1, 1, T, T): query i may attend to keys 0..i."""
+    return torch.ones(size, size, dtype=torch.bool, device=device).tril()[None, None]
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str | None = None) -> Tensor:
+    """(B, longest) ids, each row padded with pad_id on the right."""
+    out = torch.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=torch.long, device=device)
+    for b, row in enumerate(rows):
+        out[b, : len(row)] = torch.tensor(list(row), dtype=torch.long, device=device)
+    return out
+
+
+class LayerStack(nn.Module):
+    """What every family shares: encode, decode and the teacher-forced pass, built from its per-layer pieces.
+
+    A family sets `config` (a core.config.ModelConfig: n_layers, n_heads, seq_len, d_model, vocabularies) and
+    `specials`, and implements the pieces: embed_source, encoder_layer, finish_encoder, embed_target,
+    decoder_layer, finish_decoder, project. The layer pieces return their probabilities (B, H, Tq, Tk) when
+    need_weights is set, else None; `gates` (B or 1, H) multiply each head's output before the output projection.
+    """
+
+    config: object
+    specials: Specials
+
+    # ---- the pieces a family implements
+
+    def embed_source(self, src: Tensor) -> Tensor:
+        """(B, S) ids -> (B, S, D) input of the first encoder layer."""
+        raise NotImplementedError
+
+    def encoder_layer(
+        self, i: int, x: Tensor, src_mask: Tensor | None, gates: Tensor | None = None, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        raise NotImplementedError
+
+    def finish_encoder(self, x: Tensor) -> Tensor:
+        """The last encoder layer's output -> memory (a final norm, or nothing)."""
+        raise NotImplementedError
+
+    def embed_target(self, tgt: Tensor, start: int = 0) -> Tensor:
+        """(B, T) ids at positions start.. -> (B, T, D) input of the first decoder layer."""
+        raise NotImplementedError
+
+    def decoder_layer(self, i: int, y: Tensor, memory: Tensor, masks: tuple, step: DecoderStep) -> tuple:
+        """masks is (src_mask, tgt_mask); returns (y, self-attention probs, cross-attention probs)."""
+        raise NotImplementedError
+
+    def finish_decoder(self, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def project(self, hidden: Tensor) -> Tensor:
+        """(..., D) -> (..., V) raw logits."""
+        raise NotImplementedError
+
+    def project_rows(self, hidden: Tensor) -> Tensor:
+        """(B, D) -> (B, V): the logits of a few rows (one per beam); a family may have a faster way."""
+        return self.project(hidden)
+
+    # ---- shared
+
+    @property
+    def n_layers(self) -> int:
+        return self.config.n_layers
+
+    def new_cache(self) -> Caches:
+        """An empty (self, cross) key/value cache per decoder layer, for one decoding call."""
+        return [(KVCache(), KVCache(static=True)) for _ in range(self.n_layers)]
+
+    def encode(
+        self, src: Tensor, src_mask: Tensor | None, need_weights: bool = False, head_mask: HeadMask | None = None
+    ) -> tuple[Tensor, list[Tensor | None]]:
+        """(B, S) ids -> memory (B, S, D) and per-layer encoder self-attention (B, H, S, S) or Nones."""
+        x, probs = self.embed_source(src), []
+        for i, gates in enumerate(layer_gates(head_mask, "encoder", self.n_layers)):
+            x, p = self.encoder_layer(i, x, src_mask, gates, need_weights)
+            probs.append(p)
+        return self.finish_encoder(x), probs
+
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        src_mask: Tensor | None,
+        tgt_mask: Tensor | None,
+        need_weights: bool = False,
+        caches: Caches | None = None,
+        start: int = 0,
+        head_mask: HeadMask | None = None,
+        align_head: tuple[int, int] | None = None,
+    ) -> tuple[Tensor, list[Tensor | None], list[Tensor | None]]:
+        """(B, T) ids at positions start.. -> hidden (B, T, D), per-layer self (B, H, T, T_all) and cross (B, H, T, S).
+
+        caches (new_cache) make each call one step over the keys and values of the earlier ones. head_mask
+        switches heads off. align_head=(layer, head), 0-based, without need_weights: that layer's cross entry
+        is the one head's (B, T, S) probabilities (guided alignment training), the others None.
+        """
+        y, self_probs, cross_probs = self.embed_target(tgt, start), [], []
+        n = self.n_layers
+        gates = zip(layer_gates(head_mask, "decoder", n), layer_gates(head_mask, "cross", n))
+        for i, layer_gate in enumerate(gates):
+            cross_head = align_head[1] if align_head is not None and align_head[0] == i else None
+            step = DecoderStep(need_weights, None if caches is None else caches[i], layer_gate, cross_head)
+            y, sp, cp = self.decoder_layer(i, y, memory, (src_mask, tgt_mask), step)
+            self_probs.append(sp)
+            cross_probs.append(cp)
+        return self.finish_decoder(y), self_probs, cross_probs
+
+    def forward(
+        self,
+        src: Tensor,
+        tgt: Tensor,
+        src_mask: Tensor | None,
+        tgt_mask: Tensor | None,
+        return_attention: bool = False,
+        head_mask: HeadMask | None = None,
+        align_head: tuple[int, int] | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor | tuple[Tensor, Tensor, Tensor]]:
+        """Teacher-forced pass: logits (B, T, V), plus (encoder, decoder, cross) attention stacked over layers,
+        (L, B, H, Tq, Tk) each, when return_attention is set. head_mask switches heads off (HeadMask).
+
+        With align_head=(layer, head), 0-based (and no return_attention), returns (logits, that cross-attention
+        head's (B, T, S) probabilities): the fused kernel still runs everywhere, and the logits are the same.
+        """
+        if return_attention and align_head is not None:
+            raise ValueError("align_head is for training: return_attention already returns every head")
+        memory, enc_probs = self.encode(src, src_mask, return_attention, head_mask)
+        hidden, self_probs, cross_probs = self.decode(
+            tgt, memory, src_mask, tgt_mask, return_attention, head_mask=head_mask, align_head=align_head
+        )
+        logits = self.project(hidden)
+        if align_head is not None:
+            return logits, cross_probs[align_head[0]]
+        if not return_attention:
+            return logits
+        return logits, (torch.stack(enc_probs), torch.stack(self_probs), torch.stack(cross_probs))
+
+
+@dataclass(frozen=True)
+class DecoderStep:
+    """How one decoder layer runs in a pass: return its maps, its caches, its gates, the one cross head to return."""
+
+    need_weights: bool = False
+    cache: tuple[KVCache, KVCache] | None = None
+    gates: tuple[Tensor | None, Tensor | None] = (None, None)  # (self, cross), each (B or 1, H) or None
+    cross_head: int | None = None  # without need_weights: return this cross head's (B, T, S) probabilities
+
+
+def reorder_cache(caches: Caches, index: Tensor) -> None:
+    """Beam search: row j of every self-attention cache becomes the row index[j] held (cross caches never move)."""
+    for self_cache, _ in caches:
+        self_cache.k, self_cache.v = self_cache.k.index_select(0, index), self_cache.v.index_select(0, index)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A model ready for inference (eval mode, float32) with its tokenizers and config: what the app, the command
+    line and every analysis take. `kind` names where it came from: "native" (our checkpoint), "tutorial" (a
+    tutorial tmodel_XX.pt) or a Hugging Face family ("marian")."""
+
+    model: LayerStack
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    config: object  # core.config.ModelConfig: the sizes every family reports the same way
+    source: str
+    kind: str
+    metadata: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from core.tokenizer import as_tokenizer  # our `tokenizers` objects, given bare, get their seam wrapper
+
+        for side in ("src_tokenizer", "tgt_tokenizer"):
+            object.__setattr__(self, side, as_tokenizer(getattr(self, side)))
+
+    @property
+    def specials(self) -> Specials:
+        return self.model.specials
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
