@@ -578,6 +578,7 @@ def test_markdown_in_user_text_is_shown_as_text(app, bundle, monkeypatch):
 
     shown_text = "**grassetto** e `codice` $5"
     real = ui.translate
+
     def shown(result):  # the best hypothesis is what a Translation shows
         best = dataclasses.replace(result.hypotheses[0], translation=shown_text)
         return dataclasses.replace(result, hypotheses=(best, *result.hypotheses[1:]))
