@@ -149,7 +149,8 @@ def read_checkpoint(source: str | Path | bytes | BinaryIO, mmap: bool = False) -
         if path.is_dir():
             inside = sorted(p.name for p in path.glob("*.pt*"))[:5]
             raise CheckpointError(
-                f"{path} is a folder, not a checkpoint file" + (f"; it holds {', '.join(inside)}" if inside else "")
+                f"{path} is a folder, not a checkpoint file, and not a Hugging Face model folder (no config.json)"
+                + (f"; it holds {', '.join(inside)}" if inside else "")
             )
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
@@ -346,7 +347,17 @@ def load_checkpoint(
     Tokenizers may be paths, JSON text/bytes or Tokenizer objects; for a tutorial checkpoint given
     as a path they default to tokenizer_en.json / tokenizer_it.json beside it or one folder up.
     `heads` is needed only for tutorial checkpoints (shapes do not record it; default 8).
+    A Hugging Face model (a save_pretrained folder, or a hub id written hf:ORG/NAME) goes to
+    core.families.pretrained.
     """
+    from core.families.pretrained import is_pretrained, load_pretrained  # transformers loads only for such models
+
+    if is_pretrained(source):
+        if src_tokenizer is not None or tgt_tokenizer is not None or heads is not None:
+            raise CheckpointError(
+                "a Hugging Face model brings its own tokenizers and head count: pass the folder alone"
+            )
+        return load_pretrained(source, device)
     payload = read_checkpoint(source, mmap=True)  # the weights are copied into the model below
     name = str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "uploaded file")
     notes: list[str] = []

@@ -136,6 +136,14 @@ class MultiHeadAttentionBlock(nn.Module):
         self.w_o = nn.Linear(d_model, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
+    @classmethod
+    def over(cls, projections: tuple[nn.Linear, nn.Linear, nn.Linear, nn.Linear], h: int, dropout: float):
+        """A block over existing (w_q, w_k, w_v, w_o) Linear modules: another family's weights, shared, not copied."""
+        with torch.device("meta"):  # the block's own projections are replaced at once: allocate nothing
+            block = cls(projections[0].in_features, h, dropout)
+        block.w_q, block.w_k, block.w_v, block.w_o = projections
+        return block
+
     def split_heads(self, x: Tensor) -> Tensor:
         b, t, d = x.shape
         return x.view(b, t, self.h, d // self.h).transpose(1, 2)  # (B, T, D) -> (B, H, T, Dh)

@@ -44,6 +44,13 @@ class Specials:
     pad: int  # fills a batch's shorter rows (masked by length, never by this id: it may equal `start`)
     unk: int  # an unknown word or piece
     source_prefix: tuple[int, ...] = ()  # source tokens before the words ((SOS,) for ours)
+    banned: tuple[int, ...] = ()  # ids decoding never writes (Marian's generation config bans its pad token)
+
+    def choosable(self, logits: Tensor) -> Tensor:
+        """(..., V) logits with the banned ids at -inf, as decoding sees them (unchanged when none is banned)."""
+        if not self.banned:
+            return logits
+        return logits.index_fill(-1, torch.tensor(self.banned, device=logits.device), -torch.inf)
 
     def frame_source(self, ids: Sequence[int]) -> list[int]:
         """The encoder input of a sentence's word ids: prefix, words, eos."""

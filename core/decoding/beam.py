@@ -184,7 +184,7 @@ def _search(model: LayerStack, sources: list[list[int]], plan: _Plan) -> tuple[l
         hidden, self_p, cross_p = model.decode(
             tokens, memory, slot_mask, None, weights, caches, start=pos, head_mask=plan.head_mask
         )
-        logits = model.project_rows(hidden[:, -1])  # (n * k, V)
+        logits = specials.choosable(model.project_rows(hidden[:, -1]))  # (n * k, V)
         if plan.record:
             # (L, n*k, H, pos+1) self rows, (L, n*k, H, S) cross rows, (n*k, TOP_K) candidates
             steps.append((torch.stack(self_p)[:, :, :, 0], torch.stack(cross_p)[:, :, :, 0], *top(logits)))

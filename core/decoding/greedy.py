@@ -51,7 +51,7 @@ def greedy_decode(model: LayerStack, src_ids: list[int], max_len: int, *, head_m
         )
         self_rows.append(torch.stack(self_p)[:, 0, :, 0])  # (L, H, len(inputs))
         cross_rows.append(torch.stack(cross_p)[:, 0, :, 0])  # (L, H, S)
-        ids, probs = top(model.project(hidden[:, -1]))  # (1, k)
+        ids, probs = top(specials.choosable(model.project(hidden[:, -1])))  # (1, k)
         top_ids.append(ids[0])
         top_probs.append(probs[0])
         if last_row_only:
@@ -77,7 +77,7 @@ def teacher_forced(model: LayerStack, src_ids: list[int], tgt_ids: list[int], *,
     src = torch.tensor([src_ids], device=device)
     tgt = torch.tensor([[model.specials.start, *tgt_ids]], device=device)
     logits, maps = model(src, tgt, None, causal_mask(tgt.size(1), device), True, head_mask)
-    ids, probs = top(logits[0])
+    ids, probs = top(model.specials.choosable(logits[0]))
     return tgt[0].tolist(), ids[:, 0].tolist(), ids, probs, tuple(m[:, 0] for m in maps)
 
 
@@ -116,7 +116,7 @@ def greedy_batch(
         )
         if need_cross:
             cross_rows.append(torch.stack(cross)[:, :, :, -1].mean((0, 2)))  # (B, S)
-        tokens = model.project(hidden[:, -1]).argmax(-1, keepdim=True)  # (B, 1)
+        tokens = specials.choosable(model.project(hidden[:, -1])).argmax(-1, keepdim=True)  # (B, 1)
         generated.append(tokens[:, 0])
         done |= tokens[:, 0] == specials.eos
         if done.all():
