@@ -135,7 +135,7 @@ def main() -> None:
 
 def run_benchmarks(folder: Path, skip_all_at_once: bool) -> None:
     import ui
-    from core import charts, load_checkpoint, run_charts
+    from core import charts, load_checkpoint
     from core.comparison import compare_models
     from core.runs import follow_sentence, runs_in_folder, statistic_series
 
@@ -168,12 +168,11 @@ def run_benchmarks(folder: Path, skip_all_at_once: bool) -> None:
         frame = charts.attention_frame(matrices[-1], queries, keys)
         built = [
             charts.heatmap(frame, queries, keys),
-            run_charts.epochs_grid(run_charts.epochs_frame(matrices), labels, queries, keys),
+            charts.epochs_grid(charts.epochs_frame(matrices), labels, queries, keys),
         ]
         series = pd.DataFrame(statistic_series(shown, "cross", 3, 5))
         built += [
-            run_charts.series_chart(series[series["statistic"] == n], labels, n, 3)
-            for n in series["statistic"].unique()
+            charts.series_chart(series[series["statistic"] == n], labels, n, 3) for n in series["statistic"].unique()
         ]
         for chart in built:
             to_vega_lite(chart)  # what st.altair_chart does with it: the spec, with the rows as Arrow

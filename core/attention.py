@@ -11,8 +11,76 @@ from dataclasses import dataclass, replace
 
 from torch import Tensor
 
-KINDS = ("encoder", "decoder", "cross")
-KIND_LABELS = {"cross": "Encoder-decoder cross", "encoder": "Encoder self", "decoder": "Decoder self"}
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of attention map: everything a page, a chart or an analysis needs to know about it."""
+
+    name: str  # "encoder", "decoder", "cross": a key of HeadMask and a field of Attention
+    label: str  # as the app names it
+    letter: str  # in the link form of heads switched off (e1.3 is encoder layer 1 head 3)
+    causal: bool  # keys after the query are masked (drawn grey, not as weight 0)
+    rows: str  # what a row is: the query tokens
+    columns: str  # what a column is: the key tokens
+    reading: str  # how to read one map
+    statistics: tuple[str, ...]  # the head statistics (core.analysis.head_stats) that mean something here
+    timeline: tuple[str, ...]  # the statistics the Timeline charts for it
+
+    @property
+    def queries_on_source(self) -> bool:
+        return self.rows == "source"
+
+    @property
+    def keys_on_target(self) -> bool:
+        return self.columns == "target"
+
+
+_SELF_STATISTICS = ("entropy", "normalised_entropy", "confidence", "sink_share", "mean_offset", "mean_distance")
+KIND = {
+    kind.name: kind
+    for kind in (
+        Kind(
+            "encoder",
+            "Encoder self",
+            "e",
+            causal=False,
+            rows="source",
+            columns="source",
+            reading="Row: an English token being re-read by the encoder; column: the English token it takes "
+            "information from. Each row sums to 1.",
+            statistics=_SELF_STATISTICS,
+            timeline=("entropy", "confidence"),
+        ),
+        Kind(
+            "decoder",
+            "Decoder self",
+            "d",
+            causal=True,
+            rows="target",
+            columns="target",
+            reading="Row `i·token`: the decoding step that has just read `token` and predicts the next Italian "
+            "token; column: an Italian token it has already read (grey: a later token it cannot see). Each row "
+            "sums to 1.",
+            statistics=_SELF_STATISTICS,
+            timeline=("entropy", "confidence"),
+        ),
+        Kind(
+            "cross",
+            "Encoder-decoder cross",
+            "c",
+            causal=False,
+            rows="target",
+            columns="source",
+            reading="Row `i·token`: the decoding step that has just read `token` and predicts the next Italian "
+            "token (so a row peaks on the English word it is about to translate); column: the English token it "
+            "reads. Each row sums to 1.",
+            statistics=("entropy", "normalised_entropy", "confidence", "sink_share", "diagonality"),
+            timeline=("entropy", "confidence", "diagonality"),
+        ),
+    )
+}
+KINDS = tuple(KIND)  # the order of Attention's fields and of every per-kind table
+KIND_LABELS = {name: KIND[name].label for name in ("cross", "encoder", "decoder")}  # the pickers' order
 
 
 @dataclass(frozen=True)
@@ -52,11 +120,11 @@ class Attention:
 
     def queries(self, kind: str) -> list[str]:
         """Tokens down the rows of that kind's maps."""
-        return list(self.source_tokens if kind == "encoder" else self.target_tokens)
+        return list(self.source_tokens if KIND[kind].rows == "source" else self.target_tokens)
 
     def keys(self, kind: str) -> list[str]:
         """Tokens across the columns of that kind's maps."""
-        return list(self.target_tokens if kind == "decoder" else self.source_tokens)
+        return list(self.source_tokens if KIND[kind].columns == "source" else self.target_tokens)
 
     @property
     def source_words(self) -> slice:
@@ -66,7 +134,7 @@ class Attention:
 
     def framing(self, kind: str) -> frozenset[int]:
         """Key positions of that kind's maps that frame the sentence (start and end tokens), not words."""
-        if kind == "decoder":
+        if KIND[kind].columns == "target":
             return frozenset({0})  # the decoder's start token
         before, after = self.source_frame
         s = len(self.source_tokens)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from core.attention import KINDS
+from core.attention import KIND, KINDS
 from core.seam import HeadMask
 
-KIND_LETTERS = {"encoder": "e", "decoder": "d", "cross": "c"}
+KIND_LETTERS = {name: kind.letter for name, kind in KIND.items()}
 LETTER_KINDS = {letter: kind for kind, letter in KIND_LETTERS.items()}
 
 

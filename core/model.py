@@ -137,7 +137,9 @@ class MultiHeadAttentionBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     @classmethod
-    def over(cls, projections: tuple[nn.Linear, nn.Linear, nn.Linear, nn.Linear], h: int, dropout: float):
+    def over(
+        cls, projections: tuple[nn.Linear, nn.Linear, nn.Linear, nn.Linear], h: int, dropout: float
+    ) -> MultiHeadAttentionBlock:
         """A block over existing (w_q, w_k, w_v, w_o) Linear modules: another family's weights, shared, not copied."""
         with torch.device("meta"):  # the block's own projections are replaced at once: allocate nothing
             block = cls(projections[0].in_features, h, dropout)

@@ -21,17 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from core.analysis.head_stats import head_statistics
-from core.attention import KINDS, Attention
+from core.attention import KIND, KINDS, Attention
 from core.checkpoint import load_checkpoint
 from core.comparison import feed_decoder, log_probability, translation_cap
 from core.decoding import translate
 from core.training import CHECKPOINT_NAME, checkpoint_progress
 
-TIMELINE_STATISTICS = {  # the statistics the Timeline charts, per kind (all of head_stats is kept)
-    "encoder": ("entropy", "confidence"),
-    "decoder": ("entropy", "confidence"),
-    "cross": ("entropy", "confidence", "diagonality"),
-}
+TIMELINE_STATISTICS = {name: kind.timeline for name, kind in KIND.items()}  # what the Timeline charts per kind
 
 
 @dataclass(frozen=True)

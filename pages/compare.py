@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from core import CheckpointError, charts, run_charts
+from core import CheckpointError, charts
 from core.analysis.divergence import most_changed
 from core.attention import KIND_LABELS, KINDS
 from core.comparison import Comparison, compare_models
@@ -147,7 +147,7 @@ def page() -> None:
     grids = st.container(horizontal=True, gap="medium")  # side by side where they fit, else on the next row
     for kind in KINDS:
         grids.altair_chart(
-            run_charts.divergence_grid(run_charts.divergence_frame(result.divergence[kind]), KIND_LABELS[kind]),
+            charts.divergence_grid(charts.divergence_frame(result.divergence[kind]), KIND_LABELS[kind]),
             key=f"grid_{kind}",
             on_select=lambda kind=kind: pick_head(kind),
             selection_mode="pick",
@@ -179,7 +179,7 @@ def page() -> None:
         )
         with maps:
             ui.show_chart(heat, key=f"head_{name}")
-    diff = run_charts.difference_heatmap(a, b, queries, keys, "A - B (red: A more)", plot_width=260)
+    diff = charts.difference_heatmap(a, b, queries, keys, "A - B (red: A more)", plot_width=260)
     with maps:
         ui.show_chart(diff, key="head_diff")
 

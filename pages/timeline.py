@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from core import CheckpointError, charts, run_charts
+from core import CheckpointError, charts
 from core.attention import KIND_LABELS
 from core.runs import TIMELINE_STATISTICS, follow_sentence, statistic_series
 
@@ -146,11 +146,11 @@ def page() -> None:
         names = [*TIMELINE_STATISTICS[kind], "log_probability"]
         for name in names:  # one a row: two side by side would not fit the half page of a 1024 px window
             st.altair_chart(
-                run_charts.series_chart(frame[frame["statistic"] == name], labels, STATISTIC_TITLES[name], position),
+                charts.series_chart(frame[frame["statistic"] == name], labels, STATISTIC_TITLES[name], position),
                 width="stretch",
             )
     st.subheader("This head at every checkpoint")
-    st.altair_chart(run_charts.epochs_grid(run_charts.epochs_frame(matrices), labels, queries, keys), width="content")
+    st.altair_chart(charts.epochs_grid(charts.epochs_frame(matrices), labels, queries, keys), width="content")
 
 
 ui.route_through_app()

@@ -35,12 +35,8 @@ def test_attention_frame_rejects_mismatched_tokens():
         charts.attention_frame(probs(4, 5), QUERIES, KEYS[:-1])
 
 
-def test_grid_frame_and_head_average():
+def test_head_average():
     w = probs(6, 8, 4, 5)
-    df = charts.grid_frame(w, QUERIES, KEYS)
-    assert len(df) == 6 * 8 * 4 * 5 and df["layer"].max() == 6 and df["head"].max() == 8
-    one = df[(df["layer"] == 3) & (df["head"] == 7)]
-    np.testing.assert_allclose(one["weight"].to_numpy().reshape(4, 5), w[2, 6].numpy())
     mean = charts.head_average(w[2])
     np.testing.assert_allclose(mean.sum(-1), 1, rtol=1e-5)
     np.testing.assert_allclose(mean, w[2].mean(0).numpy(), rtol=1e-6)

@@ -120,7 +120,9 @@ def test_argument_errors_are_one_line(tiny_checkpoint, tmp_path, cli):
     (tmp_path / "runs" / "small" / "tmodel_05.pt").write_bytes(b"")
     run = cli("translate", "--checkpoint", tmp_path / "runs", "the cat")
     assert (
-        run.returncode == 2 and run.stderr.strip() == f"error: {tmp_path / 'runs'} is a folder, not a checkpoint file"
+        run.returncode == 2
+        and run.stderr.strip()
+        == f"error: {tmp_path / 'runs'} is a folder, not a checkpoint file, and not a Hugging Face model folder (no config.json)"
     )
     run = cli("translate", "--checkpoint", tmp_path / "runs" / "small", "the cat")
     assert run.stderr.strip().endswith("is a folder, not a checkpoint file; it holds tmodel_05.pt")

@@ -22,23 +22,10 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from core.attention import Attention
+from core.attention import KIND, Attention
 
 SINK_TOKENS = frozenset({"[SOS]", "[EOS]"})
-STATISTICS = (
-    "entropy",
-    "normalised_entropy",
-    "confidence",
-    "sink_share",
-    "mean_offset",
-    "mean_distance",
-    "diagonality",
-)
-KIND_STATISTICS = {  # which statistics mean something for each kind
-    "encoder": ("entropy", "normalised_entropy", "confidence", "sink_share", "mean_offset", "mean_distance"),
-    "decoder": ("entropy", "normalised_entropy", "confidence", "sink_share", "mean_offset", "mean_distance"),
-    "cross": ("entropy", "normalised_entropy", "confidence", "sink_share", "diagonality"),
-}
+KIND_STATISTICS = {name: kind.statistics for name, kind in KIND.items()}  # which mean something for each kind
 
 
 def _array(weights: Tensor | np.ndarray) -> np.ndarray:
@@ -123,7 +110,7 @@ def head_statistics(attention: Attention, kind: str) -> dict[str, np.ndarray]:
     keys = attention.keys(kind)
     everything = {
         "entropy": lambda: entropy(w),
-        "normalised_entropy": lambda: normalised_entropy(w, causal=kind == "decoder"),
+        "normalised_entropy": lambda: normalised_entropy(w, causal=KIND[kind].causal),
         "confidence": lambda: confidence(w),
         "sink_share": lambda: sink_share(w, keys, attention.framing(kind)),
         "mean_offset": lambda: mean_offset(w),

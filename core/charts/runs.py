@@ -1,10 +1,5 @@
-"""Charts of the Timeline and Compare pages: pure functions of data (no Streamlit), built on core/charts.py.
-
-- divergence_grid: one kind's layers x heads Jensen-Shannon divergence, a click selects a (layer, head);
-- difference_heatmap: A - B of one head on a diverging scale (red: A attends more, blue: B does);
-- epochs_grid: one head's map at every checkpoint (small multiples, panels titled by checkpoint);
-- series_chart: one statistic per checkpoint as a line, with the checkpoint on view marked.
-"""
+"""Charts of the Timeline and Compare pages: one kind's divergence over layers x heads, one head at every
+checkpoint, and one statistic per checkpoint."""
 
 from __future__ import annotations
 
@@ -14,10 +9,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core import charts
-
-DIVERGENCE_SCHEME = "oranges"
-DIFFERENCE_SCHEME = "redblue"
+from core.charts.style import DIVERGENCE_SCHEME, PAD, altair_weight_scale, labels
 
 
 def divergence_frame(grid: np.ndarray) -> pd.DataFrame:
@@ -46,30 +38,7 @@ def divergence_grid(df: pd.DataFrame, title: str, cell: int = 40, selectable: bo
         color=alt.condition("datum.divergence > 0.5", alt.value("white"), alt.value("black")),
     )
     n_layers, n_heads = df["layer"].nunique(), df["head"].nunique()
-    return (cells + text).properties(title=title, width=cell * n_heads, height=cell * n_layers, autosize=charts.PAD)
-
-
-def difference_heatmap(
-    a: np.ndarray, b: np.ndarray, queries: list[str], keys: list[str], title: str, plot_width: int = 360
-) -> dict:
-    """(Tq, Tk) maps of A and B -> A - B on a symmetric -1..1 scale; the tooltip gives all three weights."""
-    df = charts.attention_frame(np.asarray(a) - np.asarray(b), queries, keys)
-    df["a"], df["b"] = np.asarray(a, np.float32).reshape(-1), np.asarray(b, np.float32).reshape(-1)
-    spec = charts.heatmap(df, queries, keys, title, plot_width=plot_width)
-    spec["encoding"]["color"] = {
-        "field": "weight",
-        "type": "quantitative",
-        "title": "A - B",
-        "scale": {"scheme": DIFFERENCE_SCHEME, "domain": [-1, 1], "reverse": True},
-    }
-    spec["encoding"]["tooltip"] = [
-        {"field": "query_token", "type": "nominal", "title": "query"},
-        {"field": "key_token", "type": "nominal", "title": "key"},
-        {"field": "a", "type": "quantitative", "format": ".3f", "title": "A"},
-        {"field": "b", "type": "quantitative", "format": ".3f", "title": "B"},
-        {"field": "weight", "type": "quantitative", "format": "+.3f", "title": "A - B"},
-    ]
-    return spec
+    return (cells + text).properties(title=title, width=cell * n_heads, height=cell * n_layers, autosize=PAD)
 
 
 def epochs_frame(matrices: list[np.ndarray]) -> pd.DataFrame:
@@ -89,7 +58,7 @@ def epochs_grid(
     df: pd.DataFrame, checkpoints: list[str], queries: list[str], keys: list[str], columns: int = 5, cell: int = 110
 ) -> alt.Chart:
     """Small multiples: the same head at every checkpoint, panels titled by checkpoint, in training order."""
-    query_labels, key_labels = json.dumps(charts.labels(queries)), json.dumps(charts.labels(keys))
+    query_labels, key_labels = json.dumps(labels(queries)), json.dumps(labels(keys))
     chart = (
         alt.Chart(df)
         .mark_rect()
@@ -97,7 +66,7 @@ def epochs_grid(
         .encode(
             x=alt.X("ki:O", axis=alt.Axis(labels=False, ticks=False, title=None)),
             y=alt.Y("qi:O", axis=alt.Axis(labels=False, ticks=False, title=None)),
-            color=alt.Color("weight:Q", scale=alt.Scale(scheme=charts.SCHEME, domain=[0, 1])),
+            color=alt.Color("weight:Q", scale=altair_weight_scale()),
             tooltip=[
                 alt.Tooltip("query_token:N", title="query"),
                 alt.Tooltip("key_token:N", title="key"),
