@@ -125,7 +125,7 @@ def test_argument_errors_are_one_line(tiny_checkpoint, tmp_path, cli):
         == f"error: {tmp_path / 'runs'} is a folder, not a checkpoint file, and not a Hugging Face model folder (no config.json)"
     )
     run = cli("translate", "--checkpoint", tmp_path / "runs" / "small", "the cat")
-    assert run.stderr.strip().endswith("is a folder, not a checkpoint file; it holds tmodel_05.pt")
+    assert run.stderr.strip().endswith("not a Hugging Face model folder (no config.json); it holds tmodel_05.pt")
     assert "Traceback" not in run.stderr
 
 
