@@ -31,9 +31,10 @@ from typing import BinaryIO
 import torch
 from tokenizers import Tokenizer
 
+from core.bundle import ModelBundle
 from core.config import ModelConfig
 from core.model import PositionalEncoding, Transformer
-from core.seam import ModelBundle
+from core.seam import CheckpointError
 from core.tokenizer import JsonTokenizer, load_tokenizer, raw_tokenizer
 
 FORMAT = "transformer-attention-checkpoint/1"
@@ -41,10 +42,6 @@ DEFAULT_TUTORIAL_HEADS = 8
 POSITION_KEYS = ("src_pos.pe", "tgt_pos.pe")
 ZIP_MAGIC = b"PK\x03\x04"
 MAX_SEQ_LEN = 1 << 16  # positions a checkpoint may declare: the table is seq_len x d_model per stack, never stored
-
-
-class CheckpointError(ValueError):
-    """A file that cannot be used as a checkpoint; the message says why, in one line."""
 
 
 @dataclass(frozen=True)

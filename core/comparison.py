@@ -14,8 +14,8 @@ import numpy as np
 
 from core.analysis.divergence import attention_divergence
 from core.attention import KINDS, Attention
+from core.bundle import ModelBundle
 from core.decoding import sequence_log_prob, teacher_forced, translate
-from core.seam import ModelBundle
 
 
 def translation_cap(bundle: ModelBundle, sentence: str) -> int:

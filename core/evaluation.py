@@ -9,10 +9,11 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
+from core.bundle import ModelBundle
 from core.data import Example, bundle_examples
 from core.decoding import beam_batch, check_beam_options, copied_text, copy_unknown_words, greedy_batch
 from core.metrics import score
-from core.seam import HeadMask, LayerStack, ModelBundle
+from core.seam import HeadMask, LayerStack
 from core.tokenizer import as_tokenizer
 
 

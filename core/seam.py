@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -32,6 +32,10 @@ HeadMask = Mapping[str, Tensor]
 before the output projection (Michel et al. 2019): 0 switches the head off, 1 keeps it, and a float
 tensor with requires_grad gives d loss / d gate. A kind that is missing runs every head; with no mask
 nothing is multiplied."""
+
+
+class CheckpointError(ValueError):
+    """A file, folder or model id that cannot be used as a model; the message says why, in one line."""
 
 
 @dataclass(frozen=True)
@@ -316,33 +320,3 @@ def reorder_cache(caches: Caches, index: Tensor) -> None:
 
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-@dataclass(frozen=True)
-class ModelBundle:
-    """A model ready for inference (eval mode, float32) with its tokenizers and config: what the app, the command
-    line and every analysis take. `kind` names where it came from: "native" (our checkpoint), "tutorial" (a
-    tutorial tmodel_XX.pt) or a Hugging Face family ("marian")."""
-
-    model: LayerStack
-    src_tokenizer: Tokenizer
-    tgt_tokenizer: Tokenizer
-    config: object  # core.config.ModelConfig: the sizes every family reports the same way
-    source: str
-    kind: str
-    metadata: dict = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        from core.tokenizer import as_tokenizer  # our `tokenizers` objects, given bare, get their seam wrapper
-
-        for side in ("src_tokenizer", "tgt_tokenizer"):
-            object.__setattr__(self, side, as_tokenizer(getattr(self, side)))
-
-    @property
-    def specials(self) -> Specials:
-        return self.model.specials
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())

@@ -3,101 +3,93 @@
 import pandas as pd
 import streamlit as st
 
-import ui
 from core import CheckpointError, charts
 from core.analysis.divergence import most_changed
-from core.attention import KIND_LABELS, KINDS
-from core.comparison import Comparison, compare_models
+from core.attention import KIND, KINDS
+from ui import results, state, widgets
+from ui.models import (
+    PRETRAINED,
+    UPLOAD,
+    ActiveModel,
+    find_runs,
+    load_option,
+    model_options,
+    session_pretrained,
+    session_upload,
+    show_no_model_help,
+)
+from ui.text import md_code, md_text
 
-UPLOAD = "upload"
 FED = {"own": "A's translation", "reference": "the reference translation"}
+LINK = state.LINK_VIEW | {
+    "a": ("compare_a", state.text),
+    "b": ("compare_b", state.text),
+    "fed": ("compare_fed", lambda v: v if v in FED else None),
+}
 
 
-@st.cache_data(max_entries=32, show_spinner="Comparing…")  # a few MB each at full size
-def cached_comparison(key_a: str, key_b: str, _a, _b, sentence: str, reference: str | None) -> Comparison:
-    """compare_models, once per pair of model versions and input."""
-    return compare_models(_a, _b, sentence, reference)
+def options() -> tuple[dict, dict]:
+    """(choice -> checkpoint path, or None for this session's upload or Hugging Face model; choice -> label)."""
+    files = model_options()
+    choices: dict = dict(files)
+    labels = {name: name for name in files}
+    if st.session_state.get("upload"):
+        choices[UPLOAD], labels[UPLOAD] = None, f"{st.session_state['upload']['name']} (uploaded)"
+    if st.session_state.get(PRETRAINED):
+        choices[PRETRAINED], labels[PRETRAINED] = None, f"{st.session_state[PRETRAINED]} (Hugging Face)"
+    return choices, labels
 
 
-def restore_from_url(options: list[str]) -> None:
-    """Take models, sentence, reference, decoder input, kind, layer and head from a link that differs from the
-    last one this page wrote (so a link from the Translate page always applies)."""
-    params = st.query_params.to_dict()
-    if params == st.session_state.get("_compare_url"):
-        return
-    st.session_state["_compare_url"] = params
-    view = ui.view_state()
-    for key in ("a", "b"):
-        if params.get(key) in options:
-            view[f"compare_{key}"] = params[key]
-    for key in ("sentence", "reference"):
-        if key in params:
-            view[key] = params[key][:2000]
-    if params.get("fed") in FED:
-        view["compare_fed"] = params["fed"]
-    if params.get("kind") in KIND_LABELS:
-        view["kind"] = params["kind"]
-    for key in ("layer", "head"):
-        if str(params.get(key, "")).isdigit() and int(params[key]) >= 1:
-            view[key] = int(params[key])  # clamped to the models by the sliders
-
-
-def pick_head(kind: str) -> None:
-    """A click in a kind's divergence grid focuses that kind, layer and head."""
-    picked = st.session_state[f"grid_{kind}"].selection.get("pick") or []
-    if picked and {"layer", "head"} <= set(picked[0]):
-        ui.view_state().update(kind=kind, layer=int(picked[0]["layer"]), head=int(picked[0]["head"]))
-
-
-def resolve(choice: str, files: dict) -> ui.ActiveModel | None:
-    """The model behind a choice (a file or this session's upload), or None after saying why it cannot load."""
-    if choice == UPLOAD:
-        uploaded = ui.session_upload()
-        if uploaded is None:
-            st.warning("Your uploaded model was unloaded to make room for others: upload it again on the Models page.")
-        return uploaded
+def resolve(choice: str, choices: dict) -> ActiveModel | None:
+    """The model behind a choice, or None after saying why it cannot load."""
+    if choice in (UPLOAD, PRETRAINED):
+        model = session_upload() if choice == UPLOAD else session_pretrained()
+        if model is None:
+            st.warning("That model was unloaded to make room for others: open it again on the Models page.")
+        return model
     try:
-        return ui.load_option(files[choice])
+        return load_option(choices[choice])
     except (CheckpointError, OSError) as exc:
-        st.warning(f"Cannot load `{choice}`: {exc}")
+        st.warning(f"Cannot load {md_code(choice)}: {md_text(exc)}")
         return None
 
 
-def default_b(a: str, options: list[str], files: dict) -> str:
-    """The checkpoint before A in its run (after it, for the first), else the first other option."""
-    for run in ui.find_runs():
+def default_pair(choices: dict) -> tuple[str, str]:
+    """(A, B) when the session has not chosen: the active model, and the checkpoint before it in its run (after
+    it, for the first), else the first other model."""
+    names = list(choices)
+    chosen = st.session_state.get("model_choice")
+    a = next(
+        (n for n, p in choices.items() if p is not None and str(p) == chosen), chosen if chosen in names else names[0]
+    )
+    for run in find_runs():
         paths = [c.path for c in run.checkpoints]
-        if files.get(a) in paths:
-            i = paths.index(files[a])
+        if choices.get(a) in paths:
+            i = paths.index(choices[a])
             neighbour = paths[i - 1] if i else paths[1]
-            return next(name for name, path in files.items() if path == neighbour)
-    return next((o for o in options if o != a), options[0])
+            return a, next(n for n, p in choices.items() if p == neighbour)
+    return a, next((n for n in names if n != a), names[0])
 
 
 def page() -> None:
     st.title("Compare two models")
-    files = ui.model_options()
-    options = list(files) + ([UPLOAD] if st.session_state.get("upload") else [])
-    if not options:
-        ui.show_no_model_help()
+    choices, labels = options()
+    if not choices:
+        show_no_model_help()
         return
-    restore_from_url(options)
-    view = ui.view_state()
-    names = {UPLOAD: f"{st.session_state['upload']['name']} (uploaded)"} if UPLOAD in options else {}
-    chosen = st.session_state.get("model_choice")
-    active = next((name for name, path in files.items() if str(path) == chosen), UPLOAD if chosen == UPLOAD else None)
-    if view.get("compare_a") not in options:
-        view["compare_a"] = active if active in options else options[0]
-    if view.get("compare_b") not in options:
-        view["compare_b"] = default_b(view["compare_a"], options, files)
+    state.restore_view("compare", LINK)
+    view, names = state.view_state(), list(choices)
+    a, b = default_pair(choices)
+    view["compare_a"] = view.get("compare_a") if view.get("compare_a") in names else a
+    view["compare_b"] = view.get("compare_b") if view.get("compare_b") in names else b
     col_a, col_b = st.columns(2)
-    col_a.selectbox("Model A", options, format_func=lambda o: names.get(o, o), **ui.bound("compare_a", options[0]))
-    col_b.selectbox("Model B", options, format_func=lambda o: names.get(o, o), **ui.bound("compare_b", options[0]))
-    st.caption("Pick any two: files in the checkpoints folder, the epochs of a run, or your upload (Models page).")
-    st.text_input("Sentence (English)", max_chars=2000, **ui.bound("sentence", ui.EXAMPLES[1]))
-    with st.expander("Reference translation" + (" (in use)" if view.get("reference", "").strip() else "")):
-        st.text_input("Reference (Italian)", max_chars=2000, **ui.bound("reference", ""))
-    sentence, reference = view["sentence"].strip(), view.get("reference", "").strip()
+    col_a.selectbox("Model A", names, format_func=labels.get, **state.bound("compare_a", names[0]))
+    col_b.selectbox("Model B", names, format_func=labels.get, **state.bound("compare_b", names[0]))
+    st.caption(
+        "Pick any two: files in the checkpoints folder, the epochs of a run, or your model from the Models page."
+    )
+    sentence = widgets.sentence_box()
+    reference = widgets.reference_box("Reference (Italian)")
     fed = st.radio(
         "Both decoders are fed",
         list(FED),
@@ -105,93 +97,80 @@ def page() -> None:
         horizontal=True,
         disabled=not reference,
         help="So both models' maps have the same rows: A's own output, or the reference typed above.",
-        **ui.bound("compare_fed", "own"),
+        **state.bound("compare_fed", "own"),
     )
     fed = fed if reference else "own"
     if not sentence:
         st.info("Type an English sentence.")
         return
-    model_a, model_b = resolve(view["compare_a"], files), resolve(view["compare_b"], files)
+    if widgets.refused(sentence, reference):
+        return
+    model_a, model_b = resolve(view["compare_a"], choices), resolve(view["compare_b"], choices)
     if model_a is None or model_b is None:
         return
+    if model_a.key == model_b.key:
+        st.info("Model A and model B are the same model: every head's divergence is 0. Pick another model B.")
     try:
-        result = cached_comparison(
-            model_a.key,
-            model_b.key,
-            model_a.bundle,
-            model_b.bundle,
-            sentence,
-            reference if fed == "reference" else None,
-        )
+        keys, bundles = (model_a.key, model_b.key), (model_a.bundle, model_b.bundle)
+        result = results.cached_comparison(*keys, *bundles, sentence, reference if fed == "reference" else None)
     except ValueError as exc:
-        st.warning(f"Cannot compare: {exc}")
+        st.warning(f"Cannot compare: {md_text(exc)}")
         return
+    show(
+        result,
+        (model_a, model_b),
+        {"sentence": sentence}
+        | ({"reference": reference} if reference else {})
+        | ({"fed": fed} if fed != "own" else {}),
+    )
 
+
+def show(result, models: tuple[ActiveModel, ActiveModel], linked: dict) -> None:
+    """Both translations, every head's divergence, the chosen head of A, of B and A - B, the heads that moved."""
+    view = state.view_state()
     left, right = st.columns(2)
-    for col, letter, model, text in (
-        (left, "A", model_a, result.translation_a),
-        (right, "B", model_b, result.translation_b),
-    ):
+    for col, letter, model, text in zip((left, right), "AB", models, (result.translation_a, result.translation_b)):
         col.markdown(f"**Model {letter}**")
         col.text(f"{model.label}\n{text}")
     att_a, att_b = result.attention_a, result.attention_b
     st.caption(
         f"Both decoders are fed {result.decoder_input}: "
-        + " ".join(f"`{t}`" for t in charts.labels(att_a.target_tokens))
+        + " ".join(md_code(t) for t in charts.labels(att_a.target_tokens))
         + ". Divergence: Jensen-Shannon of A's and B's rows, log base 2 (0 = the same map, 1 = no key in common), "
         "averaged over the rows of each head."
     )
-
     st.subheader("Divergence of every head")
     st.caption("Click a cell to show that head below.")
     grids = st.container(horizontal=True, gap="medium")  # side by side where they fit, else on the next row
     for kind in KINDS:
-        grids.altair_chart(
-            charts.divergence_grid(charts.divergence_frame(result.divergence[kind]), KIND_LABELS[kind]),
-            key=f"grid_{kind}",
-            on_select=lambda kind=kind: pick_head(kind),
-            selection_mode="pick",
-            width="content",
-        )
-
-    kind = st.radio(
-        "Attention", list(KIND_LABELS), format_func=KIND_LABELS.get, horizontal=True, **ui.bound("kind", "cross")
+        grid = charts.divergence_grid(charts.divergence_frame(result.divergence[kind]), KIND[kind].label)
+        pick = lambda kind=kind: widgets.focus_picked_head(f"grid_{kind}", kind=kind)
+        with grids:
+            widgets.draw(grid, key=f"grid_{kind}", on_select=pick, selection_mode="pick")
+    ref = widgets.head_picker(att_a.n_layers, att_a.n_heads)
+    state.set_link(
+        "compare",
+        {"a": view["compare_a"], "b": view["compare_b"]}
+        | linked
+        | {"kind": ref.kind, "layer": ref.layer, "head": ref.head},
     )
-    c1, c2 = st.columns(2)
-    with c1:
-        layer = ui.index_slider("Layer", att_a.n_layers, "layer")
-    with c2:
-        head = ui.index_slider("Head", att_a.n_heads, "head")
-    linked = {"a": view["compare_a"], "b": view["compare_b"], "sentence": sentence}
-    linked |= ({"reference": reference} if reference else {}) | ({"fed": fed} if fed != "own" else {})
-    ui.set_link(linked | {"kind": kind, "layer": layer, "head": head})
-    st.session_state["_compare_url"] = st.query_params.to_dict()
-
-    queries, keys = att_a.queries(kind), att_a.keys(kind)
-    a, b = charts.head_matrix(att_a, kind, layer, head), charts.head_matrix(att_b, kind, layer, head)
-    where = f"{KIND_LABELS[kind]} · layer {layer} · head {head}"
-    js = result.divergence[kind][layer - 1, head - 1]
-    st.markdown(f"**{where}**: divergence {js:.4f} bits")
+    js = result.divergence[ref.kind][ref.layer - 1, ref.head - 1]
+    st.markdown(f"**{ref.title}**: divergence {js:.4f} bits")
     maps = st.container(horizontal=True, gap="medium")  # each at its own width, wrapping where they do not fit
-    for matrix, name in ((a, "A"), (b, "B")):
-        heat = charts.heatmap(
-            charts.attention_frame(matrix, queries, keys), queries, keys, name, plot_width=260, causal=kind == "decoder"
-        )
+    for att, name in ((att_a, "A"), (att_b, "B")):
         with maps:
-            ui.show_chart(heat, key=f"head_{name}")
-    diff = charts.difference_heatmap(a, b, queries, keys, "A - B (red: A more)", plot_width=260)
+            widgets.draw(widgets.head_heatmap(att, ref, name, plot_width=260)[1], key=f"head_{name}")
+    queries, keys = att_a.queries(ref.kind), att_a.keys(ref.kind)
+    a, b = (charts.head_matrix(att, ref.kind, ref.layer, ref.head) for att in (att_a, att_b))
     with maps:
-        ui.show_chart(diff, key="head_diff")
-
+        widgets.draw(
+            charts.difference_heatmap(a, b, queries, keys, "A - B (red: A more)", plot_width=260), key="head_diff"
+        )
     st.subheader("Heads that changed most")
     top = most_changed(result.divergence, top=10)
-    st.dataframe(
-        pd.DataFrame(
-            [{"kind": KIND_LABELS[k], "layer": la, "head": h, "divergence (bits)": round(v, 4)} for k, la, h, v in top]
-        ),
-        hide_index=True,
-    )
+    rows = [{"kind": KIND[k].label, "layer": la, "head": h, "divergence (bits)": round(v, 4)} for k, la, h, v in top]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
-ui.route_through_app()
+state.route_through_app()
 page()

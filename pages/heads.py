@@ -5,71 +5,40 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-import ui
-import ui_heads
 from core import charts
 from core.analysis.head_report import MEASURE_LABELS
-from core.attention import KIND_LABELS
-from core.data import DataError, parse_tsv, read_tsv
-
-MAX_UPLOAD_PAIRS = 500
-
-
-def load_pairs() -> list[tuple[str, str]] | None:
-    """The sample shipped with the app, or the user's TSV upload (None after a message)."""
-    source = st.radio(
-        "Sentence pairs",
-        ["sample", "upload"],
-        horizontal=True,
-        key="heads_source",
-        format_func={"sample": "Sample (200 Tatoeba pairs)", "upload": "Upload a TSV"}.get,
-    )
-    if source == "sample":
-        st.caption(ui_heads.SAMPLE_NOTE)
-        return read_tsv(ui_heads.SAMPLE)
-    upload = st.file_uploader("english<TAB>italian, one pair per line (UTF-8)", type=["tsv", "txt"], key="heads_upload")
-    if upload is None:
-        st.info("Upload a file of sentence pairs, or use the sample.")
-        return None
-    try:
-        pairs = parse_tsv(upload.getvalue().decode("utf-8").splitlines(), upload.name)
-    except UnicodeDecodeError:
-        st.warning(f"{upload.name} is not UTF-8 text.")
-        return None
-    except DataError as exc:
-        st.warning(str(exc))
-        return None
-    if len(pairs) > MAX_UPLOAD_PAIRS:
-        st.caption(f"Using the first {MAX_UPLOAD_PAIRS} of {len(pairs)} pairs.")
-    return pairs[:MAX_UPLOAD_PAIRS]
+from ui import state, widgets
+from ui.models import require_model
+from ui.sections.head_report import PRUNING_STEP, head_link, load_pairs, run_report
 
 
 def pick_head() -> None:
     """A click on a grid cell: remember it; the page body opens it on the Translate page."""
-    picked = st.session_state["heads_grid"].selection.get("pick") or []
-    if picked and {"layer", "head"} <= set(picked[0]):
-        st.session_state["_open_head"] = (int(picked[0]["layer"]), int(picked[0]["head"]))
+    point = widgets.picked("heads_grid")
+    if point and {"layer", "head"} <= set(point):
+        st.session_state["_open_head"] = (int(point["layer"]), int(point["head"]))
 
 
 def page() -> None:
     st.title("Heads: which ones matter, what each does")
-    model = ui.require_model()
+    model = require_model()
     if model is None:
         return
     pairs = load_pairs()
     if not pairs:
         return
-    report = ui_heads.run_report(model, pairs)
+    report = run_report(model, pairs)
     if report is None:
         return
-    view = ui.view_state()
+    view = state.view_state()
     c1, c2, c3 = st.columns([2, 3, 3])
-    kind = c1.radio("Attention", list(KIND_LABELS), format_func=KIND_LABELS.get, **ui.bound("heads_kind", "cross"))
+    with c1:
+        kind = widgets.kind_picker("heads_kind", horizontal=False)
     measures = list(report.measures[kind])
     if view.get("heads_measure") not in measures:
         view["heads_measure"] = "ablation_delta_logprob"
     measure = c2.selectbox(
-        "Measure", measures, format_func=MEASURE_LABELS.get, **ui.bound("heads_measure", measures[0])
+        "Measure", measures, format_func=MEASURE_LABELS.get, **state.bound("heads_measure", measures[0])
     )
     sentences = sorted({en for en, _ in pairs[:100]}, key=lambda s: (len(s), s))
     sentence = c3.selectbox("Open heads on this sentence", sentences, key="heads_sentence")
@@ -77,7 +46,7 @@ def page() -> None:
     opened = st.session_state.pop("_open_head", None)
     if opened is not None:
         view.update(sentence=sentence, reference="", kind=kind, layer=opened[0], head=opened[1], avg=False)
-        st.switch_page(ui.PAGES / "translate.py")
+        st.switch_page(state.PAGES / "translate.py")
 
     values = report.measures[kind][measure]
     st.caption(
@@ -87,12 +56,12 @@ def page() -> None:
     )
     frame = charts.head_values_frame(values)
     grid = charts.head_values_grid(frame, MEASURE_LABELS[measure], diverging=measure == "ablation_delta_logprob")
-    st.altair_chart(grid, key="heads_grid", on_select=pick_head, selection_mode="pick", width="content")
+    widgets.draw(grid, key="heads_grid", on_select=pick_head, selection_mode="pick")
 
     table = pd.DataFrame({"layer": frame["layer"], "head": frame["head"]})
     for name, measure_values in report.measures[kind].items():
         table[name] = measure_values.reshape(-1)
-    table["open"] = [ui_heads.head_link(sentence, kind, int(r.layer), int(r.head)) for r in table.itertuples()]
+    table["open"] = [head_link(sentence, kind, int(r.layer), int(r.head)) for r in table.itertuples()]
     st.dataframe(
         table.sort_values("ablation_delta_logprob"),
         hide_index=True,
@@ -103,11 +72,11 @@ def page() -> None:
     if report.pruning_curve:
         st.subheader("Pruning curve")
         st.caption(
-            f"Heads of all kinds switched off {ui_heads.PRUNING_STEP} at a time, least important (ablation) first; "
+            f"Heads of all kinds switched off {PRUNING_STEP} at a time, least important (ablation) first; "
             "chrF of greedy re-translation of the same pairs. `python -m core heads` prints finer curves."
         )
-        st.altair_chart(charts.pruning_chart(report.pruning_curve), key="pruning", width="content")
+        widgets.draw(charts.pruning_chart(report.pruning_curve), key="pruning")
 
 
-ui.route_through_app()
+state.route_through_app()
 page()

@@ -2,41 +2,37 @@
 what it would have written had it chosen another candidate; and the beam search's tree of hypotheses."""
 
 import math
-import re
 
 import streamlit as st
 
-import ui
 from core import charts
-from core.attention import KIND_LABELS
+from core.attention import KIND
+from ui import results, state, widgets
+from ui.models import ActiveModel, require_model
+from ui.text import cut_list, md_code, md_text
 
 MODES = {"greedy": "Greedy, step by step", "beam": "Beam search"}
-MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
-
-
-def plain(text: str) -> str:
-    """Text shown literally where Streamlit reads Markdown (button and radio labels)."""
-    return MARKDOWN_SPECIALS.sub(r"\\\1", text)
+LINK = {"sentence": ("sentence", state.text), "step": ("step", state.count), "layer": ("step_layer", state.count)}
 
 
 def move(delta: int, last: int) -> None:
-    view = ui.view_state()
+    view = state.view_state()
     view["step"] = min(max(int(view.get("step", 1)) + delta, 1), last)
 
 
 def force(row: int, token_id: int, written: list[int]) -> None:
     """Write token_id at decoder row `row` instead, keeping what came before it; the model goes on from there."""
-    view = ui.view_state()
+    view = state.view_state()
     view["forced"] = {"sentence": view["sentence"].strip(), "prefix": [*written[:row], token_id]}
 
 
 def unforce() -> None:
-    ui.view_state().pop("forced", None)
+    state.view_state().pop("forced", None)
 
 
 def forced_prefix(sentence: str) -> list[int]:
     """The forced tokens for this sentence (none once the sentence changed)."""
-    forced = ui.view_state().get("forced")
+    forced = state.view_state().get("forced")
     return list(forced["prefix"]) if forced and forced["sentence"] == sentence else []
 
 
@@ -49,58 +45,44 @@ def written_probs(result) -> list[float]:
     return [float(result.top_probs[row, 0]) for row in range(len(result.output_ids))]
 
 
-def restore_from_url(n_layers: int) -> None:
-    """On a session's first visit to this page, take sentence, step and layer from the link (as the
-    Translate page does); the step is checked against the sentence's length once it is translated."""
-    view, params = ui.view_state(), st.query_params
-    if not ui.restore_once("steps"):
-        return
-    if params.get("sentence"):
-        view["sentence"] = params["sentence"]
-    if str(params.get("step", "")).isdigit() and int(params["step"]) >= 1:
-        view["step"] = int(params["step"])
-    if str(params.get("layer", "")).isdigit() and 1 <= int(params["layer"]) <= n_layers:
-        view["step_layer"] = int(params["layer"])
-
-
 def page() -> None:
     st.title("Decoding step by step")
-    model = ui.require_model()
+    model = require_model()
     if model is None:
         return
-    cfg = model.bundle.config
-    restore_from_url(cfg.n_layers)
-    st.text_input("Sentence (English)", **ui.bound("sentence", ui.EXAMPLES[1]))
-    sentence = ui.view_state()["sentence"].strip()
+    state.restore_view("steps", LINK)
+    sentence = widgets.sentence_box()
     if not sentence:
-        ui.set_link({})  # a copied link must not bring back an earlier sentence
+        state.set_link("steps", {})  # a copied link must not bring back an earlier sentence
         st.info("Type an English sentence.")
         return
-    if ui.too_long(sentence, "sentence"):
-        ui.set_link({"sentence": sentence})
+    if widgets.refused(sentence):
+        state.set_link("steps", {"sentence": sentence})
         return
-    mode = st.radio("Decoding", list(MODES), format_func=MODES.get, horizontal=True, **ui.bound("steps_mode", "greedy"))
+    mode = st.radio(
+        "Decoding", list(MODES), format_func=MODES.get, horizontal=True, **state.bound("steps_mode", "greedy")
+    )
     if mode == "beam":
-        ui.set_link({"sentence": sentence})
+        state.set_link("steps", {"sentence": sentence})
         beam_view(model, sentence)
     else:
         greedy_view(model, sentence)
 
 
-def greedy_view(model: ui.ActiveModel, sentence: str) -> None:
-    original = ui.run_translation(model, sentence)  # greedy output, the same cached result as the Translate page
+def greedy_view(model: ActiveModel, sentence: str) -> None:
+    original = results.run_translation(model, sentence)  # greedy output, the same cached result as the Translate page
     prefix = forced_prefix(sentence)
-    result = ui.run_search(model, sentence, 1, 0.0, tuple(prefix)) if prefix and original else original
+    result = results.run_search(model, sentence, 1, 0.0, tuple(prefix)) if prefix and original else original
     if result is None:
-        ui.set_link({"sentence": sentence})  # with a decoding, replay() writes the link, with the step in it
+        state.set_link("steps", {"sentence": sentence})  # with a decoding, replay() writes the link, with the step
         return
-    st.markdown(f"**Translation:** {ui.md_text(original.translation)}")
+    st.markdown(f"**Translation:** {md_text(original.translation)}")
     if prefix:
         tgt = model.bundle.tgt_tokenizer
         note, back = st.columns([4, 1.6], vertical_alignment="center")
         note.info(
-            f"What if: `{tgt.id_to_token(prefix[-1])}` forced at step {len(prefix)}. The replay below follows this "
-            "decoding; under it, the model's own decoding and the forced one side by side."
+            f"What if: {md_code(tgt.id_to_token(prefix[-1]))} forced at step {len(prefix)}. The replay below follows "
+            "this decoding; under it, the model's own decoding and the forced one side by side."
         )
         back.button("↩ Model's own", key="unforce", on_click=unforce, help="back to what the model wrote by itself")
     replay(model, result, sentence, tuple(prefix))
@@ -109,7 +91,7 @@ def greedy_view(model: ui.ActiveModel, sentence: str) -> None:
 
 
 @st.fragment
-def replay(model: ui.ActiveModel, result, sentence: str, prefix: tuple[int, ...]) -> None:
+def replay(model: ActiveModel, result, sentence: str, prefix: tuple[int, ...]) -> None:
     """The step slider over result's decoder rows: attention of one row, its five candidates, each one a button
     that forces it there. A fragment: Prev, Next and the sliders rerun only this part; a forced token (a new
     prefix, so a new decoding) reruns the whole page."""
@@ -120,62 +102,65 @@ def replay(model: ui.ActiveModel, result, sentence: str, prefix: tuple[int, ...]
     prev.button("◀ Prev", key="prev", on_click=move, args=(-1, steps))
     nxt.button("Next ▶", key="next", on_click=move, args=(1, steps))
     with slider:
-        step = ui.index_slider("Step", steps, "step")
+        step = widgets.index_slider("Step", steps, "step")
     row = step - 1
     written = result.output_ids
     chosen_id = written[row] if row < len(written) else int(result.top_ids[row, 0])  # the last row may write nothing
     probs = written_probs(result)
     p = probs[row] if row < len(probs) else float(result.top_probs[row, 0])
-    fed = ui.cut_list([ui.md_code(t) for t in result.target_tokens[: row + 1]], 30, " ")
+    fed = cut_list([md_code(t) for t in result.target_tokens[: row + 1]], 30, " ")
     how = " (forced)" if row < result.prefix_length else ""
     st.markdown(
-        f"Step **{step}** of {steps}: the decoder has read {fed} and writes **{ui.md_code(tgt.id_to_token(chosen_id))}**{how} "
+        f"Step **{step}** of {steps}: the decoder has read {fed} and writes **{md_code(tgt.id_to_token(chosen_id))}**{how} "
         f"(p = {p:.3f})."
     )
-
-    layer = ui.index_slider("Layer", cfg.n_layers, "step_layer")
-    ui.set_link({"sentence": sentence, "step": step, "layer": layer})
+    layer = widgets.index_slider("Layer", cfg.n_layers, "step_layer")
+    state.set_link("steps", {"sentence": sentence, "step": step, "layer": layer})
     cross, self_rows = charts.step_frames(result.attention, layer, row)
     st.caption(
-        f"Both rows are step {step}: the decoder has just read {ui.md_code(result.target_tokens[row])} and "
-        f"predicts the next token ({ui.md_code(tgt.id_to_token(chosen_id))}). Each row of heads sums to 1."
+        f"Both rows are step {step}: the decoder has just read {md_code(result.target_tokens[row])} and "
+        f"predicts the next token ({md_code(tgt.id_to_token(chosen_id))}). Each row of heads sums to 1."
     )
     left, right = st.columns([3, 2])
     with left:
         st.markdown(f"**Cross attention over the source** · layer {layer}")
-        ui.show_chart(charts.row_heatmap(cross, result.source_tokens))
+        widgets.draw(charts.row_heatmap(cross, result.source_tokens))
         st.markdown(f"**Decoder self attention over its input** · layer {layer}")
-        ui.show_chart(charts.row_heatmap(self_rows, result.target_tokens[: row + 1]))
+        widgets.draw(charts.row_heatmap(self_rows, result.target_tokens[: row + 1]))
     with right:
-        top = charts.candidates_frame(result.top_ids, result.top_probs, row, tgt.id_to_token)
-        st.markdown("**Five most likely next tokens**")
-        ui.show_chart(charts.candidates_chart(top))
-        st.caption("What if it wrote another one? Click a candidate to force it here and see how the model goes on.")
-        for rank, (token_id, token, prob) in enumerate(
-            zip(result.top_ids[row].tolist(), top["token"], top["probability"]), 1
-        ):
-            why_not = "the token written here" if token_id == chosen_id else None
-            st.button(
-                f"{rank}. {plain(token)} · {prob:.3f}",
-                key=f"force_{rank}",
-                on_click=force,
-                args=(row, token_id, written),
-                disabled=why_not is not None,
-                help=why_not or "force this token here and decode on from it",
-                width="stretch",
-            )
+        candidates(result, row, chosen_id, tgt)
 
 
-def compare(model: ui.ActiveModel, original, forced) -> None:
+def candidates(result, row: int, chosen_id: int, tgt) -> None:
+    """The five most likely next tokens of a row, each a button that forces it there (what-if)."""
+    top = charts.candidates_frame(result.top_ids, result.top_probs, row, tgt.id_to_token)
+    st.markdown("**Five most likely next tokens**")
+    widgets.draw(charts.candidates_chart(top))
+    st.caption("What if it wrote another one? Click a candidate to force it here and see how the model goes on.")
+    for rank, (token_id, token, prob) in enumerate(
+        zip(result.top_ids[row].tolist(), top["token"], top["probability"]), 1
+    ):
+        why_not = "the token written here" if token_id == chosen_id else None
+        st.button(
+            f"{rank}. {md_text(token)} · {prob:.3f}",
+            key=f"force_{rank}",
+            on_click=force,
+            args=(row, token_id, result.output_ids),
+            disabled=why_not is not None,
+            help=why_not or "force this token here and decode on from it",
+            width="stretch",
+        )
+
+
+def compare(model: ActiveModel, original, forced) -> None:
     """The model's own decoding next to the forced one: text, the probability of each written token, and the
     cross-attention (mean of the heads of the replay's layer) of every row."""
-    layer = ui.view_state().get("step_layer", 1)
+    layer = state.view_state().get("step_layer", 1)
     tgt = model.bundle.tgt_tokenizer
     st.subheader("Model's own vs. forced")
+    forced_token = tgt.id_to_token(forced.output_ids[forced.prefix_length - 1])
     for column, title, result in zip(
-        st.columns(2),
-        ("The model's own decoding", f"With `{tgt.id_to_token(forced.output_ids[forced.prefix_length - 1])}` forced"),
-        (original, forced),
+        st.columns(2), ("The model's own decoding", f"With {md_code(forced_token)} forced"), (original, forced)
     ):
         with column:
             st.markdown(f"**{title}**")
@@ -183,43 +168,42 @@ def compare(model: ui.ActiveModel, original, forced) -> None:
             st.caption(f"log-probability of the whole output: {result.hypotheses[0].log_prob:.3f}")
             tokens = [tgt.id_to_token(i) for i in result.output_ids]
             written = charts.written_frame(tokens, written_probs(result), result.prefix_length)
-            st.altair_chart(charts.written_chart(written), width="stretch")
-            attention_map(result.attention, "cross", layer, f"Cross attention · layer {layer} · mean of heads", 220)
+            widgets.draw(charts.written_chart(written), stretch=True)
+            mean_map(result.attention, widgets.HeadRef("cross", layer, None), 220)
 
 
-def attention_map(att, kind: str, layer: int, title: str, plot_width: int = 360) -> None:
+def mean_map(att, ref: widgets.HeadRef, plot_width: int = 360) -> None:
     """The mean over heads of one layer's maps, with cells small enough for the longer side to fit plot_width."""
-    queries, keys = att.queries(kind), att.keys(kind)
-    frame = charts.attention_frame(charts.head_matrix(att, kind, layer, None), queries, keys)
-    cell = max(6, min(26, plot_width // max(len(queries), len(keys))))
-    st.markdown(f"**{title}**")  # above, not in the chart: a short sentence's chart is narrower than the title
-    ui.show_chart(charts.heatmap(frame, queries, keys, cell=cell, causal=kind == "decoder"))
+    queries, keys = att.queries(ref.kind), att.keys(ref.kind)
+    st.markdown(f"**{ref.title}**")  # above, not in the chart: a short sentence's chart is narrower than the title
+    widgets.draw(
+        widgets.head_heatmap(att, ref, "", cell=charts.fit_cell(max(len(queries), len(keys)), plot_width, 6))[1]
+    )
 
 
 def pick_node(hypothesis_paths: list[set[int]]) -> None:
     """A click on a tree node shows the best hypothesis whose path goes through it."""
-    picked = st.session_state["beam_tree"].selection.get("node") or []
-    if picked and "node" in picked[0]:
-        node = int(picked[0]["node"])
-        through = [i for i, path in enumerate(hypothesis_paths) if node in path]
+    point = widgets.picked("beam_tree", "node")
+    if point and "node" in point:
+        through = [i for i, path in enumerate(hypothesis_paths) if int(point["node"]) in path]
         if through:
-            ui.view_state()["beam_pick"] = through[0]
+            state.view_state()["beam_pick"] = through[0]
 
 
-def beam_view(model: ui.ActiveModel, sentence: str) -> None:
-    cfg, tgt, view = model.bundle.config, model.bundle.tgt_tokenizer, ui.view_state()
+def beam_view(model: ActiveModel, sentence: str) -> None:
+    cfg, tgt, view = model.bundle.config, model.bundle.tgt_tokenizer, state.view_state()
     size, penalty = st.columns(2)
-    beam_size = size.slider("Beam size", 2, 8, **ui.bound("beam_size", 4))
+    beam_size = size.slider("Beam size", 2, 8, **state.bound("beam_size", 4))
     alpha = penalty.slider(
         "Length penalty α (GNMT; 0: none)",
         0.0,
         2.0,
         step=0.1,
         help="hypotheses rank by log-probability / ((5 + length) / 6) ** α: a larger α favours longer ones",
-        **ui.bound("length_penalty", 0.0),
+        **state.bound("length_penalty", 0.0),
     )
     with st.spinner("Searching…"):
-        result = ui.run_search(model, sentence, beam_size, alpha)
+        result = results.run_search(model, sentence, beam_size, alpha)
     if result is None:
         return
     hyps, tree = result.hypotheses, result.beam_tree
@@ -228,10 +212,10 @@ def beam_view(model: ui.ActiveModel, sentence: str) -> None:
         "Hypotheses, best first (score = log-probability / length penalty)",
         range(len(hyps)),
         format_func=lambda i: (
-            f"#{i + 1} · {plain(hyps[i].translation)} · score {hyps[i].score:.3f}"
+            f"#{i + 1} · {md_text(hyps[i].translation)} · score {hyps[i].score:.3f}"
             + ("" if hyps[i].finished else " (cut at the length limit)")
         ),
-        **ui.bound("beam_pick", 0),
+        **state.bound("beam_pick", 0),
     )
     hyp = hyps[pick]
     st.markdown(f"**Beam search tree** · beam {beam_size}, {len(tree)} nodes scored")
@@ -242,41 +226,24 @@ def beam_view(model: ui.ActiveModel, sentence: str) -> None:
     )
     frame = charts.beam_tree_frame(tree, tgt.id_to_token, hyp.node, [h.node for h in hyps])
     paths = [set(charts.tree_path(tree, h.node)) for h in hyps]
-    st.altair_chart(
-        charts.beam_tree_chart(frame, plot_width=560),
-        key="beam_tree",
-        on_select=lambda: pick_node(paths),
-        selection_mode="node",
-        width="stretch",  # the columns share the page's width
-    )
+    chart = charts.beam_tree_chart(frame, plot_width=560)
+    widgets.draw(chart, key="beam_tree", on_select=lambda: pick_node(paths), selection_mode="node", stretch=True)
     st.subheader(f"Attention of hypothesis #{pick + 1}")
     st.text(hyp.translation)
-    kind_col, layer_col = st.columns([3, 2])
-    with kind_col:
-        kind = st.radio(
-            "Attention",
-            list(KIND_LABELS),
-            format_func=KIND_LABELS.get,
-            horizontal=True,
-            **ui.bound("beam_kind", "cross"),
-        )
-    with layer_col:
-        layer = ui.index_slider("Layer", cfg.n_layers, "beam_layer")
-    attention_map(hyp.attention, kind, layer, f"{KIND_LABELS[kind]} · layer {layer} · mean of heads")
+    ref = widgets.head_picker(cfg.n_layers, cfg.n_heads, prefix="beam_", heads=False)
+    mean_map(hyp.attention, ref)
     att = hyp.attention
-    queries, keys = att.queries(kind), att.keys(kind)
-    st.markdown(f"**All heads of layer {layer}**")
-    ui.show_chart(
-        charts.heads_grid(
-            att.weights(kind)[layer - 1],
-            queries,
-            keys,
-            columns=min(4, cfg.n_heads),
-            layer=layer,
-            causal=kind == "decoder",
-        )
+    st.markdown(f"**All heads of layer {ref.layer}**")
+    grid = charts.heads_grid(
+        att.weights(ref.kind)[ref.layer - 1],
+        att.queries(ref.kind),
+        att.keys(ref.kind),
+        columns=min(4, cfg.n_heads),
+        layer=ref.layer,
+        causal=KIND[ref.kind].causal,
     )
+    widgets.draw(grid)
 
 
-ui.route_through_app()
+state.route_through_app()
 page()

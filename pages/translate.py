@@ -2,73 +2,48 @@
 
 import streamlit as st
 
-import ui
-import ui_alignment
-import ui_heads
 from core import charts
-from core.attention import KIND_LABELS
+from core.attention import KIND
+from ui import results, state, widgets
+from ui.models import ActiveModel, link_targets, require_model
+from ui.sections.alignment import alignment_view
+from ui.sections.heads_off import heads_off_section, restore_heads_off, switched_off
+from ui.sections.relevance import relevance_section
+from ui.text import cut_list, md_code, md_text
 
 SIDE_BY_SIDE_TOKENS = 12  # up to this many tokens a side, the focused head and the layer's heads share a row
-LINK_FLAGS = ("avg", "grid")  # view switches kept in the link as key=1: the head average, the all-layers grid open
-
-
-def restore_from_url(n_layers: int, n_heads: int) -> None:
-    """On a session's first visit, take sentence, reference, kind, layer and head from the link."""
-    view, params = ui.view_state(), st.query_params
-    if not ui.restore_once("translate"):
-        return
-    for key in ("sentence", "reference"):
-        if params.get(key):
-            view[key] = params[key]  # over-long text is kept and refused with a message, never cut
-    if params.get("kind") in KIND_LABELS:
-        view["kind"] = params["kind"]
-    for key in LINK_FLAGS:
-        if params.get(key) == "1":
-            view[key] = True
-    for key, count in (("layer", n_layers), ("head", n_heads)):
-        if str(params.get(key, "")).isdigit() and 1 <= int(params[key]) <= count:
-            view[key] = int(params[key])
-
-
-def pick_from(chart_key: str) -> None:
-    """A click on a tile (all-layers grid or the layer's heads) focuses that layer and head."""
-    picked = st.session_state[chart_key].selection.get("pick") or []
-    if picked and {"layer", "head"} <= set(picked[0]):
-        ui.view_state().update(layer=int(picked[0]["layer"]), head=int(picked[0]["head"]), avg=False)
+LINK = state.LINK_VIEW | {"avg": ("avg", state.flag), "grid": ("grid", state.flag)}  # avg=1, grid=1: view switches
 
 
 def use_example() -> None:
     """A picked example is a new sentence: a reference typed for the previous one no longer applies."""
     if st.session_state.get("example"):
-        ui.view_state().update(sentence=st.session_state["example"], reference="")
+        state.view_state().update(sentence=st.session_state["example"], reference="")
 
 
 def clear_reference() -> None:
-    ui.view_state()["reference"] = ""
+    state.view_state()["reference"] = ""
 
 
 def input_section() -> tuple[str, str]:
     """Sentence box, examples, the reference box and Translate; returns (sentence, reference), stripped."""
-    view = ui.view_state()
     left, right = st.columns([3, 2])
-    left.text_input("Sentence (English)", **ui.bound("sentence", ui.EXAMPLES[1]))
+    with left:
+        sentence = widgets.sentence_box()
     right.selectbox(
         "Examples",
-        ui.EXAMPLES,
+        widgets.EXAMPLES,
         index=None,
         key="example",
         on_change=use_example,
         placeholder="Pick an example sentence",
     )
-    # One label and key whatever the reference holds: a changed label would make a new, closed expander
-    # right after the user pressed Enter in it. It opens by itself when the view (or link) has a reference.
-    with st.expander("Compare with a reference translation", expanded=bool(view.get("reference")), key="ref_box"):
-        st.text_input(
-            "Reference translation (Italian): the decoder is fed it instead of its own output",
-            **ui.bound("reference", ""),
-        )
+    reference = widgets.reference_box(
+        "Reference translation (Italian): the decoder is fed it instead of its own output",
+        "Compare with a reference translation",
+    )
     st.button("Translate", key="go", type="primary")
-    return view["sentence"].strip(), view["reference"].strip()
+    return sentence, reference
 
 
 def reference_note() -> None:
@@ -83,24 +58,22 @@ def reference_note() -> None:
 
 def result_header(result, reference: str) -> None:
     """The translation, the tokens the model read, unknown and copied words: all user text escaped."""
-    st.markdown(f"**{'Reference (teacher-forced)' if reference else 'Translation'}:** {ui.md_text(result.translation)}")
+    st.markdown(f"**{'Reference (teacher-forced)' if reference else 'Translation'}:** {md_text(result.translation)}")
     st.caption(
         "Source tokens: "
-        + ui.cut_list([ui.md_code(t) for t in charts.labels(result.source_tokens)], 60, " ")
+        + cut_list([md_code(t) for t in charts.labels(result.source_tokens)], 60, " ")
         + "  \nDecoder input tokens: "
-        + ui.cut_list([ui.md_code(t) for t in charts.labels(result.target_tokens)], 60, " ")
+        + cut_list([md_code(t) for t in charts.labels(result.target_tokens)], 60, " ")
     )
     if result.unknown_words:
-        st.warning(
-            "Unknown to the model (read as [UNK]): " + ui.cut_list([ui.md_code(w) for w in result.unknown_words])
-        )
+        st.warning("Unknown to the model (read as [UNK]): " + cut_list([md_code(w) for w in result.unknown_words]))
     if result.copied:
         st.caption(
             "Words outside the model's Italian vocabulary are copied from the source: "
-            + ui.cut_list(
+            + cut_list(
                 [
-                    f"the `[UNK]` predicted at row {ui.md_code(f'{row}·{result.target_tokens[row]}')} is shown as "
-                    f"**{ui.md_text(word)}**, the source word at {ui.md_code(f'{col}·{result.source_tokens[col]}')} "
+                    f"the `[UNK]` predicted at row {md_code(f'{row}·{result.target_tokens[row]}')} is shown as "
+                    f"**{md_text(word)}**, the source word at {md_code(f'{col}·{result.source_tokens[col]}')} "
                     "on which that row's cross-attention (mean of all layers and heads) peaks"
                     for row, col, word in result.copied
                 ],
@@ -109,19 +82,77 @@ def result_header(result, reference: str) -> None:
         )
 
 
-def view_controls(cfg) -> tuple[str, int, int, bool]:
-    """Kind, layer, head and the head average (all kept in the session's view)."""
-    view = ui.view_state()
-    kind = st.radio(
-        "Attention", list(KIND_LABELS), format_func=KIND_LABELS.get, horizontal=True, **ui.bound("kind", "cross")
+def page() -> None:
+    st.title("Translate & attention")
+    model = require_model()
+    if model is None:
+        return
+    cfg = model.bundle.config
+    state.restore_view("translate", LINK)
+    restore_heads_off(cfg.n_layers, cfg.n_heads)
+    sentence, reference = input_section()
+    if not sentence:
+        state.set_link("translate", {})  # a copied link must not bring back an earlier sentence
+        st.info("Type an English sentence, or pick an example.")
+        return
+    linked = {"sentence": sentence} | ({"reference": reference} if reference else {})
+    if reference:
+        reference_note()
+    result = None if widgets.refused(sentence, reference) else results.run_translation(model, sentence, reference)
+    if result is None:
+        state.set_link("translate", linked)  # with maps, explore() writes the link, with the view in it
+        return
+    result_header(result, reference)
+    explore(model, result, (sentence, reference), linked, link_targets())
+
+
+@st.fragment
+def explore(model: ActiveModel, result, context: tuple[str, str], linked: dict, targets: tuple) -> None:
+    """Everything below the translation. A fragment: moving a slider or clicking a tile reruns and redraws
+    only this part; the inputs and the translation above stay as they are (bench/app_browser.py times it)."""
+    cfg, view = model.bundle.config, state.view_state()
+    ref = widgets.head_picker(cfg.n_layers, cfg.n_heads, average=True)
+    flags = {key: 1 for key in ("avg", "grid") if view.get(key)}
+    off = switched_off(cfg.n_layers, cfg.n_heads)
+    where = {"kind": ref.kind, "layer": ref.layer, "head": view["head"]}
+    state.set_link("translate", linked | where | flags | ({"off": off} if off else {}))
+    open_in(context, where, targets)
+    att = result.attention
+    if max(len(att.queries(ref.kind)), len(att.keys(ref.kind))) <= SIDE_BY_SIDE_TOKENS:
+        focus, tiles = st.columns([5, 4])
+        with focus:
+            focused_view(model, result, ref, context)
+        with tiles:
+            layer_heads(att, ref, columns=min(4, cfg.n_heads))
+    else:  # long axes: each chart gets the page's width
+        focused_view(model, result, ref, context)
+        layer_heads(att, ref, columns=min(8, cfg.n_heads))
+    alignment_view(model.bundle, result, *context, ref)
+    all_layers_grid(att, ref.kind)
+    heads_off_section(model, result, context, ref, off)
+    relevance_section(model, result, context, off)
+
+
+def open_in(context: tuple[str, str], where: dict, targets: tuple) -> None:
+    """Links that open this sentence's head on the Compare and Timeline pages (targets: link_targets())."""
+    sentence, reference = context
+    shared = {"sentence": sentence} | ({"reference": reference} if reference else {}) | where
+    compare_a, run = targets
+    row = st.container(horizontal=True)  # one block, not a row of two columns: fewer deltas per rerun
+    row.page_link(
+        state.PAGES / "compare.py",
+        label="Open in Compare",
+        icon=":material/compare:",
+        query_params=shared | ({"a": compare_a} if compare_a else {}),
+        help="This head of the active model against another model's, on the same sentence",
     )
-    c1, c2, c3 = st.columns([2, 2, 1.8])  # the toggle keeps its whole label at 1024 px
-    with c1:
-        layer = ui.index_slider("Layer", cfg.n_layers, "layer")
-    with c2:
-        head = ui.index_slider("Head", cfg.n_heads, "head", disabled=view.get("avg", False))
-    avg = c3.toggle("Average over heads", **ui.bound("avg", False))
-    return kind, layer, head, avg
+    row.page_link(
+        state.PAGES / "timeline.py",
+        label="Open in Timeline",
+        icon=":material/timeline:",
+        query_params=shared | ({"run": run} if run else {}),
+        help="This head at every checkpoint of a training run, on the same sentence",
+    )
 
 
 def predicted_tokens(result, bundle) -> list[str]:
@@ -129,131 +160,61 @@ def predicted_tokens(result, bundle) -> list[str]:
     return [bundle.tgt_tokenizer.id_to_token(int(i)) for i in result.top_ids[:, 0]]
 
 
-def focused_view(result, bundle, kind: str, layer: int, head: int, avg: bool, context: dict) -> None:
+def focused_view(model: ActiveModel, result, ref: widgets.HeadRef, context: tuple[str, str]) -> None:
     """The chosen head (or the mean of heads) with exact per-cell tooltips, and its downloads."""
-    att = result.attention
-    queries, keys = att.queries(kind), att.keys(kind)
-    focus = charts.attention_frame(charts.head_matrix(att, kind, layer, None if avg else head), queries, keys)
-    title = f"{KIND_LABELS[kind]} · layer {layer} · {'mean of heads' if avg else f'head {head}'}"
-    heat = charts.heatmap(
-        focus,
-        queries,
-        keys,
-        title,
-        causal=kind == "decoder",
-        next_tokens=None if kind == "encoder" else predicted_tokens(result, bundle),
-        help_text=charts.READING_HELP[kind],
-    )
-    ui.show_chart(heat, key="focus")
-    st.caption(charts.READING_HELP[kind] + " White: weight 0; the colour scale is finer near 0.")
-    download_buttons(focus, heat, context)
+    kind = KIND[ref.kind]
+    next_tokens = None if kind.rows == "source" else predicted_tokens(result, model.bundle)
+    frame, heat = widgets.head_heatmap(result.attention, ref, next_tokens=next_tokens, help_text=kind.reading)
+    widgets.draw(heat, key="focus")
+    st.caption(kind.reading + " White: weight 0; the colour scale is finer near 0.")
+    sentence, reference = context
+    shown = {"sentence": sentence, "reference": reference or None, "kind": ref.kind, "layer": ref.layer}
+    download_buttons(frame, heat, shown | {"head": "mean" if ref.head is None else ref.head})
 
 
-def layer_heads(att, kind: str, layer: int, columns: int) -> None:
+def layer_heads(att, ref: widgets.HeadRef, columns: int) -> None:
     """Every head of the focused layer as tiles; a click focuses that head."""
-    st.markdown(f"**All heads of layer {layer}**")
+    st.markdown(f"**All heads of layer {ref.layer}**")
     st.caption("Click a head to focus it. Same colours as the focused head.")
     chart = charts.heads_grid(
-        att.weights(kind)[layer - 1],
-        att.queries(kind),
-        att.keys(kind),
+        att.weights(ref.kind)[ref.layer - 1],
+        att.queries(ref.kind),
+        att.keys(ref.kind),
         columns=columns,
-        layer=layer,
-        causal=kind == "decoder",
+        layer=ref.layer,
+        causal=KIND[ref.kind].causal,
         selectable=True,
     )
-    ui.show_chart(chart, key="heads", on_select=lambda: pick_from("heads"), selection_mode="pick")
+    pick = lambda: widgets.focus_picked_head("heads", avg=False)
+    widgets.draw(chart, key="heads", on_select=pick, selection_mode="pick")
 
 
 def all_layers_grid(att, kind: str) -> None:
     """Every layer x head at once, built only while its expander is open (kept in the view and the link): a
-    closed one sends and draws nothing, so a Translate click draws the focused head sooner
-    (bench/app_browser.py)."""
-    grid = st.expander("All layers × heads", **ui.bound("grid", False))
+    closed one sends and draws nothing, so a Translate click draws the focused head sooner."""
+    grid = st.expander("All layers × heads", **state.bound("grid", False))
     if not grid.open:
         return
     with grid:
         st.caption("Rows are layers, columns heads. Click a cell to focus that head above; hover it for its name.")
-        chart = charts.layers_grid(att.weights(kind), att.queries(kind), att.keys(kind), causal=kind == "decoder")
-        ui.show_chart(chart, key="grid_chart", on_select=lambda: pick_from("grid_chart"), selection_mode="pick")
-
-
-def page() -> None:
-    st.title("Translate & attention")
-    model = ui.require_model()
-    if model is None:
-        return
-    cfg = model.bundle.config
-    restore_from_url(cfg.n_layers, cfg.n_heads)
-    ui_heads.restore_heads_off(cfg.n_layers, cfg.n_heads)
-    sentence, reference = input_section()
-    if not sentence:
-        ui.set_link({})  # a copied link must not bring back an earlier sentence
-        st.info("Type an English sentence, or pick an example.")
-        return
-    linked = {"sentence": sentence} | ({"reference": reference} if reference else {})
-    if reference:
-        reference_note()
-    too_long = ui.too_long(sentence, "sentence") or ui.too_long(reference, "reference")
-    result = None if too_long else ui.run_translation(model, sentence, reference or None)
-    if result is None:
-        ui.set_link(linked)  # with maps, explore() writes the link, with the view in it
-        return
-    result_header(result, reference)
-    explore(model, result, sentence, reference, linked)
-
-
-@st.fragment
-def explore(model: ui.ActiveModel, result, sentence: str, reference: str, linked: dict) -> None:
-    """Everything below the translation. A fragment: moving a slider or clicking a tile reruns and redraws
-    only this part; the inputs and the translation above stay as they are (bench/app_browser.py times it)."""
-    cfg = model.bundle.config
-    kind, layer, head, avg = view_controls(cfg)
-    flags = {key: 1 for key in LINK_FLAGS if ui.view_state().get(key)}
-    off = ui_heads.switched_off(cfg.n_layers, cfg.n_heads)
-    ui.set_link(linked | {"kind": kind, "layer": layer, "head": head} | flags | ({"off": off} if off else {}))
-    ui.head_links(sentence, reference, kind, layer, head)
-    att = result.attention
-    context = {"sentence": sentence, "reference": reference or None, "kind": kind, "layer": layer}
-    context["head"] = "mean" if avg else head
-    short = max(len(att.queries(kind)), len(att.keys(kind))) <= SIDE_BY_SIDE_TOKENS
-    if short:
-        a, b = st.columns([5, 4])
-        with a:
-            focused_view(result, model.bundle, kind, layer, head, avg, context)
-        with b:
-            layer_heads(att, kind, layer, columns=min(4, cfg.n_heads))
-    else:  # long axes: each chart gets the page's width
-        focused_view(result, model.bundle, kind, layer, head, avg, context)
-        layer_heads(att, kind, layer, columns=min(8, cfg.n_heads))
-    ui_alignment.alignment_view(model.bundle, result, sentence, reference)
-    all_layers_grid(att, kind)
-    ui_heads.translate_extras(model, result, sentence, reference, (kind, layer, None if avg else head), off)
+        chart = charts.layers_grid(att.weights(kind), att.queries(kind), att.keys(kind), causal=KIND[kind].causal)
+        pick = lambda: widgets.focus_picked_head("grid_chart", avg=False)
+        widgets.draw(chart, key="grid_chart", on_select=pick, selection_mode="pick")
 
 
 def download_buttons(df, chart, context: dict) -> None:
-    """Download the shown head as CSV / JSON, and the chart as PNG / SVG: each made only when clicked (at 60
-    words the CSV and JSON took 20 ms of every rerun)."""
+    """Download the shown head as CSV / JSON, and the chart as PNG / SVG: each made only when clicked."""
     stem = f"attention_{context['kind']}_L{context['layer']}_H{context['head']}"
     row = st.container(horizontal=True, gap="small")  # one block, not a row of four columns: fewer deltas per rerun
-    row.download_button(
-        "CSV", lambda: charts.attention_csv(df), f"{stem}.csv", "text/csv", on_click="ignore", key="dl_csv"
+    files = (
+        ("CSV", lambda: charts.attention_csv(df), "csv", "text/csv"),
+        ("JSON", lambda: charts.attention_json(df, **context), "json", "application/json"),
+        ("PNG", lambda: charts.chart_image(chart, "png"), "png", "image/png"),
+        ("SVG", lambda: charts.chart_image(chart, "svg"), "svg", "image/svg+xml"),
     )
-    row.download_button(
-        "JSON",
-        lambda: charts.attention_json(df, **context),
-        f"{stem}.json",
-        "application/json",
-        on_click="ignore",
-        key="dl_json",
-    )
-    row.download_button(
-        "PNG", lambda: charts.chart_image(chart, "png"), f"{stem}.png", "image/png", on_click="ignore", key="dl_png"
-    )
-    row.download_button(
-        "SVG", lambda: charts.chart_image(chart, "svg"), f"{stem}.svg", "image/svg+xml", on_click="ignore", key="dl_svg"
-    )
+    for label, make, suffix, mime in files:
+        row.download_button(label, make, f"{stem}.{suffix}", mime, on_click="ignore", key=f"dl_{suffix}")
 
 
-ui.route_through_app()
+state.route_through_app()
 page()

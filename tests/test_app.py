@@ -168,8 +168,8 @@ def test_slider_change_does_not_rerun_the_model(app, monkeypatch):
     import ui
 
     calls = []
-    real = ui.translate
-    monkeypatch.setattr(ui, "translate", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    real = ui.results.translate
+    monkeypatch.setattr(ui.results, "translate", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     translate_in(app, "a dog runs in the green park")
     assert calls == ["a dog runs in the green park"]
     app.slider(key="layer").set_value(2).run()
@@ -577,13 +577,13 @@ def test_markdown_in_user_text_is_shown_as_text(app, bundle, monkeypatch):
     import ui
 
     shown_text = "**grassetto** e `codice` $5"
-    real = ui.translate
+    real = ui.results.translate
 
     def shown(result):  # the best hypothesis is what a Translation shows
         best = dataclasses.replace(result.hypotheses[0], translation=shown_text)
         return dataclasses.replace(result, hypotheses=(best, *result.hypotheses[1:]))
 
-    monkeypatch.setattr(ui, "translate", lambda *a, **k: shown(real(*a, **k)))
+    monkeypatch.setattr(ui.results, "translate", lambda *a, **k: shown(real(*a, **k)))
     sentence = "**bold** and `code` on the mat"
     translate_in(app, sentence)
     assert not app.exception

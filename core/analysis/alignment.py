@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from core.attention import Attention
-from core.seam import ModelBundle, causal_mask, pad_rows, padding_mask, token_word_index  # noqa: F401 (API)
+from core.bundle import ModelBundle
+from core.seam import causal_mask, pad_rows, padding_mask, token_word_index  # noqa: F401 (API)
 from core.tokenizer import as_tokenizer
 
 Links = frozenset[tuple[int, int]]  # (source word, target word)

@@ -15,8 +15,8 @@ import numpy as np
 from core.analysis.head_stats import mean_statistics
 from core.analysis.importance import ablation, encoded, gradient_importance, importance_order, pruning_curve, spearman
 from core.attention import KINDS, Attention
+from core.bundle import ModelBundle
 from core.decoding import teacher_forced
-from core.seam import ModelBundle
 
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 MEASURE_LABELS = {

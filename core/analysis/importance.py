@@ -22,10 +22,11 @@ import torch
 from torch import Tensor
 
 from core.attention import KINDS
+from core.bundle import ModelBundle
 from core.data import Example, bundle_examples, collate
 from core.evaluation import evaluate
 from core.heads_off import HeadsOff
-from core.seam import DecoderStep, KVCache, LayerStack, ModelBundle, causal_mask, model_device, padding_mask
+from core.seam import DecoderStep, KVCache, LayerStack, causal_mask, model_device, padding_mask
 
 Progress = Callable[[int], None]  # called with the number of work units just finished
 

@@ -4,13 +4,14 @@ reference fed to the decoder; every attention map comes back labelled with the t
 from __future__ import annotations
 
 from core.attention import Attention
+from core.bundle import ModelBundle
 from core.decoding.beam import BeamPath, beam_search
 from core.decoding.greedy import greedy_decode, sequence_log_prob, teacher_forced
 from core.decoding.inputs import encode_checked, prefix_ids
 from core.decoding.options import DecodeOptions, gates
 from core.decoding.result import Hypothesis, Translation
 from core.decoding.unknown import copied_text, copy_unknown_words
-from core.seam import Encoded, ModelBundle
+from core.seam import Encoded
 
 
 def translate(bundle: ModelBundle, sentence: str, options: DecodeOptions | None = None, **choices) -> Translation:

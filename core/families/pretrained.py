@@ -20,8 +20,8 @@ import threading
 import warnings
 from pathlib import Path
 
-from core.checkpoint import CheckpointError
-from core.seam import ModelBundle
+from core.bundle import ModelBundle
+from core.seam import CheckpointError
 
 HUB_PREFIX = "hf:"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")

@@ -1,4 +1,4 @@
-"""Word alignment in the app: the Translate page's alignment view and the Models page's alignment summary.
+"""Word alignment: the Translate page's alignment view and the Models page's alignment summary.
 
 The links come from core.analysis.alignment (one method over one sentence's cross-attention); the chart
 from core.charts.alignment_chart. Nothing here runs the model: the page's translation is reused.
@@ -6,11 +6,8 @@ from core.charts.alignment_chart. Nothing here runs the model: the page's transl
 
 from __future__ import annotations
 
-import re
-
 import streamlit as st
 
-import ui
 from core import ModelBundle, Translation, charts
 from core.analysis.alignment import (
     DECISIONS,
@@ -24,15 +21,12 @@ from core.analysis.alignment import (
     recorded_alignment,
     score_links,
 )
+from ui.state import bound, view_state
+from ui.text import md_text
+from ui.widgets import HeadRef, draw
 
 ROW_LABELS = {"predict": "where the word is predicted", "input": "where it is the decoder input (Shift-Att)"}
 DECISION_LABELS = {"argmax": "the most attended English word", "threshold": "every English word over a share"}
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def escape_markdown(text: str) -> str:
-    """User text shown as text inside Markdown: every character Markdown could act on is escaped."""
-    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def describe(method: Method, threshold: float | None = None) -> str:
@@ -46,13 +40,13 @@ def describe(method: Method, threshold: float | None = None) -> str:
 
 
 def _store_gold(context: list[str]) -> None:
-    ui.view_state()["gold_links"] = {"for": context, "text": st.session_state["gold_links"]}
+    view_state()["gold_links"] = {"for": context, "text": st.session_state["gold_links"]}
 
 
 def _gold_links_input(sentence: str, reference: str) -> str:
     """A text box for gold links, remembered for this sentence and reference only (a new pair starts empty)."""
     context = [sentence, reference]
-    stored = ui.view_state().get("gold_links") or {}
+    stored = view_state().get("gold_links") or {}
     st.session_state["gold_links"] = stored.get("text", "") if stored.get("for") == context else ""
     return st.text_input(
         "Gold links (Pharaoh format: i-j links English word i to Italian word j, both counted from 0 as on the chart)",
@@ -64,12 +58,13 @@ def _gold_links_input(sentence: str, reference: str) -> str:
     )
 
 
-def alignment_view(bundle: ModelBundle, result: Translation, sentence: str, reference: str) -> None:
-    """Word links that a head, a layer's mean or the model card's method reads from the cross-attention, drawn
+def alignment_view(bundle: ModelBundle, result: Translation, sentence: str, reference: str, ref: HeadRef) -> None:
+    """Word links that the head picked above (ref; its layer's mean when ref.head is None) or the model card's
+    method reads from the cross-attention, drawn
     over the word-level cross-attention; with a reference, gold links to compare and this sentence's AER."""
-    if not st.toggle("Word alignment: links read from the cross-attention", **ui.bound("align_on", False)):
+    if not st.toggle("Word alignment: links read from the cross-attention", **bound("align_on", False)):
         return
-    view, recorded = ui.view_state(), recorded_alignment(bundle)
+    view, recorded = view_state(), recorded_alignment(bundle)
     choices = ["chosen"] + (["card"] if recorded else [])
     if view.get("align_source") not in choices:
         view["align_source"] = choices[-1]
@@ -78,7 +73,7 @@ def alignment_view(bundle: ModelBundle, result: Translation, sentence: str, refe
         "card": f"The model card's alignment method ({recorded.method.name})" if recorded else "",
     }
     source = (
-        st.radio("Links from", choices, format_func=names.get, horizontal=True, **ui.bound("align_source", "card"))
+        st.radio("Links from", choices, format_func=names.get, horizontal=True, **bound("align_source", "card"))
         if len(choices) > 1
         else "chosen"
     )
@@ -86,12 +81,12 @@ def alignment_view(bundle: ModelBundle, result: Translation, sentence: str, refe
         method, threshold = recorded.method, recorded.threshold or DEFAULT_THRESHOLD
     else:
         rows_col, decision_col, threshold_col = st.columns([3, 3, 2])
-        rows = rows_col.radio("Rows read", ROWS, format_func=ROW_LABELS.get, **ui.bound("align_rows", "predict"))
+        rows = rows_col.radio("Rows read", ROWS, format_func=ROW_LABELS.get, **bound("align_rows", "predict"))
         decision = decision_col.radio(
             "Link each Italian word to",
             DECISIONS,
             format_func=DECISION_LABELS.get,
-            **ui.bound("align_decision", "argmax"),
+            **bound("align_decision", "argmax"),
         )
         with threshold_col:
             threshold = st.slider(
@@ -102,10 +97,9 @@ def alignment_view(bundle: ModelBundle, result: Translation, sentence: str, refe
                 disabled=decision != "threshold",
                 help="With 'every English word over a share': the share of the Italian word's attention on the "
                 f"English words that a link needs (default {DEFAULT_THRESHOLD}, chosen on XL-WA's silver train file)",
-                **ui.bound("align_threshold", DEFAULT_THRESHOLD),
+                **bound("align_threshold", DEFAULT_THRESHOLD),
             )
-        head = None if view.get("avg") else int(view.get("head", 1))
-        method = Method(int(view.get("layer", 1)), head, rows, decision)
+        method = Method(ref.layer, ref.head, rows, decision)
     try:
         alignment = align_sentence(
             result.attention, bundle.src_tokenizer, bundle.tgt_tokenizer, sentence, reference or None, method, threshold
@@ -133,11 +127,11 @@ def alignment_view(bundle: ModelBundle, result: Translation, sentence: str, refe
                 check_links(gold, len(alignment.source_words), len(alignment.target_words))
             except ValueError as exc:
                 gold = None
-                st.error(f"These gold links cannot be used: {escape_markdown(str(exc))}")
+                st.error(f"These gold links cannot be used: {md_text(str(exc))}")
     cells, links = charts.alignment_frames(alignment.matrix, alignment.links, gold)
     title = f"Word links · {method.name}"
     chart = charts.alignment_chart(cells, links, alignment.source_words, alignment.target_words, title)
-    st.altair_chart(chart, width="content")
+    draw(chart)
     model_col, gold_col = st.columns(2)
     model_col.markdown("**Model links** (Pharaoh)")
     model_col.code(format_links(alignment.links) or "(none)", language=None)
@@ -158,6 +152,6 @@ def show_card_alignment(bundle: ModelBundle) -> bool:
         return False
     st.markdown("**Alignment head**")
     measured = f": AER **{recorded.aer:.3f}**" if recorded.aer is not None else ""
-    where = f" on {escape_markdown(recorded.data)}" if recorded.data and measured else ""
+    where = f" on {md_text(recorded.data)}" if recorded.data and measured else ""
     st.markdown(f"`{recorded.method.name}` ({describe(recorded.method, recorded.threshold)}){measured}{where}")
     return True
