@@ -1,48 +1,16 @@
 """Decoding step by step: what the decoder looked at, and what it considered, for each generated token;
 what it would have written had it chosen another candidate; and the beam search's tree of hypotheses."""
 
-import math
-
 import streamlit as st
 
-from core import charts
-from core.attention import KIND
 from ui import results, state, widgets
 from ui.models import ActiveModel, require_model
-from ui.text import cut_list, md_code, md_text
+from ui.sections.beam import beam_view
+from ui.sections.replay import compare, forced_prefix, replay, unforce
+from ui.text import md_code, md_text
 
 MODES = {"greedy": "Greedy, step by step", "beam": "Beam search"}
 LINK = {"sentence": ("sentence", state.text), "step": ("step", state.count), "layer": ("step_layer", state.count)}
-
-
-def move(delta: int, last: int) -> None:
-    view = state.view_state()
-    view["step"] = min(max(int(view.get("step", 1)) + delta, 1), last)
-
-
-def force(row: int, token_id: int, written: list[int]) -> None:
-    """Write token_id at decoder row `row` instead, keeping what came before it; the model goes on from there."""
-    view = state.view_state()
-    view["forced"] = {"sentence": view["sentence"].strip(), "prefix": [*written[:row], token_id]}
-
-
-def unforce() -> None:
-    state.view_state().pop("forced", None)
-
-
-def forced_prefix(sentence: str) -> list[int]:
-    """The forced tokens for this sentence (none once the sentence changed)."""
-    forced = state.view_state().get("forced")
-    return list(forced["prefix"]) if forced and forced["sentence"] == sentence else []
-
-
-def written_probs(result) -> list[float]:
-    """The probability the model gave each token written in result (forced ones too)."""
-    if result.beam_tree:
-        tree = result.beam_tree
-        path = charts.tree_path(tree, result.hypotheses[0].node)
-        return [math.exp(tree[b].log_prob - tree[a].log_prob) for a, b in zip(path, path[1:])]
-    return [float(result.top_probs[row, 0]) for row in range(len(result.output_ids))]
 
 
 def page() -> None:
@@ -88,161 +56,6 @@ def greedy_view(model: ActiveModel, sentence: str) -> None:
     replay(model, result, sentence, tuple(prefix))
     if prefix:
         compare(model, original, result)
-
-
-@st.fragment
-def replay(model: ActiveModel, result, sentence: str, prefix: tuple[int, ...]) -> None:
-    """The step slider over result's decoder rows: attention of one row, its five candidates, each one a button
-    that forces it there. A fragment: Prev, Next and the sliders rerun only this part; a forced token (a new
-    prefix, so a new decoding) reruns the whole page."""
-    if tuple(forced_prefix(sentence)) != prefix:
-        st.rerun()
-    steps, cfg, tgt = len(result.target_tokens), model.bundle.config, model.bundle.tgt_tokenizer
-    prev, slider, nxt = st.columns([2, 7, 2], vertical_alignment="bottom")  # room for the labels at 1024 px
-    prev.button("◀ Prev", key="prev", on_click=move, args=(-1, steps))
-    nxt.button("Next ▶", key="next", on_click=move, args=(1, steps))
-    with slider:
-        step = widgets.index_slider("Step", steps, "step")
-    row = step - 1
-    written = result.output_ids
-    chosen_id = written[row] if row < len(written) else int(result.top_ids[row, 0])  # the last row may write nothing
-    probs = written_probs(result)
-    p = probs[row] if row < len(probs) else float(result.top_probs[row, 0])
-    fed = cut_list([md_code(t) for t in result.target_tokens[: row + 1]], 30, " ")
-    how = " (forced)" if row < result.prefix_length else ""
-    st.markdown(
-        f"Step **{step}** of {steps}: the decoder has read {fed} and writes **{md_code(tgt.id_to_token(chosen_id))}**{how} "
-        f"(p = {p:.3f})."
-    )
-    layer = widgets.index_slider("Layer", cfg.n_layers, "step_layer")
-    state.set_link("steps", {"sentence": sentence, "step": step, "layer": layer})
-    cross, self_rows = charts.step_frames(result.attention, layer, row)
-    st.caption(
-        f"Both rows are step {step}: the decoder has just read {md_code(result.target_tokens[row])} and "
-        f"predicts the next token ({md_code(tgt.id_to_token(chosen_id))}). Each row of heads sums to 1."
-    )
-    left, right = st.columns([3, 2])
-    with left:
-        st.markdown(f"**Cross attention over the source** · layer {layer}")
-        widgets.draw(charts.row_heatmap(cross, result.source_tokens))
-        st.markdown(f"**Decoder self attention over its input** · layer {layer}")
-        widgets.draw(charts.row_heatmap(self_rows, result.target_tokens[: row + 1]))
-    with right:
-        candidates(result, row, chosen_id, tgt)
-
-
-def candidates(result, row: int, chosen_id: int, tgt) -> None:
-    """The five most likely next tokens of a row, each a button that forces it there (what-if)."""
-    top = charts.candidates_frame(result.top_ids, result.top_probs, row, tgt.id_to_token)
-    st.markdown("**Five most likely next tokens**")
-    widgets.draw(charts.candidates_chart(top))
-    st.caption("What if it wrote another one? Click a candidate to force it here and see how the model goes on.")
-    for rank, (token_id, token, prob) in enumerate(
-        zip(result.top_ids[row].tolist(), top["token"], top["probability"]), 1
-    ):
-        why_not = "the token written here" if token_id == chosen_id else None
-        st.button(
-            f"{rank}. {md_text(token)} · {prob:.3f}",
-            key=f"force_{rank}",
-            on_click=force,
-            args=(row, token_id, result.output_ids),
-            disabled=why_not is not None,
-            help=why_not or "force this token here and decode on from it",
-            width="stretch",
-        )
-
-
-def compare(model: ActiveModel, original, forced) -> None:
-    """The model's own decoding next to the forced one: text, the probability of each written token, and the
-    cross-attention (mean of the heads of the replay's layer) of every row."""
-    layer = state.view_state().get("step_layer", 1)
-    tgt = model.bundle.tgt_tokenizer
-    st.subheader("Model's own vs. forced")
-    forced_token = tgt.id_to_token(forced.output_ids[forced.prefix_length - 1])
-    for column, title, result in zip(
-        st.columns(2), ("The model's own decoding", f"With {md_code(forced_token)} forced"), (original, forced)
-    ):
-        with column:
-            st.markdown(f"**{title}**")
-            st.text(result.translation)
-            st.caption(f"log-probability of the whole output: {result.hypotheses[0].log_prob:.3f}")
-            tokens = [tgt.id_to_token(i) for i in result.output_ids]
-            written = charts.written_frame(tokens, written_probs(result), result.prefix_length)
-            widgets.draw(charts.written_chart(written), stretch=True)
-            mean_map(result.attention, widgets.HeadRef("cross", layer, None), 220)
-
-
-def mean_map(att, ref: widgets.HeadRef, plot_width: int = 360) -> None:
-    """The mean over heads of one layer's maps, with cells small enough for the longer side to fit plot_width."""
-    queries, keys = att.queries(ref.kind), att.keys(ref.kind)
-    st.markdown(f"**{ref.title}**")  # above, not in the chart: a short sentence's chart is narrower than the title
-    widgets.draw(
-        widgets.head_heatmap(att, ref, "", cell=charts.fit_cell(max(len(queries), len(keys)), plot_width, 6))[1]
-    )
-
-
-def pick_node(hypothesis_paths: list[set[int]]) -> None:
-    """A click on a tree node shows the best hypothesis whose path goes through it."""
-    point = widgets.picked("beam_tree", "node")
-    if point and "node" in point:
-        through = [i for i, path in enumerate(hypothesis_paths) if int(point["node"]) in path]
-        if through:
-            state.view_state()["beam_pick"] = through[0]
-
-
-def beam_view(model: ActiveModel, sentence: str) -> None:
-    cfg, tgt, view = model.bundle.config, model.bundle.tgt_tokenizer, state.view_state()
-    size, penalty = st.columns(2)
-    beam_size = size.slider("Beam size", 2, 8, **state.bound("beam_size", 4))
-    alpha = penalty.slider(
-        "Length penalty α (GNMT; 0: none)",
-        0.0,
-        2.0,
-        step=0.1,
-        help="hypotheses rank by log-probability / ((5 + length) / 6) ** α: a larger α favours longer ones",
-        **state.bound("length_penalty", 0.0),
-    )
-    with st.spinner("Searching…"):
-        result = results.run_search(model, sentence, beam_size, alpha)
-    if result is None:
-        return
-    hyps, tree = result.hypotheses, result.beam_tree
-    view["beam_pick"] = min(int(view.get("beam_pick", 0)), len(hyps) - 1)
-    pick = st.radio(
-        "Hypotheses, best first (score = log-probability / length penalty)",
-        range(len(hyps)),
-        format_func=lambda i: (
-            f"#{i + 1} · {md_text(hyps[i].translation)} · score {hyps[i].score:.3f}"
-            + ("" if hyps[i].finished else " (cut at the length limit)")
-        ),
-        **state.bound("beam_pick", 0),
-    )
-    hyp = hyps[pick]
-    st.markdown(f"**Beam search tree** · beam {beam_size}, {len(tree)} nodes scored")
-    st.caption(
-        "Each row is a step; its nodes are the candidates the search scored, best path on the left. Blue: kept in "
-        "the beam; green squares: finished hypotheses (#rank); grey, dashed: pruned. The chosen hypothesis is "
-        "orange. Hover a node for its probability; click one to show the best hypothesis through it."
-    )
-    frame = charts.beam_tree_frame(tree, tgt.id_to_token, hyp.node, [h.node for h in hyps])
-    paths = [set(charts.tree_path(tree, h.node)) for h in hyps]
-    chart = charts.beam_tree_chart(frame, plot_width=560)
-    widgets.draw(chart, key="beam_tree", on_select=lambda: pick_node(paths), selection_mode="node", stretch=True)
-    st.subheader(f"Attention of hypothesis #{pick + 1}")
-    st.text(hyp.translation)
-    ref = widgets.head_picker(cfg.n_layers, cfg.n_heads, prefix="beam_", heads=False)
-    mean_map(hyp.attention, ref)
-    att = hyp.attention
-    st.markdown(f"**All heads of layer {ref.layer}**")
-    grid = charts.heads_grid(
-        att.weights(ref.kind)[ref.layer - 1],
-        att.queries(ref.kind),
-        att.keys(ref.kind),
-        columns=min(4, cfg.n_heads),
-        layer=ref.layer,
-        causal=KIND[ref.kind].causal,
-    )
-    widgets.draw(grid)
 
 
 state.route_through_app()
