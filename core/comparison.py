@@ -3,6 +3,13 @@
 To compare maps they must have the same shape, so both models are fed the same decoder input (teacher
 forcing): model A's own translation by default, or a reference translation. The divergence is the
 Jensen-Shannon divergence of core/analysis/divergence.py (bits, mean over rows).
+
+Models with the same tokenizers are compared token by token. Models with different tokenizers (the tutorial's
+word-level model and a subword one, or ours and a Marian model) read different tokens, so they are compared
+word by word: each is fed the same text (A's translation, or the reference) through its own tokenizer, and each
+map becomes a map over the space-separated words of the sentence and of that text (a word's rows averaged, its
+columns summed, the framing tokens left out, each row renormalised over the words; a target word is read at the
+rows that predict its tokens). Either way the two models need the same layers x heads.
 """
 
 from __future__ import annotations
@@ -11,7 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from core.analysis.alignment import shares, word_matrix
 from core.analysis.divergence import attention_divergence
 from core.attention import KINDS, Attention
 from core.bundle import ModelBundle
@@ -26,13 +35,58 @@ def translation_cap(bundle: ModelBundle, sentence: str) -> int:
 
 
 def feed_decoder(bundle: ModelBundle, source_ids: Sequence[int], target_ids: Sequence[int]) -> Attention:
-    """The attention of `bundle` with [SOS] + target_ids fed to its decoder (target_ids without [SOS]/[EOS])."""
+    """The attention of `bundle` with its start token + target_ids fed to its decoder (target_ids without the start
+    or end token)."""
     inputs, _, _, _, maps = teacher_forced(bundle.model, list(source_ids), list(target_ids))
     return Attention(
         *(m.cpu() for m in maps),
         tuple(bundle.src_tokenizer.id_to_token(i) for i in source_ids),
         tuple(bundle.tgt_tokenizer.id_to_token(i) for i in inputs),
+        (len(bundle.specials.source_prefix), 1),
     )
+
+
+def same_tokenizers(a: ModelBundle, b: ModelBundle) -> bool:
+    return (
+        a.src_tokenizer.get_vocab() == b.src_tokenizer.get_vocab()
+        and a.tgt_tokenizer.get_vocab() == b.tgt_tokenizer.get_vocab()
+    )
+
+
+def shape_mismatch(a: ModelBundle, b: ModelBundle) -> str | None:
+    """Why two models' heads cannot be paired (different layers x heads), or None."""
+    shape_a, shape_b = (a.config.n_layers, a.config.n_heads), (b.config.n_layers, b.config.n_heads)
+    if shape_a != shape_b:
+        return (
+            f"model A has {shape_a[0]} layers x {shape_a[1]} heads and model B {shape_b[0]} x {shape_b[1]}: "
+            "there is no head-by-head comparison between different shapes"
+        )
+    return None
+
+
+def word_maps(attention: Attention, source: tuple[list[int], int], target: tuple[list[int], int], words) -> Attention:
+    """Token-level attention of one teacher-forced sentence -> the same maps over words (module docstring).
+
+    source and target are (word index of each token, number of words); words is (source words, target words),
+    the labels of the new axes. The decoder input must be the start token then the target tokens."""
+    (src_of, n_src), (tgt_of, n_tgt) = source, target
+    if max(src_of, default=-1) >= n_src or max(tgt_of, default=-1) >= n_tgt:
+        raise ValueError("the tokenizer reads words the text does not have: cannot map its tokens to words")
+    n = len(tgt_of)
+    src = attention.source_words  # the source's word positions
+    encoder = word_matrix(attention.encoder.numpy()[..., src, src], src_of, src_of, n_src, n_src)
+    cross = word_matrix(attention.cross.numpy()[..., :n, src], tgt_of, src_of, n_tgt, n_src)  # row m predicts token m
+    decoder = word_matrix(attention.decoder.numpy()[..., :n, 1 : n + 1], tgt_of, tgt_of, n_tgt, n_tgt)  # key m+1 is m
+    maps = (torch.from_numpy(shares(m)).float() for m in (encoder, decoder, cross))
+    return Attention(*maps, tuple(words[0]), tuple(words[1]), (0, 0))
+
+
+def fed_words(bundle: ModelBundle, sentence: str, text: str) -> Attention:
+    """The word-level maps of `bundle` with `text` fed to its decoder (compare_models across tokenizers)."""
+    fed = translate(bundle, sentence, reference=text)
+    source = bundle.src_tokenizer.encode(sentence).word_index, len(sentence.split())
+    target = bundle.tgt_tokenizer.encode(text).word_index, len(text.split())
+    return word_maps(fed.attention, source, target, (sentence.split(), text.split()))
 
 
 def log_probability(bundle: ModelBundle, source_ids: Sequence[int], target_ids: Sequence[int]) -> float:
@@ -70,21 +124,37 @@ class Comparison:
     translation_b: str
     decoder_input: str  # "A's translation" or "the reference"
     attention_a: Attention  # (L, H, Tq, Tk) maps of A on the shared decoder input
-    attention_b: Attention  # the same for B (identical tokens)
+    attention_b: Attention  # the same for B (identical tokens, or identical words)
     divergence: dict[str, np.ndarray]  # kind -> (L, H) mean Jensen-Shannon divergence in bits
+    level: str = "token"  # "token", or "word" for models with different tokenizers
 
 
 def compare_models(
     a: ModelBundle, b: ModelBundle, sentence: str, reference: str | None = None, max_len: int | None = None
 ) -> Comparison:
     """Translate with both (at most max_len decoder rows, default translation_cap), feed both A's translation
-    (or the reference) and compare every head.
+    (or the reference) and compare every head: token by token with the same tokenizers, else word by word.
 
-    Raises ValueError with a readable message for tokenizers or shapes that differ, or unusable input."""
-    if problem := vocabulary_mismatch(a, b):
+    Raises ValueError with a readable message for shapes that differ, or unusable input."""
+    if problem := shape_mismatch(a, b):
         raise ValueError(problem)
     own_a = translate(a, sentence, max_len=max_len or translation_cap(a, sentence))
     own_b = translate(b, sentence, max_len=max_len or translation_cap(b, sentence))
+    if not same_tokenizers(a, b):
+        text = reference or own_a.translation
+        if not text.strip():
+            raise ValueError("model A wrote nothing to feed both decoders: type a reference translation")
+        att_a, att_b = fed_words(a, sentence, text), fed_words(b, sentence, text)
+        return Comparison(
+            sentence=sentence,
+            translation_a=own_a.translation,
+            translation_b=own_b.translation,
+            decoder_input="the reference" if reference else "A's translation",
+            attention_a=att_a,
+            attention_b=att_b,
+            divergence=attention_divergence(att_a, att_b),
+            level="word",
+        )
     if reference:
         target_ids = translate(a, sentence, reference=reference).target_ids[1:]
     else:
@@ -113,7 +183,7 @@ def mean_divergence(
 
     Each sentence weighs the same; the decoder input is A's translation, or each pair's Italian side with
     use_reference. Sentences a model cannot take (empty, too long) are skipped and listed."""
-    if problem := vocabulary_mismatch(a, b):
+    if problem := shape_mismatch(a, b):
         raise ValueError(problem)
     sums = {kind: np.zeros((a.config.n_layers, a.config.n_heads)) for kind in KINDS}
     count, skipped = 0, []

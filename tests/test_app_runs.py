@@ -144,10 +144,15 @@ def test_compare_two_epochs_shows_their_divergence_and_a_minus_b(open_page, ckpt
     assert at.query_params["a"] in ("run/tmodel_00.pt", ["run/tmodel_00.pt"])
 
 
-def test_compare_different_tokenizers_get_a_message(open_page):
+def test_compare_different_tokenizers_word_by_word(open_page, ckpt_dir):
     at = open_page("pages/compare.py", a="tiny.pt", b="zz_other_vocab.pt", sentence=SENTENCE)
-    assert "different English tokenizers" in at.warning[0].value
-    assert not at.get("vega_lite_chart")
+    assert not at.warning and any("word by word" in i.value for i in at.info)
+    expected = compare_models(
+        load_checkpoint(ckpt_dir / "tiny.pt"), load_checkpoint(ckpt_dir / "zz_other_vocab.pt"), SENTENCE
+    )
+    assert expected.level == "word"
+    rows, _ = chart_rows(at, 3)  # after the three divergence grids: model A's map of the head on view, over words
+    assert set(rows["key_token"]) == {f"{i}·{w}" for i, w in enumerate(SENTENCE.split())}
 
 
 def test_translate_links_open_the_same_head(open_page):

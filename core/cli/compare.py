@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from core.attention import KINDS
 from core.checkpoint import CheckpointError, load_checkpoint
-from core.comparison import mean_divergence, vocabulary_mismatch
+from core.comparison import mean_divergence, same_tokenizers, shape_mismatch
 from core.config import positive_int
 from core.data import DataError, read_tsv
 
@@ -33,7 +33,9 @@ def format_grid(grid: np.ndarray) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core compare", description=__doc__.splitlines()[0])
     parser.add_argument("--a", required=True, help="model A: our checkpoint, or a tutorial tmodel_XX.pt")
-    parser.add_argument("--b", required=True, help="model B (same tokenizers and layers x heads as A)")
+    parser.add_argument(
+        "--b", required=True, help="model B (same layers x heads as A; other tokenizers: compared word by word)"
+    )
     parser.add_argument("--data", required=True, help="TSV of en<TAB>it pairs: the English side is compared")
     parser.add_argument(
         "--use-reference", action="store_true", help="feed both decoders the Italian side, not A's translation"
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if problem := vocabulary_mismatch(a, b):
+    if problem := shape_mismatch(a, b):
         print(f"error: {problem}", file=sys.stderr)
         return 2
     pairs = pairs[: args.limit] if args.limit else pairs
@@ -66,12 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     for source, reason in skipped:
         print(f"skipped: {source[:60]!r}: {reason}", file=sys.stderr)
     fed = "the reference" if args.use_reference else "A's translation"
-    print(f"{count} sentences; decoder input: {fed}; mean Jensen-Shannon divergence (bits, 0 to 1) of A and B:")
+    level = "token" if same_tokenizers(a, b) else "word"
+    print(
+        f"{count} sentences; decoder input: {fed}; compared {level} by {level}; "
+        "mean Jensen-Shannon divergence (bits, 0 to 1) of A and B:"
+    )
     for kind in KINDS:
         print(f"{kind}:")
         print("\n".join(format_grid(grids[kind])))
     if args.json:
-        payload = {"sentences": count, "kinds": {k: np.round(grids[k], 6).tolist() for k in KINDS}}
+        payload = {"sentences": count, "level": level, "kinds": {k: np.round(grids[k], 6).tolist() for k in KINDS}}
         try:
             Path(args.json).write_text(json.dumps(payload), encoding="utf-8")
         except OSError as exc:

@@ -22,8 +22,16 @@ def show(result, models: tuple[ActiveModel, ActiveModel], linked: dict) -> None:
         col.markdown(f"**Model {letter}**")
         col.text(f"{model.label}\n{text}")
     att_a, att_b = result.attention_a, result.attention_b
+    if result.level == "word":
+        st.info(
+            "The two models read different tokens, so they are compared **word by word**: both are fed "
+            f"{result.decoder_input} through their own tokenizers, and each map becomes a map over the sentence's "
+            "words and the translation's words (a word's rows averaged, its columns summed, start and end tokens "
+            "left out). A row is a translation word, read at the steps that predict its tokens."
+        )
+    fed = "words" if result.level == "word" else "decoder input"
     st.caption(
-        f"Both decoders are fed {result.decoder_input}: "
+        f"Both decoders are fed {result.decoder_input}; the rows ({fed}): "
         + " ".join(md_code(t) for t in charts.labels(att_a.target_tokens))
         + ". Divergence: Jensen-Shannon of A's and B's rows, log base 2 (0 = the same map, 1 = no key in common), "
         "averaged over the rows of each head."
