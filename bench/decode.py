@@ -4,7 +4,7 @@
 
 Both ways decode exactly --steps tokens of a 20-token source sentence (the [EOS] logit is pushed down in
 the shared weights, so neither stops early) and compute every attention map (need_weights=True):
-- ours: `core.decode.greedy_decode`, what the app and `translate` run: the source unpadded, encoded once;
+- ours: `core.decoding.greedy_decode`, what the app and `translate` run: the source unpadded, encoded once;
   one new token per step through the decoder, with the keys and values of earlier tokens (self-attention)
   and of the source (cross-attention) cached; it also feeds the last token once more for its attention
   row, collects every map and the top-5 probabilities of every row;

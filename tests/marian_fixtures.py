@@ -50,7 +50,9 @@ def _sentencepiece(folder: Path, name: str, lines: list[str], vocab_size: int) -
     return [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
 
 
-def make_marian(folder: Path, layers: int = 2, heads: int = 4, d_model: int = 32, seed: int = 0) -> Path:
+def make_marian(
+    folder: Path, layers: int = 2, heads: int = 4, d_model: int = 32, seed: int = 0, positions: int = 128
+) -> Path:
     """Write a random tiny Marian model and its tokenizer to folder (save_pretrained); returns the folder."""
     from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
 
@@ -71,7 +73,7 @@ def make_marian(folder: Path, layers: int = 2, heads: int = 4, d_model: int = 32
         decoder_attention_heads=heads,
         encoder_ffn_dim=2 * d_model,
         decoder_ffn_dim=2 * d_model,
-        max_position_embeddings=128,
+        max_position_embeddings=positions,
         activation_function="swish",
         scale_embedding=True,
         share_encoder_decoder_embeddings=True,

@@ -1,4 +1,4 @@
-"""core/charts.py: tensors + tokens -> tidy frames -> Altair charts and exports (pure functions, no Streamlit)."""
+"""core/charts/: tensors + tokens -> tidy frames -> Altair charts and exports (pure functions, no Streamlit)."""
 
 from __future__ import annotations
 
@@ -155,3 +155,35 @@ def test_attention_labels_its_kinds_and_rejects_mismatched_tokens():
         Attention(probs(2, 3, 4, 4), probs(2, 3, 3, 3), probs(2, 3, 3, 5), src, tgt)
     with pytest.raises(ValueError, match="unknown attention kind"):
         att.weights("self")
+
+
+def test_a_map_too_large_for_a_mark_per_cell_is_one_image_with_a_tooltip_per_row():
+    """The image is the map, pixel for pixel in the heatmap's colours; each row's band names the key it peaks on
+    and that weight, computed here from the matrix."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from core.charts import MASK_COLOR, weight_colors
+    from ui.widgets import weights_map
+
+    generator = torch.Generator().manual_seed(0)
+    tq, tk = 130, 90  # 11,700 cells: past BIG_MAP_CELLS
+    w = torch.rand(tq, tk, generator=generator) ** 4
+    w = (w / w.sum(-1, keepdim=True)).tril()  # a causal map: masked cells must be grey, not white
+    queries, keys = [f"q{i}" for i in range(tq)], [f"k{i}" for i in range(tk)]
+    frame, spec = weights_map(w, queries, keys, "big", causal=True, plot_width=600)
+    assert len(frame) == tq * tk and "layer" in spec and "mark" not in spec  # an image, not a mark per cell
+    uri = spec["layer"][0]["data"]["values"][0]["url"]
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+    expected = weight_colors(w.numpy())
+    mask = np.triu(np.ones((tq, tk), dtype=bool), 1)
+    expected[mask] = [int(MASK_COLOR[i : i + 2], 16) for i in (1, 3, 5)]
+    np.testing.assert_array_equal(pixels, expected)
+    rows = spec["datasets"]["rows"]
+    assert list(rows["row"]) == charts.labels(queries)
+    np.testing.assert_array_equal(rows["peak"], np.asarray(charts.labels(keys))[w.argmax(-1).numpy()])
+    np.testing.assert_allclose(rows["weight"], w.max(-1).values.numpy(), rtol=1e-6)
+    _, small = weights_map(w[:50, :50], queries[:50], keys[:50], "small")
+    assert small["mark"]["type"] == "rect"  # under the threshold: a mark and a tooltip per cell

@@ -11,12 +11,12 @@ import torch
 from app_fixtures import write_tiny_checkpoint
 
 from core import load_checkpoint, save_checkpoint
+from core.attention import Attention
 from core.checkpoint import ModelBundle
 from core.cli import compare as compare_cli
-from core.attention import Attention
 from core.comparison import compare_models, log_probability, mean_divergence, vocabulary_mismatch, word_maps
 from core.decoding import translate
-from core.tokenizer import EOS_ID, build_tokenizer
+from core.tokenizer import EOS_ID
 
 SENTENCE = "the cat sleeps on the mat ."
 

@@ -57,8 +57,8 @@ def checkpoint_dir() -> Path:
 
 
 def find_checkpoints() -> list[Path]:
-    """Models in the checkpoints folder: default.pt, other files, Hugging Face model folders, then numbered files
-    newest first (a tutorial folder has no default.pt: its last epoch is the model that opens)."""
+    """Models in the checkpoints folder: default.pt, other files, numbered files newest first (a tutorial folder has
+    no default.pt: its last epoch is the model that opens), then Hugging Face model folders."""
     folder = checkpoint_dir()
     if not folder.is_dir():
         return []

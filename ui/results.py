@@ -10,10 +10,12 @@ from pathlib import Path
 import streamlit as st
 
 from core import ModelBundle, Translation, translate
-from core.comparison import Comparison, compare_models
+from core.comparison import Comparison, compare_models, translation_cap
 from core.runs import EpochView, RunCheckpoint, epoch_view
 from ui.models import ActiveModel
 from ui.text import md_text
+
+MIN_ROWS = 64
 
 
 @st.cache_data(max_entries=64, show_spinner=False)  # about 0.6 MB each at full size
@@ -24,10 +26,18 @@ def cached_translate(
     return translate(_bundle, sentence, max_len=max_len, reference=reference)
 
 
+def row_cap(bundle: ModelBundle, sentence: str) -> int:
+    """The most decoder rows a page decodes: 2 x source tokens + 10 (translation_cap), and never fewer than 64 (at
+    most seq_len). A model that never writes its end token (an early checkpoint, a random one) stops there
+    instead of at a 512-token limit; a model that does is never cut."""
+    return min(bundle.config.seq_len, max(MIN_ROWS, translation_cap(bundle, sentence)))
+
+
 def run_translation(model: ActiveModel, sentence: str, reference: str | None = None) -> Translation | None:
-    """The (cached) translation, or None after showing why the input cannot be translated."""
+    """The (cached) translation, at most row_cap rows, or None after showing why the input cannot be translated."""
     try:
-        return cached_translate(model.key, model.bundle, sentence, reference or None)
+        cap = None if reference else row_cap(model.bundle, sentence)
+        return cached_translate(model.key, model.bundle, sentence, reference or None, cap)
     except ValueError as exc:
         st.warning(f"Cannot translate: {md_text(exc)}")
         return None
@@ -37,10 +47,12 @@ def run_translation(model: ActiveModel, sentence: str, reference: str | None = N
 def cached_search(
     model_key: str, _bundle: ModelBundle, sentence: str, beam_size: int, length_penalty: float, prefix: tuple[int, ...]
 ) -> Translation:
-    """translate() with a beam (all beam_size hypotheses kept) and/or a forced prefix, once per model and input."""
+    """translate() with a beam (all beam_size hypotheses kept) and/or a forced prefix, once per model and input,
+    at most row_cap rows as run_translation."""
     return translate(
         _bundle,
         sentence,
+        max_len=row_cap(_bundle, sentence),
         beam_size=beam_size,
         nbest=beam_size,
         length_penalty=length_penalty,

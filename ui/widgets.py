@@ -111,12 +111,23 @@ def draw(chart, key: str | None = None, on_select=None, selection_mode: str | No
     return st.altair_chart(chart, width="stretch" if stretch else "content", **options)
 
 
+def weights_map(matrix, queries: list[str], keys: list[str], title: str = "", **options) -> tuple[pd.DataFrame, dict]:
+    """(the cells as a frame, the chart) of a (queries, keys) matrix of weights: a heatmap with a tooltip per cell,
+    or past charts.BIG_MAP_CELLS cells (a long sentence) one image with a tooltip per row."""
+    frame = charts.attention_frame(matrix, queries, keys)
+    if len(queries) * len(keys) > charts.BIG_MAP_CELLS:
+        options = {k: v for k, v in options.items() if k in ("plot_width", "next_tokens", "causal")}
+        return frame, charts.image_heatmap(matrix, queries, keys, title, **options)
+    return frame, charts.heatmap(frame, queries, keys, title, **options)
+
+
 def head_heatmap(att: Attention, ref: HeadRef, title: str | None = None, **options) -> tuple[pd.DataFrame, dict]:
-    """(the cells as a frame, the heatmap spec) of one head, or of the mean of its layer's heads."""
-    queries, keys = att.queries(ref.kind), att.keys(ref.kind)
-    frame = charts.attention_frame(charts.head_matrix(att, ref.kind, ref.layer, ref.head), queries, keys)
+    """weights_map of one head, or of the mean of its layer's heads."""
+    matrix = charts.head_matrix(att, ref.kind, ref.layer, ref.head)
     label = ref.title if title is None else title
-    return frame, charts.heatmap(frame, queries, keys, label, causal=KIND[ref.kind].causal, **options)
+    return weights_map(
+        matrix, att.queries(ref.kind), att.keys(ref.kind), label, causal=KIND[ref.kind].causal, **options
+    )
 
 
 def picked(chart_key: str, selection: str = "pick") -> dict | None:

@@ -47,7 +47,7 @@ Links = frozenset[tuple[int, int]]  # (source word, target word)
 ROWS = ("predict", "input")
 DECISIONS = ("argmax", "threshold")
 # The threshold tune_thresholds picks on XL-WA's silver train file for checkpoints/default.pt's best method
-# (L3mean-predict-threshold; README, "Which heads align words?"); the gold dev file it is scored on played no part.
+# (L3mean-predict-threshold; docs/analyses.md, "Which heads align words?"); the gold dev file it is scored on played no part.
 DEFAULT_THRESHOLD = 0.25
 THRESHOLD_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05 .. 0.95, for tune_thresholds
 _METHOD_NAME = re.compile(r"L(\d+)(?:H(\d+)|mean)-(predict|input)-(argmax|threshold)")

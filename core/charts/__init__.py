@@ -28,12 +28,14 @@ from core.charts.decoding import (  # noqa: F401
 from core.charts.export import attention_csv, attention_json, chart_image, inline_spec, spec_size  # noqa: F401
 from core.charts.heads import head_values_frame, head_values_grid, pruning_chart  # noqa: F401
 from core.charts.maps import (  # noqa: F401
+    BIG_MAP_CELLS,
     attention_frame,
     difference_heatmap,
     head_average,
     head_matrix,
     heads_grid,
     heatmap,
+    image_heatmap,  # noqa: F401
     layers_grid,
     row_heatmap,
     step_frames,

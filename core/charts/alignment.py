@@ -8,7 +8,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.charts.style import PAD, altair_weight_scale, as_array, labels, token_axis
+from core.charts.style import PAD, altair_weight_scale, as_array, fit_cell, labels, token_axis
 
 
 def alignment_frames(matrix: np.ndarray, model_links, gold_links=None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -27,10 +27,13 @@ def alignment_chart(
     source_words: list[str],
     target_words: list[str],
     title: str = "",
-    cell: int = 30,
+    cell: int | None = None,
+    plot_width: int = 760,
 ) -> alt.Chart:
     """Word-level cross-attention (target words down, source words across) with the links drawn on it as marks:
-    the model's as small circles, gold ones as larger squares, so a gold link the model found shows both."""
+    the model's as small circles, gold ones as larger squares, so a gold link the model found shows both. Cells
+    are 30 px, or smaller (8 px at least) for the source side to fit plot_width."""
+    cell = cell or fit_cell(len(source_words), plot_width, 8, 30)
     x = alt.X(**token_axis("si", "English word", source_words, -45))
     y = alt.Y(**token_axis("ti", "Italian word", target_words))
     words = {

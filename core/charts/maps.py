@@ -30,6 +30,7 @@ from core.charts.style import (
     label_axis,
     label_px,
     labels,
+    labels_json,
     repeated,
     tip,
     weight_colors,
@@ -378,3 +379,91 @@ def difference_heatmap(
         {"field": "weight", "type": "quantitative", "format": "+.3f", "title": "A - B"},
     ]
     return spec
+
+
+BIG_MAP_CELLS = 10_000  # above this many cells a map is one image: Vega draws every cell as a mark of its own
+
+
+def image_heatmap(
+    weights: Tensor | np.ndarray,
+    queries: list[str],
+    keys: list[str],
+    title: str = "",
+    plot_width: int = 720,
+    causal: bool = False,
+    next_tokens: list[str] | None = None,
+) -> dict:
+    """A map too large for a mark per cell (a long sentence of a model that reads 512 tokens): the cells as one
+    image, in the colours of heatmap(), under one transparent band per row whose tooltip names the row, the
+    token it predicts and the key it peaks on with that weight. The axes keep their token labels (thinned
+    where they would overlap); the chart fits its box."""
+    w = as_array(weights)
+    tq, tk = w.shape
+    if (tq, tk) != (len(queries), len(keys)):
+        raise ValueError(f"weights {w.shape} do not match {len(queries)} query and {len(keys)} key tokens")
+    uri, _, _ = _tiles_image(w[None], 1, 1, causal)
+    cell = max(1.0, plot_width / tk)
+    peak = w.argmax(-1)
+    rows = pd.DataFrame(
+        {
+            "y": np.arange(tq),
+            "y2": np.arange(tq) + 1,
+            "row": labels(queries),
+            "peak": np.asarray(labels(keys), dtype=object)[peak],
+            "weight": w[np.arange(tq), peak].astype(float),
+        }
+    )
+    tips = [
+        tip("row", "row (query)"),
+        tip("peak", "peaks on"),
+        tip("weight", "its weight", "quantitative", format=".3f"),
+    ]
+    if next_tokens is not None:
+        rows["predicts"] = np.asarray(next_tokens, dtype=object)
+        tips.insert(1, tip("predicts", "row predicts"))
+
+    def axis(tokens: list[str], title: str, angle: int) -> dict:
+        return {
+            "title": title,
+            "values": [i + 0.5 for i in range(len(tokens))],
+            "labelExpr": f"{labels_json(tokens)}[floor(datum.value)]",
+            "labelAngle": angle,
+            "labelOverlap": "greedy",
+            "labelFontSize": 11,
+            "labelLimit": 90,
+            "grid": False,
+        }
+
+    x = {
+        "field": "x",
+        "type": "quantitative",
+        "scale": {"domain": [0, tk], "nice": False},
+        "axis": axis(keys, "key (column)", -90),
+    }
+    y = {
+        "field": "y",
+        "type": "quantitative",
+        "scale": {"domain": [0, tq], "nice": False, "reverse": True},
+        "axis": axis(queries, "query (row)", 0),
+    }
+    image = {
+        "data": {"values": [{"url": uri, "x": 0, "x2": tk, "y": 0, "y2": tq}]},
+        "mark": {"type": "image", "aspect": False, "smooth": False},
+        "encoding": {"x": x, "y": y, "x2": {"field": "x2"}, "y2": {"field": "y2"}, "url": {"field": "url"}},
+    }
+    bands = {
+        "data": {"name": "rows"},
+        "transform": [{"calculate": "0", "as": "x"}, {"calculate": str(tk), "as": "x2"}],
+        "mark": {"type": "rect", "fill": "#ffffff", "fillOpacity": 0.01, "strokeWidth": 0},
+        "encoding": {"x": x, "y": y, "x2": {"field": "x2"}, "y2": {"field": "y2"}, "tooltip": tips},
+    }
+    width = round(cell * tk)
+    return {
+        "title": {"text": title, "anchor": "start", "frame": "bounds", "limit": 0},
+        "datasets": {"rows": rows},
+        "layer": [image, bands],
+        "width": width,
+        "height": round(cell * tq),
+        "autosize": FIT_X,
+        "usermeta": {"natural_width": width + label_px(queries) + 30},
+    }

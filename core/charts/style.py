@@ -51,6 +51,11 @@ def labels(tokens: list[str]) -> list[str]:
     return [f"{i}·{t}" for i, t in enumerate(tokens)]
 
 
+def labels_json(tokens: list[str]) -> str:
+    """labels(tokens) as a JSON array, for a Vega expression (json.dumps escapes what Vega would read)."""
+    return json.dumps(labels(tokens))
+
+
 def fit_cell(count: int, space: int, smallest: int = 4, largest: int = 26) -> int:
     """Pixels per cell so that count cells fill space, kept between smallest and largest."""
     return int(max(smallest, min(largest, space // max(count, 1))))

@@ -8,6 +8,7 @@ import streamlit as st
 from core import Translation, translate
 from core.attention import KINDS
 from core.heads_off import HeadsOff, label
+from ui.results import row_cap
 from ui.state import bound, view_state
 from ui.widgets import HeadRef, draw, head_heatmap
 
@@ -47,7 +48,9 @@ def switched_off(n_layers: int, n_heads: int) -> str:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_masked(model_key: str, _bundle, sentence: str, reference: str | None, off_param: str) -> Translation:
-    return translate(_bundle, sentence, reference=reference, head_mask=HeadsOff.from_param(off_param))
+    """translate() with heads off, at most as many rows as the page's own translation (row_cap)."""
+    cap = None if reference else row_cap(_bundle, sentence)
+    return translate(_bundle, sentence, max_len=cap, reference=reference, head_mask=HeadsOff.from_param(off_param))
 
 
 def heads_off_section(model, result: Translation, context: tuple[str, str], ref: HeadRef, off_param: str) -> None:

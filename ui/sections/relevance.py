@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import Translation, charts
+from core import Translation
 from core.analysis.relevance import METHOD_LABELS, METHODS, row_outputs, source_relevance
 from ui.sections.heads_off import cached_masked
 from ui.state import bound
-from ui.widgets import draw
+from ui.widgets import draw, weights_map
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -30,9 +30,8 @@ def relevance_section(model, result: Translation, context: tuple[str, str], off_
         shown = cached_masked(model.key, model.bundle, sentence, reference or None, off_param) if off_param else result
         relevance = cached_relevance(model.key, model.bundle, sentence, reference or None, method, off_param)
         predicted = [model.bundle.tgt_tokenizer.id_to_token(i) for i in row_outputs(shown)]
-        frame = charts.attention_frame(relevance, predicted, shown.source_tokens)
         title = f"{METHOD_LABELS[method]}" + (" · with heads off" if off_param else "")
-        draw(charts.heatmap(frame, predicted, shown.source_tokens, title), key="relevance_chart")
+        draw(weights_map(relevance, predicted, shown.source_tokens, title)[1], key="relevance_chart")
         st.caption(
             "Rows: the output token each decoder row predicts; columns: source tokens; each row sums to 1. "
             "`python bench/relevance_deletion.py` checks the methods by deleting the source word each ranks first."
