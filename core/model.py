@@ -24,10 +24,14 @@ from torch import Tensor, nn
 
 from core.config import ModelConfig
 from core.seam import (  # noqa: F401 - causal_mask, padding_mask, HeadMask: part of this module's API since the tutorial
+    PLAIN,
+    BlockRecord,
     DecoderStep,
     HeadMask,
     KVCache,
     LayerStack,
+    LayerStep,
+    Values,
     causal_mask,
     padding_mask,
 )
@@ -159,11 +163,13 @@ class MultiHeadAttentionBlock(nn.Module):
         cache: KVCache | None = None,
         gates: Tensor | None = None,
         head: int | None = None,
+        values: Values | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from x_q (B, Tq, D) to x_kv (B, Tk, D); returns (output (B, Tq, D), probs or None).
 
         gates (B or 1, H) multiply each head's output before w_o (None: all heads as they are). probs are
         (B, H, Tq, Tk) with need_weights, else (B, Tq, Tk) of `head` when one is given (see attention).
+        values zeroes keys' value vectors and hands them back through the output projection (seam.Values).
         """
         q = self.split_heads(self.w_q(x_q))
         if cache is not None and cache.static and cache.k is not None:
@@ -174,6 +180,11 @@ class MultiHeadAttentionBlock(nn.Module):
                 if cache.k is not None:  # a self-attention cache: append this step's keys and values
                     k, v = torch.cat([cache.k, k], dim=2), torch.cat([cache.v, v], dim=2)
                 cache.k, cache.v = k, v
+        if values is not None:
+            v = v if values.keep is None else v * values.keep.to(v.dtype)[:, None, :, None]  # (B, H, Tk, Dh)
+            if values.record:  # f_h(x_j): each head's values through its slice of w_o, (B, H, Tk, D)
+                d = self.w_o.weight.size(0)
+                values.transformed = torch.einsum("bhkd,ehd->bhke", v, self.w_o.weight.view(d, self.h, -1))
         dropout_p = self.dropout.p if self.training else 0.0
         out, probs = attention(q, k, v, mask, dropout_p, need_weights, head)
         if gates is not None:
@@ -209,14 +220,24 @@ class EncoderBlock(nn.Module):
         self.feed_forward_block = ffn
         self.residual_connections = nn.ModuleList([ResidualConnection(d_model, dropout) for _ in range(2)])
 
-    def forward(
-        self, x: Tensor, src_mask: Tensor | None, need_weights: bool, gates: Tensor | None = None
-    ) -> tuple[Tensor, Tensor | None]:
-        x, probs = self.residual_connections[0](
-            x, lambda y: self.self_attention_block(y, y, src_mask, need_weights, gates=gates)
+    def forward(self, x: Tensor, src_mask: Tensor | None, step: LayerStep = PLAIN) -> tuple[Tensor, Tensor | None]:
+        values = Values(step.keep, record=step.probe is not None)
+        weights = step.need_weights or step.probe is not None
+        out, probs = self.residual_connections[0](
+            x, lambda y: self.self_attention_block(y, y, src_mask, weights, gates=step.gates, values=values)
         )
-        x, _ = self.residual_connections[1](x, lambda y: (self.feed_forward_block(y), None))
+        if step.probe is not None:
+            step.probe.add("encoder", record(self.self_attention_block, probs, values, x, out))
+        x, _ = self.residual_connections[1](out, lambda y: (self.feed_forward_block(y), None))
         return x, probs
+
+
+def record(
+    block: MultiHeadAttentionBlock, probs: Tensor, values: Values, residual: Tensor, output: Tensor
+) -> BlockRecord:
+    """A pre-norm attention block as attribution methods read it: output = residual + sum of the keys' parts."""
+    bias = None if block.w_o.bias is None else block.w_o.bias.detach()
+    return BlockRecord(probs, values.transformed, bias, residual, output)
 
 
 class DecoderBlock(nn.Module):
@@ -239,20 +260,27 @@ class DecoderBlock(nn.Module):
     def forward(
         self, x: Tensor, memory: Tensor, masks: tuple[Tensor | None, Tensor | None], step: DecoderStep
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """masks: (source mask, target mask); step: what this pass returns, its caches and gates (DecoderStep)."""
+        """masks: (source mask, target mask); step: what this pass returns, its caches, gates and probe."""
         src_mask, tgt_mask = masks
         self_cache, cross_cache = step.cache if step.cache is not None else (None, None)
         self_gates, cross_gates = step.gates
-        x, self_probs = self.residual_connections[0](
-            x, lambda y: self.self_attention_block(y, y, tgt_mask, step.need_weights, self_cache, self_gates)
+        probe, weights = step.probe, step.need_weights or step.probe is not None
+        self_values, cross_values = (Values(keep, record=probe is not None) for keep in step.keep)
+        out, self_probs = self.residual_connections[0](
+            x, lambda y: self.self_attention_block(y, y, tgt_mask, weights, self_cache, self_gates, values=self_values)
         )
-        x, cross_probs = self.residual_connections[1](
+        if probe is not None:
+            probe.add("decoder", record(self.self_attention_block, self_probs, self_values, x, out))
+        x, out = out, None
+        out, cross_probs = self.residual_connections[1](
             x,
             lambda y: self.cross_attention_block(
-                y, memory, src_mask, step.need_weights, cross_cache, gates=cross_gates, head=step.cross_head
+                y, memory, src_mask, weights, cross_cache, cross_gates, step.cross_head, cross_values
             ),
         )
-        x, _ = self.residual_connections[2](x, lambda y: (self.feed_forward_block(y), None))
+        if probe is not None:
+            probe.add("cross", record(self.cross_attention_block, cross_probs, cross_values, x, out))
+        x, _ = self.residual_connections[2](out, lambda y: (self.feed_forward_block(y), None))
         return x, self_probs, cross_probs
 
 
@@ -316,13 +344,14 @@ class Transformer(LayerStack):
             if param.dim() > 1:
                 nn.init.xavier_uniform_(param)
 
-    def embed_source(self, src: Tensor) -> Tensor:
-        return self.src_pos(self.src_embed(src))  # (B, S) -> (B, S, D)
+    def source_vectors(self, src: Tensor) -> Tensor:
+        return self.src_embed(src)  # (B, S) -> (B, S, D), scaled by sqrt(D)
 
-    def encoder_layer(
-        self, i: int, x: Tensor, src_mask: Tensor | None, gates: Tensor | None = None, need_weights: bool = False
-    ) -> tuple[Tensor, Tensor | None]:
-        return self.encoder.layers[i](x, src_mask, need_weights, gates)
+    def place_source(self, vectors: Tensor) -> Tensor:
+        return self.src_pos(vectors)
+
+    def encoder_layer(self, i: int, x: Tensor, src_mask: Tensor | None, step: LayerStep = PLAIN) -> tuple:
+        return self.encoder.layers[i](x, src_mask, step)
 
     def finish_encoder(self, x: Tensor) -> Tensor:
         return self.encoder.norm(x)

@@ -177,6 +177,61 @@ def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | 
     return out
 
 
+@dataclass
+class Values:
+    """One attention block's value vectors in one call: which to keep, and whether to hand them back.
+
+    keep (B, Tk): 1 keeps a key's value vector, 0 zeroes it (value bias included), in every head: value zeroing.
+    With record, the block sets `transformed` to (B, H, Tk, D): each key's value through its head's slice of the
+    output projection, f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h (the output bias, the same for every key, left out)."""
+
+    keep: Tensor | None = None
+    record: bool = False
+    transformed: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class BlockRecord:
+    """One attention block of one pass, as attribution methods read it (core/analysis/contributions.py): its output
+    is the sum over keys j of T_i(x_j) plus terms no token owns.
+
+    Pre-norm (ours): output_i = residual_i + sum_h,j probs_hij values_hj + out_bias. Post-norm (Marian): output_i =
+    gain * C(residual_i + sum_h,j probs_hij values_hj + out_bias) / sigma_i + beta, C centring each vector: the
+    layer norm treated as linear with its scale sigma fixed at its real value."""
+
+    probs: Tensor  # (B, H, Tq, Tk)
+    values: Tensor  # (B, H, Tk, D) f_h(x_j)
+    out_bias: Tensor | None  # (D,) or None
+    residual: Tensor  # (B, Tq, D) the residual input of the block
+    output: Tensor  # (B, Tq, D) the block's output
+    gain: Tensor | None = None  # post-norm: the layer norm's gain (D,)
+    sigma: Tensor | None = None  # post-norm: the layer norm's scale of each row's sum (B, Tq, 1)
+
+
+class Probe:
+    """Collects one BlockRecord per attention block of a pass (LayerStack.trace): records[(kind, layer)]."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, int], BlockRecord] = {}
+        self.layer = 0
+
+    def add(self, kind: str, record: BlockRecord) -> None:
+        self.records[(kind, self.layer)] = record
+
+
+@dataclass(frozen=True)
+class LayerStep:
+    """How one encoder layer runs in a pass: return its maps, its gates, value vectors kept, a probe to fill."""
+
+    need_weights: bool = False
+    gates: Tensor | None = None  # (B or 1, H)
+    keep: Tensor | None = None  # (B, S): value zeroing (Values)
+    probe: Probe | None = None
+
+
+PLAIN = LayerStep()  # an encoder layer's ordinary run: no maps, every head and value
+
+
 class LayerStack(nn.Module):
     """What every family shares: encode, decode and the teacher-forced pass, built from its per-layer pieces.
 
@@ -191,13 +246,16 @@ class LayerStack(nn.Module):
 
     # ---- the pieces a family implements
 
-    def embed_source(self, src: Tensor) -> Tensor:
-        """(B, S) ids -> (B, S, D) input of the first encoder layer."""
+    def source_vectors(self, src: Tensor) -> Tensor:
+        """(B, S) ids -> (B, S, D) token embeddings, scaled as the family scales them, before positions."""
         raise NotImplementedError
 
-    def encoder_layer(
-        self, i: int, x: Tensor, src_mask: Tensor | None, gates: Tensor | None = None, need_weights: bool = False
-    ) -> tuple[Tensor, Tensor | None]:
+    def place_source(self, vectors: Tensor) -> Tensor:
+        """source_vectors' output -> the first encoder layer's input (positions added)."""
+        raise NotImplementedError
+
+    def encoder_layer(self, i: int, x: Tensor, src_mask: Tensor | None, step: LayerStep = PLAIN) -> tuple:
+        """(B, S, D) -> (the layer's output, its probabilities (B, H, S, S) or None)."""
         raise NotImplementedError
 
     def finish_encoder(self, x: Tensor) -> Tensor:
@@ -229,6 +287,18 @@ class LayerStack(nn.Module):
     def n_layers(self) -> int:
         return self.config.n_layers
 
+    def embed_source(self, src: Tensor) -> Tensor:
+        """(B, S) ids -> (B, S, D) input of the first encoder layer."""
+        return self.place_source(self.source_vectors(src))
+
+    def encode_vectors(self, vectors: Tensor, src_mask: Tensor | None) -> Tensor:
+        """The memory of given token embeddings (source_vectors' output, perhaps changed): what attribution methods
+        that perturb or interpolate the input embeddings run."""
+        x = self.place_source(vectors)
+        for i in range(self.n_layers):
+            x, _ = self.encoder_layer(i, x, src_mask)
+        return self.finish_encoder(x)
+
     def new_cache(self) -> Caches:
         """An empty (self, cross) key/value cache per decoder layer, for one decoding call."""
         return [(KVCache(), KVCache(static=True)) for _ in range(self.n_layers)]
@@ -239,7 +309,7 @@ class LayerStack(nn.Module):
         """(B, S) ids -> memory (B, S, D) and per-layer encoder self-attention (B, H, S, S) or Nones."""
         x, probs = self.embed_source(src), []
         for i, gates in enumerate(layer_gates(head_mask, "encoder", self.n_layers)):
-            x, p = self.encoder_layer(i, x, src_mask, gates, need_weights)
+            x, p = self.encoder_layer(i, x, src_mask, LayerStep(need_weights, gates))
             probs.append(p)
         return self.finish_encoder(x), probs
 
@@ -304,12 +374,31 @@ class LayerStack(nn.Module):
 
 @dataclass(frozen=True)
 class DecoderStep:
-    """How one decoder layer runs in a pass: return its maps, its caches, its gates, the one cross head to return."""
+    """How one decoder layer runs in a pass: return its maps, its caches, its gates, the one cross head to return,
+    value vectors kept, a probe to fill."""
 
     need_weights: bool = False
     cache: tuple[KVCache, KVCache] | None = None
     gates: tuple[Tensor | None, Tensor | None] = (None, None)  # (self, cross), each (B or 1, H) or None
     cross_head: int | None = None  # without need_weights: return this cross head's (B, T, S) probabilities
+    keep: tuple[Tensor | None, Tensor | None] = (None, None)  # (self (B, T), cross (B, S)): value zeroing
+    probe: Probe | None = None
+
+
+def trace(model: LayerStack, src: Tensor, tgt: Tensor) -> tuple[Tensor, Probe]:
+    """A teacher-forced pass over one batch without padding that records every attention block (BlockRecord):
+    (logits (B, T, V), the probe with records[(kind, layer)], kinds "encoder", "decoder", "cross")."""
+    probe = Probe()
+    x = model.embed_source(src)
+    for i in range(model.n_layers):
+        probe.layer = i
+        x, _ = model.encoder_layer(i, x, None, LayerStep(need_weights=True, probe=probe))
+    memory = model.finish_encoder(x)
+    y, masks = model.embed_target(tgt), (None, causal_mask(tgt.size(1), tgt.device))
+    for i in range(model.n_layers):
+        probe.layer = i
+        y, _, _ = model.decoder_layer(i, y, memory, masks, DecoderStep(need_weights=True, probe=probe))
+    return model.project(model.finish_decoder(y)), probe
 
 
 def reorder_cache(caches: Caches, index: Tensor) -> None:

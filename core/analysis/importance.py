@@ -26,7 +26,7 @@ from core.bundle import ModelBundle
 from core.data import Example, bundle_examples, collate
 from core.evaluation import evaluate
 from core.heads_off import HeadsOff
-from core.seam import DecoderStep, KVCache, LayerStack, causal_mask, model_device, padding_mask
+from core.seam import DecoderStep, KVCache, LayerStack, LayerStep, causal_mask, model_device, padding_mask
 
 Progress = Callable[[int], None]  # called with the number of work units just finished
 
@@ -128,7 +128,7 @@ def ablation(
         for layer in range(n_layers):
             x = enc_states[layer].repeat(n_heads, 1, 1)
             for i in range(layer, n_layers):
-                x, _ = model.encoder_layer(i, x, rep_src_mask, gates if i == layer else None)
+                x, _ = model.encoder_layer(i, x, rep_src_mask, LayerStep(gates=gates if i == layer else None))
             masked_memory = model.finish_encoder(x)
             hidden, _, _ = model.decode(rep_dec, masked_memory, rep_src_mask, tgt_mask)
             logp = token_logprobs(model.project(hidden), rep_lab, pad)

@@ -13,4 +13,5 @@ COMMANDS = {
     "timeline": "follow one sentence through every checkpoint of a training run",
     "compare": "compare two models head by head (Jensen-Shannon divergence of their maps)",
     "heads": "what each head does and which ones matter (statistics, ablation, gradient score, pruning)",
+    "attribution-eval": "score the attribution methods (AER, deletion, soft sufficiency and comprehensiveness)",
 }

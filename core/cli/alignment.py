@@ -7,7 +7,9 @@ TSV to align without gold. Every method (each head and each layer's mean of head
 word is predicted or where it is the decoder input, Shift-Att; argmax or threshold per target word) is
 scored by AER, precision and recall (sure = possible = gold) next to a diagonal baseline; the methods are
 described in core/analysis/alignment.py. --links OUT writes one line of Pharaoh 'i-j' links per pair of
---data with the best method (or --method).
+--data with the best method (or --method). --method also takes an attribution method of
+core/analysis/attribution.py (norm, alti, value-zeroing, integrated-gradients, ...): each Italian word is then
+linked to the English word that method ranks first (argmax), so --links makes any of them an aligner.
 """
 
 from __future__ import annotations
@@ -116,6 +118,45 @@ def _print_table(tally: Tally, thresholds: np.ndarray, methods: list[Method], be
         print(f"  layer {layer}: " + " ".join(f"{r:.3f}" for r in row))
 
 
+def _attribution_run(bundle, method: str, pairs: list, gold_pairs: list | None, args) -> int:
+    """--method names an attribution method: its argmax links scored against the gold, and/or written."""
+    from core.analysis.alignment import Score
+    from core.analysis.attribution import attribute
+    from core.analysis.attribution_eval import fed, word_links
+
+    lines, hits, predicted, expected, scored = [""] * len(pairs), 0, 0, 0, 0
+    for n, (source, target) in enumerate(tqdm(pairs, desc=f"aligning with {method}", unit="pair", file=sys.stderr)):
+        pass_ = fed(bundle, source, target)
+        if pass_ is None:
+            continue  # too long for the model: an empty line
+        encoded, result = pass_
+        links = word_links(encoded, attribute(bundle, result, method).source)
+        lines[n] = format_links(links)
+        if gold_pairs is not None:
+            gold = gold_pairs[n].links
+            hits, predicted, expected, scored = (
+                hits + len(links & gold),
+                predicted + len(links),
+                expected + len(gold),
+                scored + 1,
+            )
+    if gold_pairs is not None:
+        if not scored:
+            print("error: no pair fits the model: nothing to score", file=sys.stderr)
+            return 2
+        score = Score.of_counts(hits, predicted, expected)
+        print(f"{scored} sentence pairs, {expected} gold links (sure = possible = gold); lower AER is better")
+        print(f"{method} (argmax): AER {score.aer:.3f}, precision {score.precision:.3f}, recall {score.recall:.3f}")
+        report = {"methods": {method: score.as_dict()}, "best": {"method": method, "aer": score.aer}}
+        if args.json and not _write(args.json, json.dumps(report, indent=1) + "\n"):
+            return 2
+    if args.links:
+        if not _write(args.links, "".join(line + "\n" for line in lines)):
+            return 2
+        print(f"links of {len(lines)} pairs ({method}) written to {args.links}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m core alignment",
@@ -129,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="gold file: English words, Italian words, i-j links (with --links and a method: a plain en<TAB>it TSV)",
     )
-    parser.add_argument("--method", help="score (and write --links with) only this method, e.g. L3H5-input-argmax")
+    parser.add_argument(
+        "--method",
+        help="score (and write --links with) only this method, e.g. L3H5-input-argmax, or an attribution method "
+        "(norm, alti, value-zeroing, integrated-gradients, ...)",
+    )
     parser.add_argument("--json", metavar="OUT", help="write the scores as JSON to this file")
     parser.add_argument("--links", metavar="OUT", help="write one line of Pharaoh i-j links per pair of --data")
     parser.add_argument(
@@ -148,10 +193,18 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    from core.analysis.attribution import METHODS as ATTRIBUTIONS
+
     try:
         bundle = load_checkpoint(args.checkpoint)
         cfg = bundle.config
         recorded = recorded_alignment(bundle)
+        if args.method in ATTRIBUTIONS:
+            gold_pairs = read_gold(args.data) if _is_gold(args.data) else None
+            if gold_pairs is None and not args.links:
+                raise ValueError(f"{args.data} has no gold links (2 columns): align it with --links OUT")
+            pairs = [(p.source_words, p.target_words) for p in gold_pairs] if gold_pairs else read_pairs(args.data)
+            return _attribution_run(bundle, args.method, pairs, gold_pairs, args)
         chosen = parse_method(args.method, cfg.n_layers, cfg.n_heads) if args.method else None
         gold = _is_gold(args.data)
         if gold:

@@ -21,12 +21,13 @@ import threading
 import warnings
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.config import ModelConfig
 from core.model import MultiHeadAttentionBlock
-from core.seam import DecoderStep, Encoded, LayerStack, Specials
+from core.seam import PLAIN, BlockRecord, DecoderStep, Encoded, LayerStack, LayerStep, Specials, Values
 
 WORD_START = "▁"
 CONTINUES = "##"
@@ -51,10 +52,14 @@ class _EncoderLayer(nn.Module):
         self.self_norm, self.final_norm = hf_layer.self_attn_layer_norm, hf_layer.final_layer_norm
         self.fc1, self.fc2, self.act = hf_layer.fc1, hf_layer.fc2, act
 
-    def forward(self, x: Tensor, src_mask: Tensor | None, gates: Tensor | None, need_weights: bool):
-        out, probs = self.self_attn(x, x, src_mask, need_weights, gates=gates)
-        x = self.self_norm(x + out)  # post-norm: the residual sum is normalised
-        return self.final_norm(x + self.fc2(self.act(self.fc1(x)))), probs
+    def forward(self, x: Tensor, src_mask: Tensor | None, step: LayerStep):
+        values = Values(step.keep, record=step.probe is not None)
+        weights = step.need_weights or step.probe is not None
+        out, probs = self.self_attn(x, x, src_mask, weights, gates=step.gates, values=values)
+        y = self.self_norm(x + out)  # post-norm: the residual sum is normalised
+        if step.probe is not None:
+            step.probe.add("encoder", post_norm_record(self.self_attn, self.self_norm, (probs, values), x, y))
+        return self.final_norm(y + self.fc2(self.act(self.fc1(y)))), probs
 
 
 class _DecoderLayer(nn.Module):
@@ -70,13 +75,35 @@ class _DecoderLayer(nn.Module):
         src_mask, tgt_mask = masks
         self_cache, cross_cache = step.cache if step.cache is not None else (None, None)
         self_gates, cross_gates = step.gates
-        out, self_probs = self.self_attn(y, y, tgt_mask, step.need_weights, self_cache, self_gates)
-        y = self.self_norm(y + out)
+        probe, weights = step.probe, step.need_weights or step.probe is not None
+        self_values, cross_values = (Values(keep, record=probe is not None) for keep in step.keep)
+        out, self_probs = self.self_attn(y, y, tgt_mask, weights, self_cache, self_gates, values=self_values)
+        after = self.self_norm(y + out)
+        if probe is not None:
+            probe.add("decoder", post_norm_record(self.self_attn, self.self_norm, (self_probs, self_values), y, after))
+        y = after
         out, cross_probs = self.cross_attn(
-            y, memory, src_mask, step.need_weights, cross_cache, cross_gates, step.cross_head
+            y, memory, src_mask, weights, cross_cache, cross_gates, step.cross_head, cross_values
         )
-        y = self.cross_norm(y + out)
+        after = self.cross_norm(y + out)
+        if probe is not None:
+            probe.add(
+                "cross", post_norm_record(self.cross_attn, self.cross_norm, (cross_probs, cross_values), y, after)
+            )
+        y = after
         return self.final_norm(y + self.fc2(self.act(self.fc1(y)))), self_probs, cross_probs
+
+
+def post_norm_record(block, norm: nn.LayerNorm, attended: tuple, residual: Tensor, output: Tensor) -> BlockRecord:
+    """A post-norm attention block as attribution methods read it (seam.BlockRecord): the layer norm treated as
+    linear, its scale sigma that of the real sum residual + attention (biased variance plus eps, as LayerNorm)."""
+    probs, values = attended
+    total = residual + torch.einsum("bhqk,bhkd->bqd", probs, values.transformed)
+    if block.w_o.bias is not None:
+        total = total + block.w_o.bias
+    sigma = (total.var(-1, unbiased=False, keepdim=True) + norm.eps).sqrt()
+    bias = None if block.w_o.bias is None else block.w_o.bias.detach()
+    return BlockRecord(probs, values.transformed, bias, residual, output, norm.weight.detach(), sigma)
 
 
 def check_config(config) -> None:
@@ -132,11 +159,14 @@ class MarianSeq2Seq(LayerStack):
             raise ValueError(f"sequence of {start + length} positions is longer than this model's {table.size(0)}")
         return table[start : start + length]
 
-    def embed_source(self, src: Tensor) -> Tensor:
-        return self.src_embed(src) * self.embed_scale + self._positions(self.src_positions, 0, src.size(1))
+    def source_vectors(self, src: Tensor) -> Tensor:
+        return self.src_embed(src) * self.embed_scale
 
-    def encoder_layer(self, i, x, src_mask, gates=None, need_weights=False):
-        return self.encoder_layers[i](x, src_mask, gates, need_weights)
+    def place_source(self, vectors: Tensor) -> Tensor:
+        return vectors + self._positions(self.src_positions, 0, vectors.size(1))
+
+    def encoder_layer(self, i, x, src_mask, step: LayerStep = PLAIN):
+        return self.encoder_layers[i](x, src_mask, step)
 
     def finish_encoder(self, x: Tensor) -> Tensor:
         return x  # post-norm: each layer's output is already normalised

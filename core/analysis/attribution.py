@@ -1,0 +1,178 @@
+"""Where each output word came from: every attribution method, one interface, for any model family.
+
+`attribute(bundle, translation, method)` gives an Attribution: for each decoder row t (the row that predicts
+output token t) a distribution over the encoder positions, and, for the methods that split it, the share of the
+prediction that came from the source rather than the target prefix. Methods (names as the command line takes
+them):
+
+- attention: the last layer's cross-attention, mean of heads (the baseline);
+- shift-att: the penultimate layer's cross-attention read at the row where the token is the decoder input (Shift-Att,
+  Chen et al. 2020; the last row, with no such row, is read where it predicts);
+- rollout, gradient: attention rollout with Chefer et al.'s rules, attention-only or gradient-weighted
+  (core/analysis/relevance.py);
+- norm: |sum_h alpha f_h(x_j)| of the last layer's cross-attention (Kobayashi et al. 2020);
+- norm-rollout, alti, value-zeroing: contributions rolled out through encoder and decoder, with the source share
+  (core/analysis/contributions.py; ALTI+ is Ferrando et al. 2022, value zeroing Mohebbi et al. 2023);
+- integrated-gradients: Captum's IntegratedGradients on the source token embeddings (32 steps), of each output
+  token's log-probability; the baseline keeps the framing tokens and zeroes the words' embeddings, so the framing
+  tokens get 0 and a word's score is its share of log p(token) - log p(token | no words). Completeness: the
+  signed scores of a row sum to that difference (up to the integral's error, `delta`). The distribution is the
+  absolute scores normalised.
+
+`contrastive(bundle, translation, row, foil)`: why the model wrote its token at `row` rather than `foil`: integrated
+gradients of log p(token) - log p(foil) (the logit difference; Yin & Neubig 2022), signed scores that sum to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from core.analysis import contributions, relevance
+from core.bundle import ModelBundle
+from core.seam import causal_mask, model_device
+
+IG_STEPS = 32
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """source: (T, S) each decoder row's distribution over the encoder positions (rows sum to 1); source_share
+    (T,): how much of the prediction came from the source (the rest from the target prefix), or None."""
+
+    method: str
+    source: Tensor
+    source_share: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Method:
+    label: str
+    run: Callable  # (bundle, translation) -> Attribution fields (source, source_share)
+    splits: bool = False  # gives a source / prefix split
+
+
+def _attention(bundle, translation):
+    return relevance.cross_last(translation.attention.cross), None
+
+
+def _shift_att(bundle, translation):
+    cross = translation.attention.cross  # (L, H, T, S)
+    layer = cross[max(0, cross.size(0) - 2)].mean(0)  # (T, S), the penultimate layer
+    rows = torch.cat([layer[1:], layer[-1:]])  # row t+1 has read output token t
+    return rows, None
+
+
+def _relevance(name: str):
+    return lambda bundle, translation: (relevance.source_relevance(bundle.model, translation, name), None)
+
+
+def _norm(bundle, translation):
+    return contributions.cross_norms(bundle.model, translation.source_ids, translation.target_ids), None
+
+
+def _decomposed(name: str):
+    def run(bundle, translation):
+        result = contributions.decomposed(bundle.model, translation.source_ids, translation.target_ids, name)
+        return result.source_distribution(), result.source_share
+
+    return run
+
+
+def _value_zeroing(bundle, translation):
+    result = contributions.value_zeroing(bundle.model, translation.source_ids, translation.target_ids)
+    return result.source_distribution(), result.source_share
+
+
+def _integrated_gradients(bundle, translation):
+    scores, _ = integrated_gradients(bundle, translation)
+    return contributions.rows_to_one(scores.abs()), None
+
+
+METHODS = {
+    "attention": Method("Raw cross-attention, last layer (mean of heads)", _attention),
+    "shift-att": Method("Shift-Att: cross-attention where the word is read (penultimate layer)", _shift_att),
+    "rollout": Method("Rollout + Chefer rules (attention only)", _relevance("rollout")),
+    "gradient": Method("Chefer rules, gradient-weighted", _relevance("gradient")),
+    "norm": Method("Norm of the weighted vectors, last layer (Kobayashi et al.)", _norm),
+    "norm-rollout": Method("Norms rolled out, with the source share", _decomposed("norm"), splits=True),
+    "alti": Method("ALTI+ (Ferrando et al.), with the source share", _decomposed("alti"), splits=True),
+    "value-zeroing": Method("Value zeroing (Mohebbi et al.), with the source share", _value_zeroing, splits=True),
+    "integrated-gradients": Method("Integrated gradients (Captum, 32 steps)", _integrated_gradients),
+}
+
+
+def attribute(bundle: ModelBundle, translation, method: str) -> Attribution:
+    """The attribution of one Translation (greedy or teacher-forced) by one of METHODS."""
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}: use one of {', '.join(METHODS)}")
+    source, share = METHODS[method].run(bundle, translation)
+    return Attribution(method, source.detach().double().cpu(), None if share is None else share.detach().double().cpu())
+
+
+# ---------------------------------------------------------------- integrated gradients (Captum)
+
+
+def _baseline(bundle: ModelBundle, vectors: Tensor, src_ids: list[int]) -> Tensor:
+    """The source embeddings with the words' zeroed: framing tokens keep theirs (and so get 0)."""
+    baseline = torch.zeros_like(vectors)
+    words = bundle.specials.words(src_ids)
+    keep = [i for i in range(len(src_ids)) if not words.start <= i < words.stop]
+    baseline[:, keep] = vectors[:, keep]
+    return baseline
+
+
+def _row_scores(bundle: ModelBundle, translation, row: int, targets: tuple[int, int | None]) -> tuple[Tensor, Tensor]:
+    """Captum's integrated gradients, on the source token embeddings, of log p(target) (minus log p(foil)) at one
+    decoder row: ((S,) signed scores, the completeness error). The decoder reads only the rows up to `row`: a
+    row never sees later ones, so the shorter input gives the same scores for less work."""
+    from captum.attr import IntegratedGradients
+
+    model, device = bundle.model, model_device(bundle.model)
+    target, foil = targets
+    src = torch.tensor([translation.source_ids], device=device)
+    tgt = torch.tensor([translation.target_ids[: row + 1]], device=device)
+    mask = causal_mask(tgt.size(1), device)
+
+    def forward(vectors: Tensor) -> Tensor:
+        memory = model.encode_vectors(vectors, None)
+        hidden, _, _ = model.decode(tgt.expand(len(vectors), -1), memory, None, mask)
+        logp = model.project(hidden[:, -1]).float().log_softmax(-1)  # (B, V)
+        return logp[:, target] if foil is None else logp[:, target] - logp[:, foil]
+
+    with torch.no_grad():
+        vectors = model.source_vectors(src)
+    with torch.enable_grad():
+        attributions, delta = IntegratedGradients(forward).attribute(
+            vectors,
+            baselines=_baseline(bundle, vectors, translation.source_ids),
+            n_steps=IG_STEPS,
+            internal_batch_size=IG_STEPS,
+            return_convergence_delta=True,
+        )
+    return attributions[0].sum(-1).detach(), delta.detach()[0]  # a row's sum is the change, up to delta
+
+
+def integrated_gradients(bundle: ModelBundle, translation) -> tuple[Tensor, Tensor]:
+    """((T, S) signed scores of each row's log-probability of its output token, (T,) completeness error delta)."""
+    rows = [
+        _row_scores(bundle, translation, row, (token, None))
+        for row, token in enumerate(relevance.row_outputs(translation))
+    ]
+    return torch.stack([scores for scores, _ in rows]), torch.stack([delta for _, delta in rows])
+
+
+def contrastive(bundle: ModelBundle, translation, row: int, foil: int) -> tuple[Tensor, float]:
+    """((S,) signed scores of log p(chosen) - log p(foil) at decoder row `row`, the difference itself): why the
+    model wrote its token there rather than `foil`. The scores sum to the difference minus the baseline's."""
+    device = model_device(bundle.model)
+    chosen = relevance.row_outputs(translation)[row]
+    scores, _ = _row_scores(bundle, translation, row, (chosen, foil))
+    with torch.no_grad():
+        src = torch.tensor([translation.source_ids], device=device)
+        tgt = torch.tensor([translation.target_ids], device=device)
+        logits = bundle.model(src, tgt, None, causal_mask(tgt.size(1), device))[0, row].float().log_softmax(-1)
+    return scores, float(logits[chosen] - logits[foil])
