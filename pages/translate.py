@@ -5,9 +5,9 @@ import streamlit as st
 from ui import results, state, widgets
 from ui.models import ActiveModel, link_targets, require_model
 from ui.sections.alignment import alignment_view
+from ui.sections.attribution import attribution_section
 from ui.sections.heads_off import heads_off_section, restore_heads_off, switched_off
 from ui.sections.maps import all_layers_grid, focused_view, layer_heads, open_in, result_header
-from ui.sections.relevance import relevance_section
 
 SIDE_BY_SIDE_TOKENS = 12  # up to this many tokens a side, the focused head and the layer's heads share a row
 LINK = state.LINK_VIEW | {"avg": ("avg", state.flag), "grid": ("grid", state.flag)}  # avg=1, grid=1: view switches
@@ -102,7 +102,7 @@ def explore(model: ActiveModel, result, context: tuple[str, str], linked: dict, 
     alignment_view(model.bundle, result, *context, ref)
     all_layers_grid(att, ref.kind)
     heads_off_section(model, result, context, ref, off)
-    relevance_section(model, result, context, off)
+    attribution_section(model, result, context)
 
 
 state.route_through_app()

@@ -127,3 +127,25 @@ def test_a_new_sentence_drops_the_forced_token(steps):
     assert steps.info
     steps.text_input(key="sentence").input("a dog runs in the park").run()
     assert not steps.exception and not steps.info and len(steps.get("vega_lite_chart")) == 3
+
+
+def test_why_not_this_one_shows_the_contrastive_attribution(steps, bundle):  # noqa: F811
+    """ "why not?" beside a candidate: the bars are core.analysis.attribution.contrastive of the chosen token against
+    that candidate at the step on view, and the caption gives their log-probability difference."""
+    from core.analysis.attribution import contrastive
+
+    steps.slider(key="step").set_value(2).run()
+    from ui.results import row_cap
+
+    result = translate(bundle, SENTENCE, max_len=row_cap(bundle, SENTENCE))  # as the page decodes
+    row, foil = 1, int(result.top_ids[1, 1])
+    before = len(steps.get("vega_lite_chart"))
+    steps.button(key="why_2").click().run()
+    assert not steps.exception and len(steps.get("vega_lite_chart")) == before + 1
+    rows, spec = chart_rows(steps, before)
+    scores, difference = contrastive(bundle, result, row, foil)
+    torch.testing.assert_close(
+        torch.tensor(rows.sort_values("position")["score"].to_numpy()), scores.double(), atol=1e-5, rtol=0
+    )
+    assert f"{difference:.3f}" in " ".join(c.value for c in steps.caption)
+    assert steps.button(key="force_2").value is False  # the what-if click stays as it was

@@ -16,9 +16,9 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from app_fixtures import EN, IT, write_tiny_checkpoint  # noqa: E402
 
 from core import load_checkpoint, translate  # noqa: E402
+from core.analysis.attribution import METHODS  # noqa: E402
 from core.analysis.head_stats import mean_statistics  # noqa: E402
 from core.analysis.importance import ablation  # noqa: E402
-from core.analysis.relevance import source_relevance  # noqa: E402
 from core.heads_off import HeadsOff  # noqa: E402
 
 torch.set_num_threads(1)
@@ -160,22 +160,28 @@ def test_the_link_keeps_the_switched_off_heads(ckpt_dir, monkeypatch):
     assert not at.exception and at.multiselect(key="heads_off").value == []
 
 
-def test_relevance_view_shows_each_method(app, bundle):
+def test_where_each_word_came_from_shows_each_method(app, bundle):
+    """The attribution view (computed only when asked for) draws each method's (T, S) scores, as
+    core.analysis.attribution computes them, and for the methods that split a prediction its source share."""
+    from core.analysis.attribution import attribute
+
     translate_in(app, SENTENCE)
     result = translate(bundle, SENTENCE)
     assert len(app.get("vega_lite_chart")) == 2  # computed only when asked for
     app.toggle(key="relevance_on").set_value(True).run()
-    for method in ("rollout", "gradient", "cross_last"):
-        app.radio(key="relevance").set_value(method).run()
+    for method in ("attention", "rollout", "gradient", "alti", "value-zeroing"):
+        app.selectbox(key="relevance").set_value(method).run()
         assert not app.exception
         titles = [  # a heatmap's title comes with its data (charts.TITLE_EXPR)
             set(chart_rows(app, i)[0].get("title", [])) for i in range(len(app.get("vega_lite_chart")))
         ]
-        index = next(i for i, t in enumerate(titles) if any("Raw" in x or "Chefer" in x for x in t))
+        index = next(i for i, t in enumerate(titles) if METHODS[method].label in t)
         rows, _ = chart_rows(app, index)
-        want = source_relevance(bundle.model, result, method)
+        want = attribute(bundle, result, method).source.float()
         got = torch.zeros_like(want)
         got[rows["qi"].to_numpy().astype("int64"), rows["ki"].to_numpy().astype("int64")] = torch.tensor(
             rows["weight"].to_numpy().copy()
         )
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+        shares = [c for c in app.get("vega_lite_chart") if "from the source" in c.proto.spec]
+        assert bool(shares) == METHODS[method].splits

@@ -390,3 +390,17 @@ def test_the_leaderboard_scores_methods_on_a_model_whose_answer_is_known(carrier
         ).returncode
         == 2
     )
+
+
+def test_low_source_shares_are_those_under_half_the_sentences_median():
+    from core.analysis.attribution import low_share
+
+    assert low_share(torch.tensor([0.6, 0.5, 0.1, 0.7, 0.15, 0.55])) == [
+        False,
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]  # median 0.525
+    assert low_share(torch.tensor([0.4, 0.4, 0.4])) == [False, False, False]  # an even sentence: nothing marked

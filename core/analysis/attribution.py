@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -36,6 +37,7 @@ from core.bundle import ModelBundle
 from core.seam import causal_mask, model_device
 
 IG_STEPS = 32
+LOW_SHARE = 0.5  # a step whose source share is under this fraction of the sentence's median is marked
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,14 @@ METHODS = {
     "value-zeroing": Method("Value zeroing (Mohebbi et al.), with the source share", _value_zeroing, splits=True),
     "integrated-gradients": Method("Integrated gradients (Captum, 32 steps)", _integrated_gradients),
 }
+
+
+def low_share(shares) -> list[bool]:
+    """The steps whose source share (a tensor or array) is unusually low for their sentence: under LOW_SHARE x
+    the median share, a sign of the model writing from its own prefix rather than translating."""
+    values = [float(s) for s in shares]
+    median = float(np.median(values)) if values else 0.0
+    return [v < LOW_SHARE * median for v in values]
 
 
 def attribute(bundle: ModelBundle, translation, method: str) -> Attribution:

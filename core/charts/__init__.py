@@ -6,6 +6,7 @@ no Streamlit here. One module per subject:
 - decoding.py: a step's candidates, the beam search tree, written tokens' probabilities;
 - alignment.py: word links over word-level cross-attention;
 - heads.py: a measure over layers x heads, the pruning curve;
+- attribution.py: each output token's source share, a contrastive attribution;
 - runs.py: the Timeline's and Compare's grids and series;
 - export.py: CSV, JSON, PNG and SVG downloads.
 
@@ -14,6 +15,7 @@ The app draws every one of them through ui.widgets.draw.
 
 from core.attention import KIND
 from core.charts.alignment import alignment_chart, alignment_frames  # noqa: F401
+from core.charts.attribution import contrastive_chart, source_share_chart  # noqa: F401
 from core.charts.decoding import (  # noqa: F401
     CHOSEN_COLOR,
     STATUS_COLORS,

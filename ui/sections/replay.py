@@ -8,6 +8,8 @@ import math
 import streamlit as st
 
 from core import charts
+from core.analysis.attribution import contrastive
+from core.analysis.relevance import row_outputs
 from ui import state, widgets
 from ui.models import ActiveModel
 from ui.text import cut_list, md_code, md_text
@@ -81,28 +83,73 @@ def replay(model: ActiveModel, result, sentence: str, prefix: tuple[int, ...]) -
         st.markdown(f"**Decoder self attention over its input** · layer {layer}")
         widgets.draw(charts.row_heatmap(self_rows, result.target_tokens[: row + 1]))
     with right:
-        candidates(result, row, chosen_id, tgt)
+        result_key = (sentence, prefix)
+        candidates(result, row, chosen_id, tgt, result_key)
+        why_not(model, result, row, result_key)
 
 
-def candidates(result, row: int, chosen_id: int, tgt) -> None:
-    """The five most likely next tokens of a row, each a button that forces it there (what-if)."""
+def ask_why_not(row: int, foil: int, result_key: tuple) -> None:
+    state.view_state()["why_not"] = {"result": result_key, "row": row, "foil": foil}
+
+
+def candidates(result, row: int, chosen_id: int, tgt, result_key: tuple) -> None:
+    """The five most likely next tokens of a row, each a button that forces it there (what-if), and beside each
+    other one a "why not?" button: why the model wrote its token rather than that one."""
     top = charts.candidates_frame(result.top_ids, result.top_probs, row, tgt.id_to_token)
     st.markdown("**Five most likely next tokens**")
     widgets.draw(charts.candidates_chart(top))
-    st.caption("What if it wrote another one? Click a candidate to force it here and see how the model goes on.")
+    st.caption(
+        "What if it wrote another one? Click a candidate to force it here and see how the model goes on; "
+        "**why not?** shows which source words made the model prefer its own token."
+    )
     for rank, (token_id, token, prob) in enumerate(
         zip(result.top_ids[row].tolist(), top["token"], top["probability"]), 1
     ):
-        why_not = "the token written here" if token_id == chosen_id else None
-        st.button(
+        written = token_id == chosen_id
+        pick, why = st.columns([4, 1.5], vertical_alignment="center")
+        pick.button(
             f"{rank}. {md_text(token)} · {prob:.3f}",
             key=f"force_{rank}",
             on_click=force,
             args=(row, token_id, result.output_ids),
-            disabled=why_not is not None,
-            help=why_not or "force this token here and decode on from it",
+            disabled=written,
+            help="the token written here" if written else "force this token here and decode on from it",
             width="stretch",
         )
+        why.button(
+            "why not?",
+            key=f"why_{rank}",
+            on_click=ask_why_not,
+            args=(row, token_id, result_key),
+            disabled=written,
+            help=None if written else "why the model wrote its token here rather than this one",
+            width="stretch",
+        )
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_contrast(model_key: str, result_key: tuple, row: int, foil: int, _bundle, _result):
+    scores, difference = contrastive(_bundle, _result, row, foil)
+    return scores.numpy(), difference
+
+
+def why_not(model: ActiveModel, result, row: int, result_key: tuple) -> None:
+    """The contrastive attribution asked for at this row, if any (integrated gradients of the difference)."""
+    asked = state.view_state().get("why_not") or {}
+    if asked.get("result") != result_key or asked.get("row") != row:
+        return
+    tgt = model.bundle.tgt_tokenizer
+    chosen = tgt.id_to_token(row_outputs(result)[row])
+    foil = tgt.id_to_token(asked["foil"])
+    with st.spinner("Attributing the difference to the source (integrated gradients)…"):
+        scores, difference = cached_contrast(model.key, result_key, row, asked["foil"], model.bundle, result)
+    title = f"Why {chosen} and not {foil}?"
+    widgets.draw(charts.contrastive_chart(result.source_tokens, scores, title), stretch=True)
+    st.caption(
+        f"log p({md_code(chosen)}) - log p({md_code(foil)}) = {difference:.3f} here. Blue source tokens pushed towards "
+        f"{md_code(chosen)}, red ones towards {md_code(foil)}; the bars add up to that difference minus the difference "
+        "the model shows with every English word's embedding zeroed (integrated gradients, Captum)."
+    )
 
 
 def compare(model: ActiveModel, original, forced) -> None:

@@ -1,0 +1,85 @@
+"""Attribution charts: the share of each output token that came from the source, and a contrastive attribution
+over the source tokens ("why this word and not that one")."""
+
+from __future__ import annotations
+
+import json
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from core.charts.style import PAD, labels
+
+LOW_COLOR, SHARE_COLOR = "#f58518", "#4c78a8"
+
+
+def source_share_chart(tokens: list[str], shares: np.ndarray, low: list[bool], width: int = 520) -> alt.Chart:
+    """One bar per output token: the share of its prediction that came from the source (the rest came from the
+    target prefix); the rows marked low in orange."""
+    df = pd.DataFrame(
+        {
+            "row": range(len(tokens)),
+            "token": labels(tokens),
+            "share": np.asarray(shares, dtype=float),
+            "low": ["low: written from its own prefix" if flag else "source" for flag in low],
+        }
+    )
+    x = alt.X(
+        "row:O",
+        title="output token",
+        axis=alt.Axis(labelExpr=f"{json.dumps(labels(tokens))}[datum.value]", labelAngle=-90),
+    )
+    return (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=x,
+            y=alt.Y("share:Q", title="from the source", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color(
+                "low:N",
+                title=None,
+                scale=alt.Scale(domain=["source", "low: written from its own prefix"], range=[SHARE_COLOR, LOW_COLOR]),
+                legend=alt.Legend(orient="top"),
+            ),
+            tooltip=[
+                alt.Tooltip("token:N", title="output token"),
+                alt.Tooltip("share:Q", format=".3f", title="from the source"),
+            ],
+        )
+        .properties(width=min(width, max(160, 22 * len(tokens))), height=140, autosize=PAD)
+    )
+
+
+def contrastive_chart(tokens: list[str], scores: np.ndarray, title: str, width: int = 520) -> alt.Chart:
+    """Signed scores over the source tokens: blue for the chosen word, red for the other one."""
+    df = pd.DataFrame(
+        {"position": range(len(tokens)), "token": labels(tokens), "score": np.asarray(scores, dtype=float)}
+    )
+    df["favours"] = np.where(df["score"] >= 0, "the chosen word", "the other word")
+    x = alt.X(
+        "position:O",
+        title="source token",
+        axis=alt.Axis(labelExpr=f"{json.dumps(labels(tokens))}[datum.value]", labelAngle=-90),
+    )
+    return (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=x,
+            y=alt.Y("score:Q", title="log-probability difference"),
+            color=alt.Color(
+                "favours:N",
+                title=None,
+                scale=alt.Scale(domain=["the chosen word", "the other word"], range=["#2171b5", "#e45756"]),
+                legend=alt.Legend(orient="top"),
+            ),
+            tooltip=[alt.Tooltip("token:N", title="source token"), alt.Tooltip("score:Q", format="+.3f")],
+        )
+        .properties(
+            title=alt.TitleParams(title, anchor="start", limit=800),
+            width=min(width, max(160, 22 * len(tokens))),
+            height=160,
+            autosize=PAD,
+        )
+    )
