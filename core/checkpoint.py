@@ -116,10 +116,18 @@ def save_checkpoint(
     metadata: dict | None = None,
     training_state: TrainingState | None = None,
     half: bool = False,
+    bits: int = 32,
 ) -> None:
-    """Write one self-describing checkpoint file atomically; with a training_state, a run can resume from it."""
+    """Write one self-describing checkpoint file atomically; with a training_state, a run can resume from it.
+
+    half (or bits=16) stores the weights in 16 bits; bits=8 stores every weight matrix as 8-bit integers with one
+    16-bit scale per row (quantize), the rest in 16 bits: a quarter of the float32 size. The loader turns them
+    back into float32."""
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items() if k not in POSITION_KEYS}
-    if half:  # 16-bit storage halves the file; the loader turns the weights back into float32
+    scales = {}
+    if bits == 8:
+        weights, scales = quantize(weights)
+    elif half or bits == 16:  # 16-bit storage halves the file
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     payload = {
         "format": FORMAT,
@@ -129,9 +137,39 @@ def save_checkpoint(
         "tgt_tokenizer": raw_tokenizer(tgt_tokenizer).to_str(),
         "metadata": metadata or {},
     }
+    if scales:
+        payload["int8_scales"] = scales
     if training_state is not None:
         payload["training_state"] = training_state.to_dict()
     atomic_torch_save(payload, path)
+
+
+def quantize(weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Weight matrices -> int8 with a float16 scale per row (symmetric: row / (max |row| / 127), rounded); other
+    tensors -> float16. Returns (stored tensors, scales by key)."""
+    stored, scales = {}, {}
+    for key, tensor in weights.items():
+        if tensor.is_floating_point() and tensor.dim() == 2:
+            scale = (tensor.abs().amax(dim=1, keepdim=True) / 127).clamp_min(1e-12)
+            stored[key] = torch.round(tensor / scale).clamp(-127, 127).to(torch.int8)
+            scales[key] = scale[:, 0].half()
+        else:
+            stored[key] = tensor.half() if tensor.is_floating_point() else tensor
+    return stored, scales
+
+
+def dequantize(state: dict, scales: object) -> dict:
+    """quantize()'s stored tensors back to float32; CheckpointError for scales that do not fit their weights."""
+    if not isinstance(scales, dict):
+        raise CheckpointError("damaged checkpoint: int8_scales is not a dict")
+    out = dict(state)
+    for key, scale in scales.items():
+        tensor = state.get(key)
+        valid = isinstance(scale, torch.Tensor) and isinstance(tensor, torch.Tensor) and tensor.dtype == torch.int8
+        if not valid or tensor.dim() != 2 or scale.shape != (tensor.size(0),):
+            raise CheckpointError(f"damaged checkpoint: the 8-bit weights of {key} do not match their scales")
+        out[key] = tensor.float() * scale.float()[:, None]
+    return out
 
 
 def read_checkpoint(source: str | Path | bytes | BinaryIO, mmap: bool = False) -> object:
@@ -366,6 +404,8 @@ def load_checkpoint(
             state = dict(payload["model_state_dict"])
             src = _tokenizer(src_tokenizer if src_tokenizer is not None else payload["src_tokenizer"], "source")
             tgt = _tokenizer(tgt_tokenizer if tgt_tokenizer is not None else payload["tgt_tokenizer"], "target")
+            if "int8_scales" in payload:
+                state = dequantize(state, payload["int8_scales"])
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, CheckpointError):
                 raise
@@ -424,10 +464,10 @@ def average(bundles: list[ModelBundle]) -> None:
 
 
 def export_checkpoint(
-    checkpoints: list[str | Path], out: str | Path, card: dict | None = None, half: bool = True
+    checkpoints: list[str | Path], out: str | Path, card: dict | None = None, half: bool = True, bits: int = 16
 ) -> Path:
     """Write `out` with the (averaged) weights, tokenizers, config and metadata of the checkpoints, plus the card:
-    a weights-only file to ship or share (16-bit storage unless half=False)."""
+    a weights-only file to ship or share (16-bit storage unless half=False; bits=8: 8-bit weight matrices)."""
     bundles = [load_checkpoint(path) for path in checkpoints]
     if len(bundles) > 1:
         average(bundles)
@@ -437,5 +477,6 @@ def export_checkpoint(
         metadata["averaged_from"] = [Path(b.source).name for b in bundles]
     if card:
         metadata["model_card"] = card
-    save_checkpoint(out, first.model, first.src_tokenizer, first.tgt_tokenizer, metadata=metadata, half=half)
+    bits = bits if half else 32
+    save_checkpoint(out, first.model, first.src_tokenizer, first.tgt_tokenizer, metadata=metadata, bits=bits)
     return Path(out)

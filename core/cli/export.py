@@ -22,10 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="file to write (for the app: checkpoints/NAME.pt)")
     parser.add_argument("--card", help="JSON file with the model card (description, data, metrics, examples, ...)")
     parser.add_argument("--float32", action="store_true", help="keep 32-bit weights (default: 16-bit storage)")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="store weight matrices as 8-bit integers with a scale per row (a quarter of float32; the loader "
+        "turns them back into float32)",
+    )
     args = parser.parse_args(argv)
     try:
         card = json.loads(Path(args.card).read_text(encoding="utf-8")) if args.card else None
-        path = export_checkpoint(args.checkpoint, args.out, card, half=not args.float32)
+        path = export_checkpoint(args.checkpoint, args.out, card, half=not args.float32, bits=8 if args.int8 else 16)
     except (CheckpointError, OSError, json.JSONDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
