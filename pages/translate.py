@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core.analysis.alignment import opening_head
 from ui import results, state, widgets
 from ui.models import ActiveModel, link_targets, require_model
 from ui.sections.alignment import alignment_view
@@ -83,7 +84,12 @@ def explore(model: ActiveModel, result, context: tuple[str, str], linked: dict, 
     """Everything below the translation. A fragment: moving a slider or clicking a tile reruns and redraws
     only this part; the inputs and the translation above stay as they are (bench/app_browser.py times it)."""
     cfg, view = model.bundle.config, state.view_state()
+    telling = opening_head(model.bundle, result.attention)
+    if "head" not in view:  # a first visit, no head in its link: open where words visibly line up
+        view.update(kind="cross", layer=telling.layer, head=telling.head)
     ref = widgets.head_picker(cfg.n_layers, cfg.n_heads, average=True)
+    if (ref.kind, ref.layer, ref.head) == ("cross", telling.layer, telling.head):
+        st.caption(telling.hint)
     flags = {key: 1 for key in ("avg", "grid") if view.get(key)}
     off = switched_off(cfg.n_layers, cfg.n_heads)
     where = {"kind": ref.kind, "layer": ref.layer, "head": view["head"]}

@@ -1,5 +1,6 @@
 """Word alignment from cross-attention (core.analysis.alignment) and `python -m core alignment`."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -24,6 +25,7 @@ from core.analysis.alignment import (
     link_matrix,
     links_of,
     method_matrix,
+    opening_head,
     pair_readings,
     parse_links,
     parse_method,
@@ -38,6 +40,7 @@ from core.analysis.alignment import (
     word_matrix,
     word_of_token,
 )
+from core.attention import Attention
 from core.cli.alignment import main
 from core.tokenizer import SPECIAL_TOKENS, build_tokenizer
 
@@ -350,3 +353,41 @@ def test_alignment_command_smoke(reverser_bundle, reversed_gold):
     run = cli_subprocess("alignment", "--checkpoint", reverser_bundle.source, "--data", reversed_gold)
     assert run.returncode == 0, run.stderr
     assert "diagonal baseline" in run.stdout
+
+
+def _cross(n_layers: int, n_heads: int, rows: int, columns: int) -> Attention:
+    """Uniform maps of every kind over '[SOS] w1 .. [EOS]' sources: only the cross maps get changed below."""
+    source = ("[SOS]",) + tuple(f"w{i}" for i in range(1, columns - 1)) + ("[EOS]",)
+    target = ("[SOS]",) + tuple(f"t{i}" for i in range(1, rows))
+    return Attention(
+        encoder=torch.full((n_layers, n_heads, columns, columns), 1 / columns),
+        decoder=torch.full((n_layers, n_heads, rows, rows), 1 / rows),
+        cross=torch.full((n_layers, n_heads, rows, columns), 1 / columns),
+        source_tokens=source,
+        target_tokens=target,
+    )
+
+
+def test_opening_head_is_the_sharpest_on_words_not_on_the_end_token(tiny_bundle):
+    attention = _cross(2, 4, rows=4, columns=6)
+    attention.cross[0, 2] = 0
+    attention.cross[0, 2, :, -1] = 1  # parked on [EOS]: as sharp as can be, but on no word
+    attention.cross[1, 2] = 0
+    attention.cross[1, 2, torch.arange(4), torch.tensor([4, 3, 2, 1])] = 0.8  # 80% on one word per row
+    attention.cross[1, 2, :, 0] = 0.2
+    opened = opening_head(tiny_bundle, attention)
+    assert (opened.layer, opened.head) == (2, 3)
+    assert "80%" in opened.hint and "Layer 2, head 3" in opened.hint
+
+
+def test_opening_head_is_the_cards_alignment_head(tiny_bundle):
+    card = {"alignment": {"method": "L1H3-predict-threshold", "aer": 0.25, "threshold": 0.3, "data": "gold pairs"}}
+    bundle = dataclasses.replace(tiny_bundle, metadata={"model_card": card})
+    opened = opening_head(bundle, _cross(2, 4, rows=4, columns=6))
+    assert (opened.layer, opened.head) == (1, 3)
+    assert "alignment head (AER 0.25 on gold pairs)" in opened.hint
+    mean_only = {"alignment": {"method": "L1mean-predict-threshold", "aer": 0.25}}  # no single head: the sharpest
+    attention = _cross(2, 4, rows=4, columns=6)
+    attention.cross[1, 3, :, 2] = 1
+    opened = opening_head(dataclasses.replace(tiny_bundle, metadata={"model_card": mean_only}), attention)
+    assert (opened.layer, opened.head) == (2, 4)

@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import torch
@@ -21,6 +22,7 @@ import ui  # noqa: E402
 from core import load_checkpoint, save_checkpoint, translate  # noqa: E402
 from core.tokenizer import build_tokenizer  # noqa: E402
 from ui import EXAMPLES, md_text  # noqa: E402
+from ui.results import row_cap  # noqa: E402
 
 torch.set_num_threads(1)
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -121,15 +123,30 @@ def active_label(at: AppTest) -> str:
     return " ".join([m.value for m in at.markdown if "format" in m.value] + [h.value for h in at.subheader])
 
 
+def sharpest_cross_head(attention) -> tuple[int, int]:
+    """(layer, head), 1-based: the largest mean over rows of a row's largest weight on a source word."""
+    words = attention.cross[:, :, :, 1:-1].numpy()
+    layer, head = np.unravel_index(words.max(axis=-1).mean(axis=-1).argmax(), words.shape[:2])
+    return int(layer) + 1, int(head) + 1
+
+
 def test_translate_page_shows_translation_tokens_and_charts(app, bundle):
     assert "tiny.pt" in active_label(app) and "2 × 2" in " ".join(m.value for m in app.sidebar.markdown)
+    # a model without an alignment head in its card opens on the sharpest cross-attention head of the first sentence
+    first = app.session_state["view"]["sentence"]
+    opened = sharpest_cross_head(translate(bundle, first, max_len=row_cap(bundle, first)).attention)
+    assert (app.slider(key="layer").value, app.slider(key="head").value) == opened
+    assert any(
+        f"Layer {opened[0]}, head {opened[1]} is the head that looks most sharply" in c.value for c in app.caption
+    )
     translate_in(app, SENTENCE)
     assert not app.exception
     result = translate(bundle, SENTENCE)
     assert any(m.value == f"**Translation:** {md_text(result.translation)}" for m in app.markdown)
     assert "5·the" in " ".join(c.value for c in app.caption)  # repeated 'the' keeps its own position label
     assert len(app.get("vega_lite_chart")) == 2  # focused head, heads of the layer (the grid waits to be opened)
-    assert_focus_matches(app, result, "cross", 1, 1)
+    assert (app.slider(key="layer").value, app.slider(key="head").value) == opened  # a new sentence keeps the head
+    assert_focus_matches(app, result, "cross", *opened)
 
 
 def test_all_layers_grid_is_built_only_while_its_expander_is_open(app, bundle):
@@ -184,7 +201,7 @@ def test_reference_translation_feeds_the_decoder(app, bundle):
     result = translate(bundle, SENTENCE, reference=IT[0])
     assert result.target_tokens == ["[SOS]", *IT[0].split()]
     assert any(m.value.startswith("**Reference (teacher-forced):**") for m in app.markdown)
-    assert_focus_matches(app, result, "cross", 1, 1)
+    assert_focus_matches(app, result, "cross", app.slider(key="layer").value, app.slider(key="head").value)
 
 
 def test_reference_is_flagged_cleared_by_a_button_and_dropped_for_an_example(app, bundle):
@@ -497,7 +514,7 @@ def test_two_sessions_each_get_their_own_attention(ckpt_dir, monkeypatch, bundle
             at.slider(key="head").set_value(head).run()
             assert not at.exception
             assert at.text_input(key="sentence").value == sentence
-            assert_focus_matches(at, translate(bundle, sentence), "cross", 1, head)
+            assert_focus_matches(at, translate(bundle, sentence), "cross", at.slider(key="layer").value, head)
 
 
 def test_generated_unk_is_shown_as_the_copied_source_word(tmp_path, monkeypatch):

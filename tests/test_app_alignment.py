@@ -53,6 +53,11 @@ def open_view(at: AppTest, reference: str = REFERENCE) -> AppTest:
     return at
 
 
+def focused(at: AppTest) -> tuple[int, int]:
+    """The (layer, head) the Translate page shows: the page picks the one it opens on."""
+    return at.slider(key="layer").value, at.slider(key="head").value
+
+
 def expected_links(bundle, layer: int, head: int | None, rows: str) -> set[tuple[int, int]]:
     """Argmax links computed here from the model's own cross-attention: every toy word is one token."""
     cross = translate(bundle, SENTENCE, reference=REFERENCE).attention.cross[layer - 1].numpy()  # (H, T, S)
@@ -94,7 +99,7 @@ def test_links_of_the_chosen_head_are_drawn_and_listed(app, bundle):
 def test_gold_links_give_this_sentences_aer(app, bundle):
     open_view(app)
     app.radio(key="align_source").set_value("chosen").run()
-    found = sorted(expected_links(bundle, 1, 1, "predict"))
+    found = sorted(expected_links(bundle, *focused(app), "predict"))
     gold = found[:2] + [(5, 0), (4, 4)]  # two links the model finds, two others (unless it finds them too)
     app.text_input(key="gold_links").input(" ".join(f"{i}-{j}" for i, j in gold)).run()
     assert not app.exception and not app.error
@@ -148,6 +153,6 @@ def test_without_a_recorded_method_the_chosen_head_is_used(tmp_path, monkeypatch
     monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(tmp_path))
     at = open_view(AppTest.from_file(APP, default_timeout=60).run())
     assert "align_source" not in [r.key for r in at.radio]
-    assert model_links(at) == expected_links(load_checkpoint(tmp_path / "plain.pt"), 1, 1, "predict")
+    assert model_links(at) == expected_links(load_checkpoint(tmp_path / "plain.pt"), *focused(at), "predict")
     at.switch_page("pages/models.py").run()
     assert not at.exception and not any("Alignment head" in m.value for m in at.markdown)

@@ -109,7 +109,7 @@ def test_forcing_a_candidate_redecodes_from_there_and_goes_back(steps, bundle): 
         want = float(torch.tensor(tree[node].log_prob - tree[tree[node].parent].log_prob).exp())
         assert what_if["probability"][position] == pytest.approx(want, abs=1e-5)
     heat, _ = chart_rows(steps, 6)
-    want = forced.attention.cross[0].mean(0)
+    want = forced.attention.cross[steps.slider(key="step_layer").value - 1].mean(0)  # the replay's layer
     torch.testing.assert_close(matrix(heat, want.shape), want)
     # and back
     steps.button(key="unforce").click().run()

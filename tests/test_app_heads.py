@@ -134,10 +134,11 @@ def test_switch_heads_off_shows_both_translations_and_the_changed_maps(app, bund
     assert app.query_params["off"] in ("e2.2,c1.1", ["e2.2,c1.1"])
     charts = app.get("vega_lite_chart")
     # focused head, heads of the layer (the all-layers grid is closed), then original and switched-off maps of
-    # cross L2 H1
+    # cross layer 2, the focused head
+    head = app.slider(key="head").value
     for index, result in ((2, plain), (3, masked)):
         rows, _ = chart_rows(app, index)
-        want = result.attention.cross[1, 0]
+        want = result.attention.cross[1, head - 1]
         got = torch.zeros_like(want)
         got[rows["qi"].to_numpy().astype("int64"), rows["ki"].to_numpy().astype("int64")] = torch.tensor(
             rows["weight"].to_numpy().copy()
