@@ -25,6 +25,7 @@ class Kind:
     reading: str  # how to read one map
     statistics: tuple[str, ...]  # the head statistics (core.analysis.head_stats) that mean something here
     timeline: tuple[str, ...]  # the statistics the Timeline charts for it
+    roles: tuple[str, ...]  # the head roles (core.analysis.head_roles.ROLES) it can have, ties going to the first
 
     @property
     def queries_on_source(self) -> bool:
@@ -50,6 +51,7 @@ KIND = {
             "information from. Each row sums to 1.",
             statistics=_SELF_STATISTICS,
             timeline=("entropy", "confidence"),
+            roles=("previous token", "next token", "same token", "rare words", "sink", "broad"),
         ),
         Kind(
             "decoder",
@@ -63,6 +65,7 @@ KIND = {
             "sums to 1.",
             statistics=_SELF_STATISTICS,
             timeline=("entropy", "confidence"),
+            roles=("previous token", "same token", "rare words", "sink", "broad"),  # no next token: it is masked
         ),
         Kind(
             "cross",
@@ -76,6 +79,7 @@ KIND = {
             "reads. Each row sums to 1.",
             statistics=("entropy", "normalised_entropy", "confidence", "sink_share", "diagonality"),
             timeline=("entropy", "confidence", "diagonality"),
+            roles=("alignment", "sink", "broad"),
         ),
     )
 }

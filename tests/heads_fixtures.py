@@ -1,5 +1,6 @@
-"""Small models for the head tests: an untrained tiny bundle, and a tiny model trained so that one head
-carries the whole task (shared by test_importance.py and test_heads_cli.py)."""
+"""Small models for the head tests: an untrained tiny bundle, a tiny model trained so that one head carries the
+whole task, and one trained with every head on to copy its input word by word (shared by test_importance.py,
+test_heads_cli.py and test_head_roles.py)."""
 
 from __future__ import annotations
 
@@ -47,10 +48,9 @@ def word_map_pairs(n: int, seed: int) -> list[tuple[str, str]]:
     return pairs
 
 
-def carrier_bundle(steps: int = 300) -> ModelBundle:
-    """A 2-layer 2-head model trained on word_map_pairs with every head but CARRIER switched off, whose
-    other heads' output projections are then zeroed: by construction no other head can change anything."""
-    torch.manual_seed(0)
+def word_map_model(seed: int = 0):
+    """(untrained 2-layer 2-head model, source tokenizer, target tokenizer) for word_map_pairs."""
+    torch.manual_seed(seed)
     src = build_tokenizer(SOURCE_WORDS, min_frequency=1)
     tgt = build_tokenizer(TARGET_WORDS, min_frequency=1)
     cfg = ModelConfig(
@@ -63,11 +63,12 @@ def carrier_bundle(steps: int = 300) -> ModelBundle:
         dropout=0.0,
         seq_len=12,
     )
-    model = Transformer(cfg)
-    kind, layer, head = CARRIER
-    gates = {k: torch.zeros(2, 2) for k in ("encoder", "decoder", "cross")}
-    gates[kind][layer - 1, head - 1] = 1.0
-    examples, _ = encode_pairs(word_map_pairs(2000, seed=1), src, tgt, cfg.seq_len)
+    return Transformer(cfg), src, tgt
+
+
+def train_word_map(model, src, tgt, steps: int, gates=None) -> None:
+    """Adam on word_map_pairs, batches of 32 (gates: a head mask applied in training)."""
+    examples, _ = encode_pairs(word_map_pairs(2000, seed=1), src, tgt, model.config.seq_len)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for step in range(steps):
@@ -78,6 +79,25 @@ def carrier_bundle(steps: int = 300) -> ModelBundle:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+
+
+def copy_bundle(steps: int = 200, seed: int = 0) -> ModelBundle:
+    """A 2-layer 2-head model trained with every head on to copy its input word by word (w_i -> p_i): a few
+    seconds on one CPU thread."""
+    model, src, tgt = word_map_model(seed)
+    train_word_map(model, src, tgt, steps)
+    return bundle_of(model, src, tgt)
+
+
+def carrier_bundle(steps: int = 300) -> ModelBundle:
+    """A 2-layer 2-head model trained on word_map_pairs with every head but CARRIER switched off, whose
+    other heads' output projections are then zeroed: by construction no other head can change anything."""
+    model, src, tgt = word_map_model(0)
+    cfg = model.config
+    kind, layer, head = CARRIER
+    gates = {k: torch.zeros(2, 2) for k in ("encoder", "decoder", "cross")}
+    gates[kind][layer - 1, head - 1] = 1.0
+    train_word_map(model, src, tgt, steps, gates)
     dh = cfg.d_model // cfg.n_heads
     with torch.no_grad():
         for k, block in blocks(model):

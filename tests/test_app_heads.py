@@ -1,4 +1,5 @@
-"""AppTest of the Heads page and of the Translate page's "switch heads off" and relevance views."""
+"""AppTest of the Heads page (measures, roles, the summary line, pruning) and of the Translate page's role line,
+"switch heads off" and relevance views."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ from app_fixtures import EN, IT, write_tiny_checkpoint  # noqa: E402
 
 from core import load_checkpoint, translate  # noqa: E402
 from core.analysis.attribution import METHODS  # noqa: E402
+from core.analysis.head_report import reference_attentions  # noqa: E402
+from core.analysis.head_roles import describe_counts, head_roles, role_names  # noqa: E402
 from core.analysis.head_stats import mean_statistics  # noqa: E402
-from core.analysis.importance import ablation  # noqa: E402
+from core.analysis.importance import ablation, importance_order  # noqa: E402
+from core.data import read_tsv  # noqa: E402
 from core.heads_off import HeadsOff  # noqa: E402
 
 torch.set_num_threads(1)
@@ -85,6 +89,65 @@ def test_heads_page_grid_shows_each_measure_of_each_kind(app, bundle):
     link = table["open"].iloc[0]
     assert link.startswith("/?sentence=") and "kind=encoder" in link
     assert len(app.get("vega_lite_chart")) == 2  # the grid and the pruning curve
+
+
+def test_heads_page_names_each_heads_role(app, bundle):
+    """The role column, the grid coloured by role, the one-line summary of the most important heads and the roles
+    each pruning step switched off, against the roles of the same pairs' attention (from translate) and the
+    ablation."""
+    open_heads_with_upload(app)
+    attentions = [translate(bundle, en, reference=it).attention for en, it in PAIRS]
+    roles = head_roles(attentions)
+    deltas, _, _ = ablation(bundle, PAIRS)
+    for kind in ("cross", "encoder", "decoder"):
+        app.radio(key="heads_kind").set_value(kind).run()
+        assert not app.exception
+        table = app.dataframe[0].value.sort_values(["layer", "head"])
+        assert table["role"].tolist() == role_names(roles[kind]).reshape(-1).tolist()
+        assert table["evidence"].tolist() == [r.evidence for row in roles[kind] for r in row]
+        by_importance = np.argsort(deltas[kind].reshape(-1), kind="stable")  # most needed (most negative) first
+        top = [role_names(roles[kind]).reshape(-1)[i] for i in by_importance]
+        summary = next(m.value for m in app.markdown if "most important" in m.value)
+        assert summary.endswith(f"(by ablation): {describe_counts(top)}.") and "The 4 most important" in summary
+    app.selectbox(key="heads_measure").set_value("role").run()
+    assert not app.exception
+    rows, spec = chart_rows(app, 0)
+    assert rows.sort_values(["layer", "head"])["role"].tolist() == role_names(roles["decoder"]).reshape(-1).tolist()
+    assert spec["encoding"]["color"]["field"] == "role"
+    assert spec["params"][0]["select"]["fields"] == ["layer", "head"]  # a click still picks a head
+    curve, _ = chart_rows(app, 1)
+    order = importance_order({kind: -deltas[kind] for kind in deltas})
+    first = curve.sort_values("heads_off").iloc[1]
+    off = order[: int(first["heads_off"])]
+    assert first["roles_off"] == describe_counts(roles[k][layer - 1][head - 1].role for k, layer, head in off)
+
+
+def test_the_translate_page_names_the_focused_heads_role_once_the_sample_is_analysed(app, bundle):
+    app.switch_page("pages/heads.py").run()  # the shipped sample (computed once per model, then cached)
+    assert not app.exception
+    app.switch_page("pages/translate.py").run()
+    translate_in(app, SENTENCE)
+    app.radio(key="kind").set_value("decoder").run()
+    app.slider(key="layer").set_value(2).run()
+    app.slider(key="head").set_value(1).run()
+    assert not app.exception
+    sample = read_tsv(Path(APP).parent / "checkpoints" / "heads_sample.en-it.tsv")
+    expected = head_roles(reference_attentions(bundle, sample), kinds=["decoder"])["decoder"][1][0]
+    line = [c.value for c in app.caption if c.value.startswith("Role over the shipped sample")]
+    assert line == [f"Role over the shipped sample: **{expected.role}** — {expected.evidence}"]
+    app.toggle(key="avg").set_value(True).run()  # the mean of the layer's heads has no role
+    assert not any(c.value.startswith("Role over") for c in app.caption)
+
+
+def test_before_the_sample_is_analysed_the_translate_page_links_to_the_heads_page(tmp_path, monkeypatch):
+    write_tiny_checkpoint(tmp_path / "fresh.pt", layers=2, heads=2, seed=11)  # a model no report has seen
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    translate_in(at, SENTENCE)
+    assert not at.exception
+    assert not any(c.value.startswith("Role over") for c in at.caption)
+    links = [link.proto for link in at.get("page_link") if link.proto.page.endswith("heads")]
+    assert len(links) == 1 and "role" in links[0].label
 
 
 def test_a_picked_head_opens_on_the_translate_page(app):

@@ -187,3 +187,18 @@ def test_a_map_too_large_for_a_mark_per_cell_is_one_image_with_a_tooltip_per_row
     np.testing.assert_allclose(rows["weight"], w.max(-1).values.numpy(), rtol=1e-6)
     _, small = weights_map(w[:50, :50], queries[:50], keys[:50], "small")
     assert small["mark"]["type"] == "rect"  # under the threshold: a mark and a tooltip per cell
+
+
+def test_role_grid_gives_each_role_its_colour_and_the_tooltip_its_evidence():
+    frame = charts.head_values_frame(np.zeros((2, 2)))
+    frame["role"] = ["sink", "mixed", "alignment", "sink"]
+    frame["evidence"] = ["a", "b", "c", "d"]
+    spec = charts.head_roles_grid(frame).to_dict()
+    scale = spec["encoding"]["color"]["scale"]
+    assert scale["domain"] == ["alignment", "sink", "mixed"]  # the roles present, in the legend's order
+    assert scale["range"] == [charts.ROLE_COLORS[name] for name in scale["domain"]]
+    assert {t["field"] for t in spec["encoding"]["tooltip"]} == {"layer", "head", "role", "evidence"}
+    values = charts.head_values_grid(frame, "Entropy").to_dict()
+    assert {"role", "evidence"} <= {t["field"] for t in values["encoding"]["tooltip"]}
+    curve = [{"heads_off": 0, "chrf": 50.0, "roles_off": ""}, {"heads_off": 4, "chrf": 40.0, "roles_off": "4 sink"}]
+    assert "roles_off" in {t["field"] for t in charts.pruning_chart(curve).to_dict()["encoding"]["tooltip"]}

@@ -1,8 +1,8 @@
 """Everything the Heads views show, computed once over a set of sentence pairs: `head_report`.
 
-Statistics (core.analysis.head_stats) come from teacher-forced passes over the references; importance
-(ablation, gradient score, their Spearman correlation) and the pruning curve from
-core.analysis.importance. `HeadReport.to_json()` is the `python -m core heads --json` schema.
+Statistics (core.analysis.head_stats) and each head's role (core.analysis.head_roles) come from teacher-forced
+passes over the references; importance (ablation, gradient score, their Spearman correlation) and the pruning
+curve from core.analysis.importance. `HeadReport.to_json()` is the `python -m core heads --json` schema.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.analysis.head_roles import ROLES, RoleGrid, head_roles
 from core.analysis.head_stats import mean_statistics
 from core.analysis.importance import ablation, encoded, gradient_importance, importance_order, pruning_curve, spearman
 from core.attention import KINDS, Attention
@@ -43,6 +44,7 @@ class HeadReport:
     pruning_curve: list[dict] = field(default_factory=list)  # all kinds, least important first
     pruning_curve_encoder: list[dict] = field(default_factory=list)  # encoder heads only (Voita et al.)
     order: list[tuple[str, int, int]] = field(default_factory=list)  # every head, least important first
+    roles: dict[str, RoleGrid] = field(default_factory=dict)  # kind -> L x H HeadRole
 
     def to_json(self) -> dict:
         """The command's JSON: L x H nested lists, layer 1 first (plus the extra statistics)."""
@@ -59,6 +61,9 @@ class HeadReport:
             "pruning_curve": self.pruning_curve,
             "pruning_curve_encoder": self.pruning_curve_encoder,
             "pruning_order": [list(h) for h in self.order],
+            "roles": {kind: [[r.role for r in row] for row in grid] for kind, grid in self.roles.items()},
+            "role_evidence": {kind: [[r.to_json() for r in row] for row in grid] for kind, grid in self.roles.items()},
+            "role_thresholds": {name: role.threshold for name, role in ROLES.items()},
         }
 
 
@@ -104,6 +109,7 @@ def head_report(
     attentions = reference_attentions(bundle, pairs, progress)
     n = len(attentions)
     measures = {kind: mean_statistics(attentions, kind) for kind in KINDS}
+    roles = head_roles(attentions)
     deltas, base, tokens = ablation(bundle, pairs, progress=_counter(progress, "ablation", n))
     gradients = gradient_importance(bundle, pairs, progress=_counter(progress, "gradient", n))
     for kind in KINDS:
@@ -130,4 +136,5 @@ def head_report(
         pruning_curve=curves.get("all", []),
         pruning_curve_encoder=curves.get("encoder", []),
         order=order,
+        roles=roles,
     )

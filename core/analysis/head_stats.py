@@ -15,9 +15,20 @@ rows summing to 1) and returns an (L, H) array; `head_statistics` gathers them f
 - diagonality (cross-attention): the share of each row's weight within one position of the scaled
   diagonal. Row i is the step that predicts target token i + 1, so its diagonal key is
   round((i + 1) (S - 1) / T): with T rows and S keys, the last row (which predicts [EOS]) sits on [EOS].
+- offset_share (self-attention): the mean over rows of the weight on the key at one offset from the query
+  (-1 the token before, 0 itself, +1 the token after); rows with no such key are left out.
+- rare_token_share: the mean over rows of the weight on the rarest word key the row may see, by counts of
+  each token over a data set (Voita et al. 2019's "rare words" heads).
+
+`sink_share`, `normalised_entropy`, `diagonality`, `offset_share` and `rare_token_share` take `rows`, a mask
+of the query rows to average over (`choice_rows`: the rows that may see two keys or more), and
+`uniform_weights` gives the map of a head that spreads every row evenly, the baseline of each statistic
+(core.analysis.head_roles reads both).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 from torch import Tensor
@@ -37,6 +48,29 @@ def _array(weights: Tensor | np.ndarray) -> np.ndarray:
     return weights
 
 
+def _mean_rows(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """(L, H, Tq) per-row values -> (L, H) mean over the rows in the mask (all by default); NaN if none."""
+    if rows is None:
+        return values.mean(-1)
+    rows = np.asarray(rows, dtype=bool)
+    if not rows.any():
+        return np.full(values.shape[:-1], np.nan)
+    return values[..., rows].mean(-1)
+
+
+def choice_rows(n_rows: int, n_keys: int, causal: bool = False) -> np.ndarray:
+    """(n_rows,) mask of the rows that may see at least two keys: a causal map's first row sees only the start
+    token, so its weight there says nothing about the head."""
+    visible = np.minimum(np.arange(1, n_rows + 1), n_keys) if causal else np.full(n_rows, n_keys)
+    return visible >= 2
+
+
+def uniform_weights(n_rows: int, n_keys: int, causal: bool = False) -> np.ndarray:
+    """(1, 1, n_rows, n_keys) a head spreading each row evenly over the keys it may see."""
+    visible = np.tril(np.ones((n_rows, n_keys))) if causal else np.ones((n_rows, n_keys))
+    return (visible / visible.sum(-1, keepdims=True))[None, None]
+
+
 def _row_entropy(w: np.ndarray) -> np.ndarray:
     """(L, H, Tq, Tk) -> (L, H, Tq) entropy of each row; 0 log 0 counts as 0."""
     return -(w * np.log(np.where(w > 0, w, 1.0))).sum(-1)
@@ -46,14 +80,17 @@ def entropy(weights: Tensor | np.ndarray) -> np.ndarray:
     return _row_entropy(_array(weights)).mean(-1)
 
 
-def normalised_entropy(weights: Tensor | np.ndarray, causal: bool = False) -> np.ndarray:
-    """Row entropy / log(keys that row may see); rows with a single visible key count as 0."""
+def normalised_entropy(
+    weights: Tensor | np.ndarray, causal: bool = False, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Row entropy / log(keys that row may see); rows with a single visible key count as 0 (rows=choice_rows(...)
+    leaves them out)."""
     w = _array(weights)
     tq, tk = w.shape[-2:]
     visible = np.minimum(np.arange(1, tq + 1), tk) if causal else np.full(tq, tk)
     scale = np.log(np.maximum(visible, 1)).astype(np.float64)
     ratio = np.divide(_row_entropy(w), scale, out=np.zeros(w.shape[:-1]), where=scale > 0)
-    return ratio.mean(-1)
+    return _mean_rows(ratio, rows)
 
 
 def confidence(weights: Tensor | np.ndarray) -> np.ndarray:
@@ -77,19 +114,25 @@ def is_sink(token: str) -> bool:
     return token in SINK_TOKENS or not any(ch.isalnum() for ch in token)
 
 
+def sink_keys(key_tokens: list[str], framing: frozenset[int] | None = None) -> np.ndarray:
+    """(Tk,) mask of the sink keys: punctuation, and the framing positions (the model's start and end tokens; by
+    default the keys named [SOS] or [EOS])."""
+    if framing is None:
+        return np.array([is_sink(t) for t in key_tokens], dtype=bool)
+    return np.array([i in framing or is_sink(t) for i, t in enumerate(key_tokens)], dtype=bool)
+
+
 def sink_share(
-    weights: Tensor | np.ndarray, key_tokens: list[str], framing: frozenset[int] | None = None
+    weights: Tensor | np.ndarray,
+    key_tokens: list[str],
+    framing: frozenset[int] | None = None,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Share of each row's weight on sink keys: punctuation, and the framing positions (the model's start and end
-    tokens; by default the keys named [SOS] or [EOS])."""
+    """Share of each row's weight on sink keys (`sink_keys`)."""
     w = _array(weights)
     if len(key_tokens) != w.shape[-1]:
         raise ValueError(f"{len(key_tokens)} key tokens for {w.shape[-1]} keys")
-    if framing is None:
-        sinks = np.array([is_sink(t) for t in key_tokens])
-    else:
-        sinks = np.array([i in framing or is_sink(t) for i, t in enumerate(key_tokens)])
-    return w[..., sinks].sum(-1).mean(-1)
+    return _mean_rows(w[..., sink_keys(key_tokens, framing)].sum(-1), rows)
 
 
 def diagonal_keys(n_rows: int, n_keys: int) -> np.ndarray:
@@ -97,11 +140,68 @@ def diagonal_keys(n_rows: int, n_keys: int) -> np.ndarray:
     return np.rint(np.arange(1, n_rows + 1) * (n_keys - 1) / n_rows).astype(int)
 
 
-def diagonality(weights: Tensor | np.ndarray, band: int = 1) -> np.ndarray:
+def diagonality(weights: Tensor | np.ndarray, band: int = 1, rows: np.ndarray | None = None) -> np.ndarray:
     w = _array(weights)
     tq, tk = w.shape[-2:]
     near = np.abs(np.arange(tk)[None, :] - diagonal_keys(tq, tk)[:, None]) <= band  # (Tq, Tk)
-    return (w * near).sum(-1).mean(-1)
+    return _mean_rows((w * near).sum(-1), rows)
+
+
+def offset_share(weights: Tensor | np.ndarray, offset: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """Mean over rows of the weight on key query + offset (self-attention); rows without that key are left out."""
+    w = _array(weights)
+    tq, tk = w.shape[-2:]
+    query = np.arange(tq)
+    key = query + offset
+    exists = (key >= 0) & (key < tk)
+    per_row = np.zeros(w.shape[:-1])
+    per_row[..., exists] = w[..., query[exists], key[exists]]
+    return _mean_rows(per_row, exists if rows is None else exists & np.asarray(rows, dtype=bool))
+
+
+def rarest_keys(
+    key_tokens: list[str],
+    counts: Mapping[str, int],
+    n_rows: int,
+    framing: frozenset[int] | None = None,
+    causal: bool = False,
+) -> np.ndarray:
+    """(n_rows,) the rarest word key each row may see, -1 where it sees none.
+
+    Word keys are the keys that are not sinks (`sink_keys`). The rarest has the smallest count; ties go to the longer
+    token (longer words are the rarer ones, Zipf's law of abbreviation), then to the earlier. A causal row q sees
+    keys 0..q; other rows see every key."""
+    sinks = sink_keys(key_tokens, framing)
+    rank = lambda i: (counts.get(key_tokens[i], 0), -len(key_tokens[i]), i)
+    best, rarest = -1, []  # rarest[k]: the rarest word among keys 0..k
+    for i in range(len(key_tokens)):
+        if not sinks[i] and (best < 0 or rank(i) < rank(best)):
+            best = i
+        rarest.append(best)
+    if not causal:
+        return np.full(n_rows, best)
+    return np.array([rarest[min(q, len(rarest) - 1)] for q in range(n_rows)], dtype=int)
+
+
+def rare_token_share(
+    weights: Tensor | np.ndarray,
+    key_tokens: list[str],
+    counts: Mapping[str, int],
+    framing: frozenset[int] | None = None,
+    causal: bool = False,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """Mean over rows of the weight on the rarest word key the row may see (`rarest_keys`); rows that see no word
+    key are left out. counts: occurrences of each token over a data set."""
+    w = _array(weights)
+    tq, tk = w.shape[-2:]
+    if len(key_tokens) != tk:
+        raise ValueError(f"{len(key_tokens)} key tokens for {tk} keys")
+    target = rarest_keys(key_tokens, counts, tq, framing, causal)
+    exists = target >= 0
+    per_row = np.zeros(w.shape[:-1])
+    per_row[..., exists] = w[..., np.arange(tq)[exists], target[exists]]
+    return _mean_rows(per_row, exists if rows is None else exists & np.asarray(rows, dtype=bool))
 
 
 def head_statistics(attention: Attention, kind: str) -> dict[str, np.ndarray]:

@@ -5,7 +5,7 @@ no Streamlit here. One module per subject:
 - maps.py: attention maps (one head, a layer's heads, every layer x head, one step's rows, A - B);
 - decoding.py: a step's candidates, the beam search tree, written tokens' probabilities;
 - alignment.py: word links over word-level cross-attention;
-- heads.py: a measure over layers x heads, the pruning curve;
+- heads.py: a measure or each head's role over layers x heads, the pruning curve;
 - attribution.py: each output token's source share, a contrastive attribution;
 - runs.py: the Timeline's and Compare's grids and series;
 - export.py: CSV, JSON, PNG and SVG downloads.
@@ -28,7 +28,7 @@ from core.charts.decoding import (  # noqa: F401
     written_frame,
 )
 from core.charts.export import attention_csv, attention_json, chart_image, inline_spec, spec_size  # noqa: F401
-from core.charts.heads import head_values_frame, head_values_grid, pruning_chart  # noqa: F401
+from core.charts.heads import ROLE_COLORS, head_roles_grid, head_values_frame, head_values_grid, pruning_chart  # noqa: F401
 from core.charts.maps import (  # noqa: F401
     BIG_MAP_CELLS,
     attention_frame,

@@ -1,9 +1,10 @@
 """Which heads matter and what each one does: `python -m core heads --checkpoint PATH --data pairs.tsv`.
 
 Prints, per attention kind, layers x heads tables of each statistic and of importance (ablation and the
-gradient score, with their Spearman correlation), the most and least important heads, and the pruning
-curve; --json writes the same as one object. The methods are in core/analysis/ (head_stats, importance,
-head_report).
+gradient score, with their Spearman correlation), each head's role and the roles of the most important heads,
+the most and least important heads, and the pruning curves with the roles each step switches off; --json writes
+the same as one object, with each role's evidence. The methods are in core/analysis/ (head_stats, head_roles,
+importance, head_report).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from core.analysis.head_report import MEASURE_LABELS, head_report
+from core.analysis.head_roles import SHORT, RoleGrid, describe_counts, most_important, roles_switched_off
 from core.attention import KIND_LABELS, KINDS
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError, read_tsv
@@ -28,6 +30,18 @@ def table(values: np.ndarray, indent: str = "  ") -> str:
     header = indent + "       " + "".join(f"{'h' + str(h + 1):>9}" for h in range(values.shape[1]))
     rows = [indent + f"layer {layer + 1}" + "".join(f"{v:9.4f}" for v in row) for layer, row in enumerate(values)]
     return "\n".join([header, *rows])
+
+
+def role_table(grid: RoleGrid, indent: str = "  ") -> str:
+    """L x H roles -> a text table of their short names, layers down, heads across."""
+    header = indent + "       " + "".join(f"{'h' + str(h + 1):>9}" for h in range(len(grid[0])))
+    rows = [
+        indent + f"layer {layer + 1}" + "".join(f"{SHORT[r.role]:>9}" for r in row) for layer, row in enumerate(grid)
+    ]
+    return "\n".join([header, *rows])
+
+
+ROLE_LEGEND = ", ".join(f"{short} = {name}" for name, short in SHORT.items())
 
 
 class Bars:
@@ -57,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="OUT", help="also write everything to this JSON file")
     parser.add_argument("--step", type=int, default=8, help="heads switched off per pruning step (default 8)")
     parser.add_argument("--top", type=int, default=5, help="print this many most and least important heads")
+    parser.add_argument(
+        "--top-roles", type=int, default=10, help="count the roles of this many most important heads per kind"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args(argv)
-    if args.limit < 1 or args.step < 1 or args.threads < 1:
-        print("error: --limit, --step and --threads must be at least 1", file=sys.stderr)
+    if min(args.limit, args.step, args.threads, args.top_roles) < 1:
+        print("error: --limit, --step, --top-roles and --threads must be at least 1", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     try:
@@ -82,11 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{report.sentences} sentence pairs, {report.tokens} reference tokens; mean log-prob {report.base_logprob:.4f}"
     )
+    print(f"Roles in the tables: {ROLE_LEGEND} (their evidence is in --json)")
     for kind in KINDS:
         print(f"\n== {KIND_LABELS[kind]} ({kind}) ==")
         for name, values in report.measures[kind].items():
             print(f"{MEASURE_LABELS[name]}:\n{table(values)}")
         print(f"Spearman(ablation drop, gradient importance): {report.spearman[kind]:.3f}")
+        grid = report.roles[kind]
+        print(f"Roles:\n{role_table(grid)}")
+        top = most_important(grid, -report.measures[kind]["ablation_delta_logprob"], args.top_roles)
+        print(f"the {len(top)} most important heads (ablation): {describe_counts(top)}")
     print(f"\nSpearman over all heads: {report.spearman['all']:.3f}")
     drop = {kind: -report.measures[kind]["ablation_delta_logprob"] for kind in KINDS}
     for title, heads in (
@@ -97,12 +119,21 @@ def main(argv: list[str] | None = None) -> int:
         for kind, layer, head in heads:
             print(
                 f"  {kind} layer {layer} head {head}: mean log-prob {-drop[kind][layer - 1, head - 1]:+.4f} when off, "
-                f"gradient {report.measures[kind]['gradient_importance'][layer - 1, head - 1]:.4f}"
+                f"gradient {report.measures[kind]['gradient_importance'][layer - 1, head - 1]:.4f}; "
+                f"{report.roles[kind][layer - 1][head - 1].role}"
             )
-    for name, curve in (("all heads", report.pruning_curve), ("encoder heads only", report.pruning_curve_encoder)):
-        print(f"pruning curve ({name}, least important first): heads off -> chrF / BLEU")
-        for point in curve:
-            print(f"  {point['heads_off']:3d} -> {point['chrf']:6.2f} / {point['bleu']:6.2f}")
+    encoder_order = [head for head in report.order if head[0] == "encoder"]
+    for name, curve, order in (
+        ("all heads", report.pruning_curve, report.order),
+        ("encoder heads only", report.pruning_curve_encoder, encoder_order),
+    ):
+        print(f"pruning curve ({name}, least important first): heads off -> chrF / BLEU   (roles switched off)")
+        steps = roles_switched_off(order, report.roles, [point["heads_off"] for point in curve])
+        for point, step in zip(curve, steps):
+            print(
+                f"  {point['heads_off']:3d} -> {point['chrf']:6.2f} / {point['bleu']:6.2f}"
+                + (f"   ({step})" if step else "")
+            )
     if args.json:
         try:
             Path(args.json).write_text(json.dumps(report.to_json(), indent=1), encoding="utf-8")

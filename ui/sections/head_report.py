@@ -1,16 +1,25 @@
 """The Heads page's report: the analysis of every head over a set of sentence pairs (core/analysis/
-head_report.py), computed once per model and data set with a progress bar, and the sentence pairs it reads."""
+head_report.py), computed once per model and data set with a progress bar, and the sentence pairs it reads; the
+roles it names, for the Translate page (which never waits for the analysis: it shows a role once the Heads
+page has computed the report)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import threading
+from collections import OrderedDict
 from urllib.parse import urlencode
 
 import streamlit as st
 
+from core import charts
 from core.analysis.head_report import HeadReport, head_report
+from core.analysis.head_roles import RoleGrid, describe_counts, most_important, roles_switched_off
+from core.attention import KIND
 from core.data import DataError, parse_tsv, read_tsv
 from core.heads_off import HeadsOff
+from ui import state, widgets
 from ui.models import ActiveModel
 from ui.state import REPO
 
@@ -22,6 +31,32 @@ SAMPLE_NOTE = (
     "test set v2021-08-07, J. Tiedemann 2020, CC BY-NC-SA 4.0): see checkpoints/heads_sample.md"
 )
 PRUNING_STEP = 16  # heads switched off per point of the app's pruning curve (each point re-translates the set)
+TOP_ROLES = 10  # the Heads page's summary counts the roles of this many most important heads of a kind
+KNOWN_ROLES_KEPT = 32  # (model, data set) pairs whose roles the Translate page can show
+
+
+class KnownRoles:
+    """The roles of every report computed in this process, by (model key, data key): what the Translate page shows
+    without running the analysis. Process-wide like the report's cache; a few KB per model."""
+
+    def __init__(self, size: int = KNOWN_ROLES_KEPT) -> None:
+        self.size = size
+        self.roles: OrderedDict[tuple[str, str], dict[str, RoleGrid]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def put(self, key: tuple[str, str], roles: dict[str, RoleGrid]) -> None:
+        with self.lock:
+            self.roles[key] = roles
+            self.roles.move_to_end(key)
+            while len(self.roles) > self.size:
+                self.roles.popitem(last=False)
+
+    def get(self, key: tuple[str, str]) -> dict[str, RoleGrid] | None:
+        with self.lock:
+            return self.roles.get(key)
+
+
+KNOWN_ROLES = KnownRoles()
 
 
 def data_key(pairs: list[tuple[str, str]]) -> str:
@@ -53,11 +88,40 @@ def cached_report(model_key: str, pairs_key: str, _bundle, _pairs) -> HeadReport
 
 def run_report(model: ActiveModel, pairs: list[tuple[str, str]]) -> HeadReport | None:
     """The (cached) report, or None after saying why not."""
+    key = data_key(pairs)
     try:
-        return cached_report(model.key, data_key(pairs), model.bundle, pairs)
+        report = cached_report(model.key, key, model.bundle, pairs)
     except ValueError as exc:
         st.warning(f"Cannot analyse these pairs: {exc}")
         return None
+    KNOWN_ROLES.put((model.key, key), report.roles)
+    return report
+
+
+@functools.cache
+def sample_key() -> str | None:
+    """data_key of the shipped sample (None if it cannot be read)."""
+    try:
+        return data_key(read_tsv(SAMPLE))
+    except (DataError, OSError, UnicodeDecodeError):
+        return None
+
+
+def role_line(model: ActiveModel, ref: widgets.HeadRef) -> None:
+    """The Translate page's line above the focused head's map: its role over the shipped sample with the evidence,
+    once the Heads page has analysed the sample for this model; until then a link to that page."""
+    if ref.head is None:
+        return
+    roles = KNOWN_ROLES.get((model.key, sample_key()))
+    if roles is None:
+        st.page_link(
+            state.PAGES / "heads.py",
+            label="What does this head do? The Heads page names every head's role (a minute or two, once per model)",
+            icon=":material/psychology:",
+        )
+        return
+    role = roles[ref.kind][ref.layer - 1][ref.head - 1]
+    st.caption(f"Role over the shipped sample: **{role.role}** — {role.evidence}")
 
 
 def head_link(sentence: str, kind: str, layer: int, head: int, heads_off: HeadsOff | None = None) -> str:
@@ -95,3 +159,26 @@ def load_pairs() -> list[tuple[str, str]] | None:
     if len(pairs) > MAX_UPLOAD_PAIRS:
         st.caption(f"Using the first {MAX_UPLOAD_PAIRS} of {len(pairs)} pairs.")
     return pairs[:MAX_UPLOAD_PAIRS]
+
+
+def role_summary(report: HeadReport, kind: str) -> None:
+    """One line: the roles of the kind's most important heads (by ablation)."""
+    top = most_important(report.roles[kind], -report.measures[kind]["ablation_delta_logprob"], TOP_ROLES)
+    st.markdown(
+        f"**The {len(top)} most important {KIND[kind].label.lower()} heads** (by ablation): {describe_counts(top)}."
+    )
+
+
+def pruning_view(report: HeadReport) -> None:
+    """The pruning curve, each point's tooltip naming the roles that step switched off."""
+    curve = report.pruning_curve
+    steps = roles_switched_off(report.order, report.roles, [point["heads_off"] for point in curve])
+    st.subheader("Pruning curve")
+    first = f" The first {curve[1]['heads_off']} to go: {steps[1]}." if len(curve) > 1 else ""
+    st.caption(
+        f"Heads of all kinds switched off {PRUNING_STEP} at a time, least important (ablation) first; "
+        f"chrF of greedy re-translation of the same pairs; a point's tooltip names the roles it switched off.{first} "
+        "`python -m core heads` prints finer curves."
+    )
+    points = [point | {"roles_off": step} for point, step in zip(curve, steps)]
+    widgets.draw(charts.pruning_chart(points), key="pruning")

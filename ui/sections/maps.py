@@ -1,5 +1,5 @@
 """The Translate page's views of one translation: the translation and the tokens read, the focused head with its
-downloads, the layer's heads and every layer x head as tiles (a click focuses a head), and the links that open
+role and downloads, the layer's heads and every layer x head as tiles (a click focuses a head), and the links that open
 the head on the Compare and Timeline pages."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from core import charts
 from core.attention import KIND
 from ui import state, widgets
 from ui.models import ActiveModel
+from ui.sections.head_report import role_line
 from ui.text import cut_list, md_code, md_text
 
 
@@ -67,8 +68,10 @@ def predicted_tokens(result, bundle) -> list[str]:
 
 
 def focused_view(model: ActiveModel, result, ref: widgets.HeadRef, context: tuple[str, str]) -> None:
-    """The chosen head (or the mean of heads) with exact per-cell tooltips, and its downloads."""
+    """The chosen head (or the mean of heads) with exact per-cell tooltips, its role (when the Heads page has named
+    it), and its downloads."""
     kind = KIND[ref.kind]
+    role_line(model, ref)
     next_tokens = None if kind.rows == "source" else predicted_tokens(result, model.bundle)
     frame, heat = widgets.head_heatmap(result.attention, ref, next_tokens=next_tokens, help_text=kind.reading)
     widgets.draw(heat, key="focus")
