@@ -52,21 +52,32 @@ def resolve(choice: str, choices: dict) -> ActiveModel | None:
         return None
 
 
-def default_pair(choices: dict) -> tuple[str, str]:
-    """(A, B) when the session has not chosen: the active model, and the checkpoint before it in its run (after
-    it, for the first), else the first other model."""
+def default_pair(choices: dict) -> tuple[str, str, str]:
+    """(A, B, what to look for) when the session has not chosen: the active model and the checkpoint before it in
+    its run (after it, for the first); else, with a training run in the folder, its first and last checkpoints;
+    else the active model and the first other one."""
     names = list(choices)
     chosen = st.session_state.get("model_choice")
     a = next(
         (n for n, p in choices.items() if p is not None and str(p) == chosen), chosen if chosen in names else names[0]
     )
-    for run in find_runs():
+    name_of = {p: n for n, p in choices.items() if p is not None}
+    runs = find_runs()
+    for run in runs:
         paths = [c.path for c in run.checkpoints]
         if choices.get(a) in paths:
             i = paths.index(choices[a])
             neighbour = paths[i - 1] if i else paths[1]
-            return a, next(n for n, p in choices.items() if p == neighbour)
-    return a, next((n for n in names if n != a), names[0])
+            return a, name_of[neighbour], "A is the active model, B the checkpoint before it in its training run."
+    if runs and runs[0].checkpoints[0].path in name_of:
+        first, last = runs[0].checkpoints[0], runs[0].checkpoints[-1]
+        return (
+            name_of[first.path],
+            name_of[last.path],
+            f"A is the first checkpoint of a training run ({first.label}), B its last ({last.label}): the heads "
+            "with the largest divergence are the ones training changed most; click one to see both maps.",
+        )
+    return a, next((n for n in names if n != a), names[0]), ""
 
 
 def page() -> None:
@@ -77,7 +88,7 @@ def page() -> None:
         return
     state.restore_view("compare", LINK)
     view, names = state.view_state(), list(choices)
-    a, b = default_pair(choices)
+    a, b, hint = default_pair(choices)
     view["compare_a"] = view.get("compare_a") if view.get("compare_a") in names else a
     view["compare_b"] = view.get("compare_b") if view.get("compare_b") in names else b
     col_a, col_b = st.columns(2)
@@ -86,6 +97,8 @@ def page() -> None:
     st.caption(
         "Pick any two: files in the checkpoints folder, the epochs of a run, or your model from the Models page."
     )
+    if hint and (view["compare_a"], view["compare_b"]) == (a, b):
+        st.caption(hint)
     sentence = widgets.sentence_box()
     reference = widgets.reference_box("Reference (Italian)")
     fed = st.radio(
@@ -107,12 +120,19 @@ def page() -> None:
     if model_a is None or model_b is None:
         return
     if model_a.key == model_b.key:
-        st.info("Model A and model B are the same model: every head's divergence is 0. Pick another model B.")
+        st.info("Model A and model B are the same model: there is nothing to compare. Pick another model B.")
+        return
     try:
         keys, bundles = (model_a.key, model_b.key), (model_a.bundle, model_b.bundle)
         result = results.cached_comparison(*keys, *bundles, sentence, reference if fed == "reference" else None)
     except ValueError as exc:
         st.warning(f"Cannot compare: {md_text(exc)}")
+        return
+    if all(not values.any() for values in result.divergence.values()):
+        st.info(
+            "Model A and model B attend identically on this sentence (every head's divergence is 0): they hold the "
+            "same weights. Pick another model B."
+        )
         return
     show(
         result,

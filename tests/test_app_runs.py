@@ -88,6 +88,31 @@ def test_timeline_from_a_link_shows_every_epoch_and_the_slider_moves_the_map(ope
     assert sorted(rows["value"].round(4)) == sorted(round(e.log_probability, 4) for e in expected.epochs)
 
 
+def test_timeline_opens_on_the_last_checkpoints_sharpest_cross_head(tmp_path, monkeypatch):
+    """No head in the link: the cross-attention head of the last checkpoint with the largest mean row peak on a
+    source word (its checkpoint has no card), with a line saying what to watch. The last checkpoint's layer 2
+    head 2 is made sharp (its queries scaled up), so the answer is not the slider's own default."""
+    for epoch in range(2):
+        model, src, tgt = tiny_bundle_parts(seed=10 + epoch)
+        if epoch == 1:
+            with torch.no_grad():
+                model.decoder.layers[1].cross_attention_block.w_q.weight[model.config.d_model // 2 :] *= 30
+        save_checkpoint(tmp_path / "run" / f"tmodel_{epoch:02d}.pt", model, src, tgt)
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["sentence"] = SENTENCE
+    at.switch_page("pages/timeline.py").run()
+    assert not at.exception
+    (run,) = runs_in_folder(tmp_path / "run")
+    last = follow_sentence(run, SENTENCE).epochs[-1].attention
+    peaks = last.cross[:, :, :, 1:-1].amax(dim=-1).mean(dim=-1)
+    layer, head = divmod(int(peaks.argmax()), last.n_heads)
+    assert (layer, head) == (1, 1)
+    assert at.radio(key="kind").value == "cross"
+    assert (at.slider(key="layer").value, at.slider(key="head").value) == (2, 2)
+    assert any("Move the checkpoint slider to watch it form" in c.value for c in at.caption)
+
+
 def test_timeline_reference_is_fed_to_every_epoch(open_page):
     at = open_page("pages/timeline.py", sentence=SENTENCE, reference="il gatto era sul tappeto")
     captions = " ".join(c.value for c in at.caption)
@@ -103,12 +128,34 @@ def test_timeline_without_a_run_says_how_to_open_one(open_page, tmp_path, monkey
     assert "ATTN_CHECKPOINT_DIR=~/opus_books_weights streamlit run app.py" in at.info[0].value
 
 
-def test_compare_a_model_with_itself_is_zero_everywhere(open_page):
+def test_compare_a_model_with_itself_says_so_instead_of_drawing_zeros(open_page, ckpt_dir):
     at = open_page("pages/compare.py", a="tiny.pt", b="tiny.pt", sentence=SENTENCE)
-    for index in range(3):  # the three divergence grids
-        rows, spec = chart_rows(at, index)
-        assert len(rows) == 4 and (rows["divergence"] == 0).all()
-    assert all(v == 0 for v in at.dataframe[0].value["divergence (bits)"])
+    assert any("the same model" in i.value for i in at.info)
+    assert not at.get("vega_lite_chart") and not at.dataframe
+    # another file with the same weights: computed, found identical, said so
+    (ckpt_dir / "copy.pt").write_bytes((ckpt_dir / "tiny.pt").read_bytes())
+    try:
+        at = open_page("pages/compare.py", a="tiny.pt", b="copy.pt", sentence=SENTENCE)
+        assert any("attend identically" in i.value for i in at.info) and not at.get("vega_lite_chart")
+    finally:
+        (ckpt_dir / "copy.pt").unlink()
+
+
+def test_compare_opens_on_a_runs_first_and_last_checkpoints(open_page, ckpt_dir):
+    """No choice and no link: the active model (tiny.pt) is in no run, so A and B are the run's ends, a caption
+    says what to look for, and the divergence is not zero."""
+    at = open_page("pages/compare.py", sentence=SENTENCE)
+    assert (at.selectbox(key="compare_a").value, at.selectbox(key="compare_b").value) == (
+        "run/tmodel_00.pt",
+        "run/tmodel_02.pt",
+    )
+    assert any("first checkpoint of a training run (epoch 00), B its last (epoch 02)" in c.value for c in at.caption)
+    rows, _ = chart_rows(at, 0)
+    assert rows["divergence"].max() > 0
+    at.text_input(key="sentence").input("the house is big").run()  # still the pair it opened on: still said
+    assert any("first checkpoint of a training run" in c.value for c in at.caption)
+    at.selectbox(key="compare_b").set_value("run/tmodel_01.pt").run()  # a choice: the caption no longer applies
+    assert not any("first checkpoint of a training run" in c.value for c in at.caption)
 
 
 def test_compare_two_epochs_shows_their_divergence_and_a_minus_b(open_page, ckpt_dir):
