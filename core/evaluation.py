@@ -12,7 +12,7 @@ from tqdm import tqdm
 from core.bundle import ModelBundle
 from core.data import Example, bundle_examples
 from core.decoding import beam_batch, check_beam_options, copied_text, copy_unknown_words, greedy_batch
-from core.metrics import score
+from core.metrics import length_scores, score
 from core.seam import HeadMask, LayerStack
 from core.tokenizer import as_tokenizer
 
@@ -86,7 +86,8 @@ def evaluate(
     head_mask: HeadMask | None = None,
 ) -> tuple[dict[str, float], list[str], list[tuple[str, str]]]:
     """Greedy-translate (or, with beam_size > 1, beam-search) the pairs that fit the model; returns
-    (metrics, hypotheses, the pairs scored).
+    (metrics, hypotheses, the pairs scored). The metrics: BLEU, chrF, CER, WER, and length_ratio and short_share
+    (core.metrics.length_scores) over target-tokenizer pieces of each output.
 
     The hypotheses are the text `translate` gives: with copy_unknown, a generated [UNK] shows the source
     word it attended to; without, it stays "[UNK]". A beam search runs batch_size // beam_size sentences
@@ -107,4 +108,9 @@ def evaluate(
         length_penalty=length_penalty,
         head_mask=head_mask,
     )
-    return score(hyps, [t for _, t in kept], lowercase=lowercases(bundle)), hyps, kept
+    metrics = score(hyps, [t for _, t in kept], lowercase=lowercases(bundle))
+    pieces = [len(as_tokenizer(tgt_tok).encode(h).ids) for h in hyps]
+    lengths = length_scores(
+        pieces, [len(e.src) - bundle.specials.source_specials for e in examples], [len(e.tgt) for e in examples]
+    )
+    return metrics | lengths, hyps, kept

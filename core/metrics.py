@@ -34,3 +34,18 @@ def score(hypotheses: list[str], references: list[str], lowercase: bool = False)
         "cer": error_rate(hypotheses, references),
         "wer": error_rate([h.split() for h in hypotheses], [r.split() for r in references]),
     }
+
+
+SHORT = 0.5  # an output under half the reference's pieces has dropped part of the sentence
+
+
+def length_scores(outputs: list[int], sources: list[int], references: list[int]) -> dict[str, float]:
+    """How whole the translations are, from the pieces each holds: the mean ratio of output to source pieces, and
+    the share of outputs under SHORT x their reference's pieces (a sentence whose end was never translated)."""
+    pairs = [(o, s, r) for o, s, r in zip(outputs, sources, references, strict=True) if s > 0]
+    if not pairs:
+        return {"length_ratio": float("nan"), "short_share": float("nan")}
+    return {
+        "length_ratio": sum(o / s for o, s, _ in pairs) / len(pairs),
+        "short_share": sum(o < SHORT * r for o, _, r in pairs) / len(pairs),
+    }

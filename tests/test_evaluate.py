@@ -11,7 +11,7 @@ from conftest import cli_subprocess
 
 from core import ModelConfig, Transformer, load_checkpoint, save_checkpoint
 from core.evaluation import evaluate
-from core.metrics import edit_distance, error_rate, score
+from core.metrics import edit_distance, error_rate, length_scores, score
 from core.tokenizer import build_tokenizer
 
 torch.set_num_threads(1)
@@ -78,7 +78,18 @@ def test_evaluate_function_matches_score(checkpoint):
     bundle = load_checkpoint(path)
     metrics, hyps, kept = evaluate(bundle, PAIRS, progress=False)
     assert kept == PAIRS and len(hyps) == len(PAIRS)
+    lengths = {name: metrics.pop(name) for name in ("length_ratio", "short_share")}
     assert metrics == score(hyps, [t for _, t in PAIRS])
+    # every toy word is one piece: lengths counted in words here
+    ratios = [len(h.split()) / len(s.split()) for h, (s, _) in zip(hyps, PAIRS)]
+    short = [len(h.split()) < len(t.split()) / 2 for h, (_, t) in zip(hyps, PAIRS)]
+    assert lengths == pytest.approx({"length_ratio": sum(ratios) / 5, "short_share": sum(short) / 5})
+
+
+def test_length_scores_known_values():
+    # outputs of 10, 2 and 6 pieces for sources of 10, 8, 4 and references of 10, 8 (2 < 4: short), 12 (6 = half)
+    scores = length_scores([10, 2, 6], [10, 8, 4], [10, 8, 12])
+    assert scores == pytest.approx({"length_ratio": (1 + 0.25 + 1.5) / 3, "short_share": 1 / 3})
 
 
 def test_evaluate_cli_prints_bleu_chrf_cer_wer(checkpoint, cli):
@@ -86,7 +97,7 @@ def test_evaluate_cli_prints_bleu_chrf_cer_wer(checkpoint, cli):
     proc = cli("evaluate", "--threads", "1", "--checkpoint", str(path), "--data", str(data), "--json")
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(metrics) == {"bleu", "chrf", "cer", "wer", "sentences", "dropped"}
+    assert set(metrics) == {"bleu", "chrf", "cer", "wer", "length_ratio", "short_share", "sentences", "dropped"}
     assert (metrics["sentences"], metrics["dropped"]) == (5, 1)
     hyps = evaluate(load_checkpoint(path), PAIRS, progress=False)[1]
     expected = score(hyps, [t for _, t in PAIRS])
@@ -96,7 +107,7 @@ def test_evaluate_cli_prints_bleu_chrf_cer_wer(checkpoint, cli):
     assert proc.returncode == 0, proc.stderr
     assert "SOURCE:" in proc.stdout and "PREDICTED:" in proc.stdout
     last = proc.stdout.strip().splitlines()[-1]
-    assert all(word in last for word in ("BLEU", "chrF", "CER", "WER"))
+    assert all(word in proc.stdout for word in ("BLEU", "chrF", "CER", "WER")) and "output/source pieces" in last
 
 
 def test_evaluate_cli_errors(checkpoint, tmp_path, cli):

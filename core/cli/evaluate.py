@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         + (f"  (beam {args.beam}, length penalty {args.length_penalty:g})" if args.beam > 1 else "  (greedy)")
         + ("  ([UNK] kept)" if args.keep_unk else "  (generated [UNK] shown as the source word attended to)")
     )
+    print(
+        f"output/source pieces {metrics['length_ratio']:.2f} on average; under half the reference's length: "
+        f"{metrics['short_share']:.1%} of sentences"
+    )
     return 0
 
 
