@@ -1,17 +1,80 @@
-"""The Compare page's result: both translations, every head's divergence (a click picks a head), the chosen head of
-A, of B and A - B, and the heads that changed most."""
+"""The Compare page's choices (the models it can pick, the pair it opens on) and its result: both translations,
+every head's divergence (a click picks a head), the chosen head of A, of B and A - B, the heads that changed most."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from core import charts
+from core import CheckpointError, charts
 from core.analysis.divergence import most_changed
 from core.attention import KIND, KINDS
 from ui import state, widgets
-from ui.models import ActiveModel
-from ui.text import md_code
+from ui.models import (
+    PRETRAINED,
+    UPLOAD,
+    ActiveModel,
+    find_runs,
+    load_option,
+    model_options,
+    session_pretrained,
+    session_upload,
+)
+from ui.text import md_code, md_text
+
+
+def options() -> tuple[dict, dict]:
+    """(choice -> checkpoint path, or None for this session's upload or Hugging Face model; choice -> label)."""
+    files = model_options()
+    choices: dict = dict(files)
+    labels = {name: name for name in files}
+    if st.session_state.get("upload"):
+        choices[UPLOAD], labels[UPLOAD] = None, f"{st.session_state['upload']['name']} (uploaded)"
+    if st.session_state.get(PRETRAINED):
+        choices[PRETRAINED], labels[PRETRAINED] = None, f"{st.session_state[PRETRAINED]} (Hugging Face)"
+    return choices, labels
+
+
+def resolve(choice: str, choices: dict) -> ActiveModel | None:
+    """The model behind a choice, or None after saying why it cannot load."""
+    if choice in (UPLOAD, PRETRAINED):
+        model = session_upload() if choice == UPLOAD else session_pretrained()
+        if model is None:
+            st.warning("That model was unloaded to make room for others: open it again on the Models page.")
+        return model
+    try:
+        return load_option(choices[choice])
+    except (CheckpointError, OSError) as exc:
+        st.warning(f"Cannot load {md_code(choice)}: {md_text(exc)}")
+        return None
+
+
+def default_pair(choices: dict) -> tuple[str, str, str]:
+    """(A, B, what to look for) when the session has not chosen: the active model and the checkpoint before it in
+    its run (after it, for the first); else, with a training run in the folder, its first and last checkpoints;
+    else the active model and the first other one."""
+    names = list(choices)
+    chosen = st.session_state.get("model_choice")
+    a = next(
+        (n for n, p in choices.items() if p is not None and str(p) == chosen), chosen if chosen in names else names[0]
+    )
+    name_of = {p: n for n, p in choices.items() if p is not None}
+    runs = find_runs()
+    for run in runs:
+        paths = [c.path for c in run.checkpoints]
+        if choices.get(a) in paths:
+            i = paths.index(choices[a])
+            neighbour = paths[i - 1] if i else paths[1]
+            return a, name_of[neighbour], "A is the active model, B the checkpoint before it in its training run."
+    if runs and runs[0].checkpoints[0].path in name_of:
+        first, last = runs[0].checkpoints[0], runs[0].checkpoints[-1]
+        return (
+            name_of[first.path],
+            name_of[last.path],
+            f"A is the first checkpoint of a training run ({first.label}), B its last ({last.label}): the heads "
+            "with the largest divergence are the ones training changed most; click one to see both maps.",
+        )
+    return a, next((n for n in names if n != a), names[0]), ""
 
 
 def show(result, models: tuple[ActiveModel, ActiveModel], linked: dict) -> None:
