@@ -142,20 +142,21 @@ def test_compare_a_model_with_itself_says_so_instead_of_drawing_zeros(open_page,
 
 
 def test_compare_opens_on_a_runs_first_and_last_checkpoints(open_page, ckpt_dir):
-    """No choice and no link: the active model (tiny.pt) is in no run, so A and B are the run's ends, a caption
-    says what to look for, and the divergence is not zero."""
+    """No choice and no link: the active model (tiny.pt) is in no run, so A and B are the run's last and first
+    checkpoints (A's translation feeds both: the trained end's), a caption says what to look for, and the
+    divergence is not zero."""
     at = open_page("pages/compare.py", sentence=SENTENCE)
     assert (at.selectbox(key="compare_a").value, at.selectbox(key="compare_b").value) == (
-        "run/tmodel_00.pt",
         "run/tmodel_02.pt",
+        "run/tmodel_00.pt",
     )
-    assert any("first checkpoint of a training run (epoch 00), B its last (epoch 02)" in c.value for c in at.caption)
+    assert any("last checkpoint of a training run (epoch 02), B its first (epoch 00)" in c.value for c in at.caption)
     rows, _ = chart_rows(at, 0)
     assert rows["divergence"].max() > 0
     at.text_input(key="sentence").input("the house is big").run()  # still the pair it opened on: still said
-    assert any("first checkpoint of a training run" in c.value for c in at.caption)
+    assert any("last checkpoint of a training run" in c.value for c in at.caption)
     at.selectbox(key="compare_b").set_value("run/tmodel_01.pt").run()  # a choice: the caption no longer applies
-    assert not any("first checkpoint of a training run" in c.value for c in at.caption)
+    assert not any("last checkpoint of a training run" in c.value for c in at.caption)
 
 
 def test_compare_two_epochs_shows_their_divergence_and_a_minus_b(open_page, ckpt_dir):

@@ -51,7 +51,7 @@ def resolve(choice: str, choices: dict) -> ActiveModel | None:
 
 def default_pair(choices: dict) -> tuple[str, str, str]:
     """(A, B, what to look for) when the session has not chosen: the active model and the checkpoint before it in
-    its run (after it, for the first); else, with a training run in the folder, its first and last checkpoints;
+    its run (after it, for the first); else, with a training run in the folder, its last and first checkpoints;
     else the active model and the first other one."""
     names = list(choices)
     chosen = st.session_state.get("model_choice")
@@ -66,12 +66,12 @@ def default_pair(choices: dict) -> tuple[str, str, str]:
             i = paths.index(choices[a])
             neighbour = paths[i - 1] if i else paths[1]
             return a, name_of[neighbour], "A is the active model, B the checkpoint before it in its training run."
-    if runs and runs[0].checkpoints[0].path in name_of:
+    if runs and runs[0].checkpoints[0].path in name_of:  # A the trained end: both decoders read what it writes
         first, last = runs[0].checkpoints[0], runs[0].checkpoints[-1]
         return (
-            name_of[first.path],
             name_of[last.path],
-            f"A is the first checkpoint of a training run ({first.label}), B its last ({last.label}): the heads "
+            name_of[first.path],
+            f"A is the last checkpoint of a training run ({last.label}), B its first ({first.label}): the heads "
             "with the largest divergence are the ones training changed most; click one to see both maps.",
         )
     return a, next((n for n in names if n != a), names[0]), ""
