@@ -139,7 +139,7 @@ def damaged_files(tmp_path: Path) -> dict[str, str]:
 
 
 def test_a_damaged_file_is_ignored_and_the_report_computed(tmp_path, monkeypatch, caplog, shipped):
-    stand_in = dataclasses.replace(shipped, sentences=123)  # what the computation returns here (the real one: 75 s)
+    stand_in = dataclasses.replace(shipped, sentences=123)  # what the computation returns here (the real one: a minute)
     calls = []
     monkeypatch.setattr(section, "cached_report", lambda *args: calls.append(args[0]) or stand_in)
     for reason, text in damaged_files(tmp_path).items():

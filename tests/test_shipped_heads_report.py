@@ -1,6 +1,6 @@
 """checkpoints/heads_report.json is the Heads page's report of checkpoints/default.pt on the shipped sample.
 
-Recomputed here within the suite's time budget: the full report takes about 75 s of CPU on one thread (the
+Recomputed here within the suite's time budget: the full report takes about 65 s of CPU on one thread (the
 ablation sweep of every head about 50 s of it), so the statistics, the roles, the gradient score, the base
 log-probability and the pruning curve (given the file's order) are recomputed in full, and the ablation only for
 a seeded random sample of heads (two per kind), each by whole teacher-forced passes with that head off. The file's order is checked against its own ablation values, and the Spearman correlations against its
