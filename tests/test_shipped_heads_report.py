@@ -96,7 +96,7 @@ def reference_logprob(bundle, pairs, head_mask=None) -> float:
     """The references' summed log-probability ([EOS] included): whole teacher-forced passes over padded batches."""
     model, specials = bundle.model, bundle.specials
     total = 0.0
-    examples = encoded(bundle, pairs)
+    examples = sorted(encoded(bundle, pairs), key=lambda e: (len(e.src), len(e.tgt)))  # little padding
     with torch.inference_mode():
         for start in range(0, len(examples), 50):
             src, dec, labels = collate(examples[start : start + 50], "cpu", specials)
