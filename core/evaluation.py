@@ -22,6 +22,26 @@ def lowercases(bundle: ModelBundle) -> bool:
     return bundle.tgt_tokenizer.normalize("Ab") == "ab"
 
 
+def decode_limits(model: LayerStack, examples: Sequence[Example], batch_size: int = 64) -> list[int]:
+    """Each example's max_len as batch_translations decodes it: twice the longest reference of its batch (examples
+    cut in order into batches of batch_size) plus 10 tokens, at most seq_len."""
+    limits = []
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start : start + batch_size]
+        limits += [min(model.config.seq_len, max(len(e.tgt) for e in batch) * 2 + 10)] * len(batch)
+    return limits
+
+
+def hypothesis_text(tgt_tokenizer, ids: list[int], cross, source: tuple[object, str] | None, specials) -> str:
+    """The text of generated ids; with source (its tokenizer, its text), a generated [UNK] is written as the
+    source word its (T, S) cross-attention picked (copy_unknown_words)."""
+    copies = []
+    if source is not None and specials.unk in ids:
+        encoded = as_tokenizer(source[0]).encode(source[1])
+        copies = copy_unknown_words(tgt_tokenizer, cross, ids, encoded.tokens, encoded.words, specials)
+    return copied_text(tgt_tokenizer, ids, copies, specials)
+
+
 def batch_translations(
     model: LayerStack,
     examples: Sequence[Example],
@@ -38,9 +58,9 @@ def batch_translations(
     with beam_size > 1 a beam search of batch_size // beam_size sentences per batch (about batch_size
     decoder rows per call).
 
-    Each batch decodes up to twice its longest reference plus 10 tokens (at most seq_len). With copy_from
-    (the source tokenizer and each example's source text), a generated [UNK] is written as the source word
-    its cross-attention picked (copy_unknown_words); without, it stays "[UNK]". The model is put in eval
+    Each batch decodes up to twice its longest reference plus 10 tokens (at most seq_len; decode_limits). With
+    copy_from (the source tokenizer and each example's source text), a generated [UNK] is written as the source
+    word its cross-attention picked (copy_unknown_words); without, it stays "[UNK]". The model is put in eval
     mode while decoding and handed back in the mode it came in.
     """
     training = model.training
@@ -48,29 +68,19 @@ def batch_translations(
     tgt_tokenizer, specials = as_tokenizer(tgt_tokenizer), model.specials
     hyps: list[str] = []
     batch_size = max(1, batch_size // beam_size)
-
-    def decode_batch(sources: list[list[int]], max_len: int, need_cross: bool):
-        if beam_size > 1:
-            return beam_batch(
-                model, sources, beam_size, max_len, length_penalty, need_cross=need_cross, head_mask=head_mask
-            )
-        return greedy_batch(model, sources, max_len, need_cross=need_cross, head_mask=head_mask)
-
+    limits = decode_limits(model, examples, batch_size)
+    need_cross = copy_from is not None
     for start in tqdm(range(0, len(examples), batch_size), desc="translating", disable=not progress):
-        batch = examples[start : start + batch_size]
-        max_len = min(model.config.seq_len, max(len(e.tgt) for e in batch) * 2 + 10)
-        sources = [e.src for e in batch]
-        if copy_from is None:
-            hyps += [copied_text(tgt_tokenizer, ids, [], specials) for ids in decode_batch(sources, max_len, False)]
-            continue
-        src_tokenizer, texts = as_tokenizer(copy_from[0]), copy_from[1]
-        outputs, crosses = decode_batch(sources, max_len, True)
-        for text, ids, cross in zip(texts[start : start + batch_size], outputs, crosses):
-            copies = []
-            if specials.unk in ids:
-                encoded = src_tokenizer.encode(text)
-                copies = copy_unknown_words(tgt_tokenizer, cross, ids, encoded.tokens, encoded.words, specials)
-            hyps.append(copied_text(tgt_tokenizer, ids, copies, specials))
+        sources = [e.src for e in examples[start : start + batch_size]]
+        if beam_size > 1:
+            args = (beam_size, limits[start], length_penalty)
+            decoded = beam_batch(model, sources, *args, need_cross=need_cross, head_mask=head_mask)
+        else:
+            decoded = greedy_batch(model, sources, limits[start], need_cross=need_cross, head_mask=head_mask)
+        outputs, crosses = decoded if need_cross else (decoded, [None] * len(sources))
+        for offset, (ids, cross) in enumerate(zip(outputs, crosses)):
+            source = (copy_from[0], copy_from[1][start + offset]) if need_cross else None
+            hyps.append(hypothesis_text(tgt_tokenizer, ids, cross, source, specials))
     model.train(training)
     return hyps
 

@@ -49,6 +49,7 @@ class ActiveModel:
     origin: str  # "checkpoints folder" or "uploaded (this session only)"
     bundle: ModelBundle
     head_check: object = None  # core.analysis.head_count.HeadCountCheck of a tutorial upload
+    file: str | None = None  # the checkpoint file it was read from (a model of the checkpoints folder)
 
 
 def checkpoint_dir() -> Path:
@@ -214,7 +215,7 @@ def resolve_model() -> tuple[ActiveModel | None, str | None]:
         bundle = load_file(str(path), stamp)
     except (CheckpointError, OSError) as exc:
         return None, f"Cannot load `{md_text(path.name)}`: {md_text(exc)}"
-    return ActiveModel(f"file:{path}:{stamp}", path.name, "checkpoints folder", bundle), evicted
+    return folder_model(path, stamp, bundle), evicted
 
 
 def active_model() -> ActiveModel | None:
@@ -280,7 +281,13 @@ def model_options() -> dict[str, Path]:
 def load_option(path: Path) -> ActiveModel:
     """One checkpoint file as a model (cached like the active model); raises CheckpointError or OSError."""
     stamp = _stamp(path)
-    return ActiveModel(f"file:{path}:{stamp}", path.name, "checkpoints folder", load_file(str(path), stamp))
+    return folder_model(path, stamp, load_file(str(path), stamp))
+
+
+def folder_model(path: Path, stamp: str, bundle: ModelBundle) -> ActiveModel:
+    """A model of the checkpoints folder (a file, or a Hugging Face model folder)."""
+    file = str(path) if path.is_file() else None
+    return ActiveModel(f"file:{path}:{stamp}", path.name, "checkpoints folder", bundle, file=file)
 
 
 def link_targets() -> tuple[str | None, str | None]:

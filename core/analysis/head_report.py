@@ -14,7 +14,15 @@ import numpy as np
 
 from core.analysis.head_roles import ROLES, RoleGrid, head_roles
 from core.analysis.head_stats import mean_statistics
-from core.analysis.importance import ablation, encoded, gradient_importance, importance_order, pruning_curve, spearman
+from core.analysis.importance import (
+    ablation,
+    encoded,
+    gradient_importance,
+    importance_order,
+    pruning_counts,
+    pruning_curve,
+    spearman,
+)
 from core.attention import KINDS, Attention
 from core.bundle import ModelBundle
 from core.decoding import teacher_forced
@@ -104,8 +112,8 @@ def head_report(
 ) -> HeadReport:
     """Statistics, importance and pruning curves over the pairs that fit the model (ValueError if none).
 
-    pruning_step None skips the curve (it re-translates the pairs once per step); encoder_pruning_step
-    adds the encoder-only curve."""
+    pruning_step None skips the curve (it re-translates the pairs once per step, all steps in the same batches);
+    encoder_pruning_step adds the encoder-only curve."""
     attentions = reference_attentions(bundle, pairs, progress)
     n = len(attentions)
     measures = {kind: mean_statistics(attentions, kind) for kind in KINDS}
@@ -125,7 +133,7 @@ def head_report(
     for name, kinds, step in (("all", KINDS, pruning_step), ("encoder", ("encoder",), encoder_pruning_step)):
         if step:
             heads = importance_order(drop, kinds)
-            tick = _counter(progress, f"pruning ({name})", len(range(0, len(heads), step)) + 1)
+            tick = _counter(progress, f"pruning ({name})", len(pruning_counts(len(heads), step)) * n)
             curves[name] = pruning_curve(bundle, pairs, heads, step, progress=tick)
     return HeadReport(
         sentences=n,

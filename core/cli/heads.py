@@ -3,8 +3,10 @@
 Prints, per attention kind, layers x heads tables of each statistic and of importance (ablation and the
 gradient score, with their Spearman correlation), each head's role and the roles of the most important heads,
 the most and least important heads, and the pruning curves with the roles each step switches off; --json writes
-the same as one object, with each role's evidence. The methods are in core/analysis/ (head_stats, head_roles,
-importance, head_report).
+the same as one object, with each role's evidence. --save-report computes what the Heads page shows instead (its
+pruning step, no encoder-only curve) and saves it for the app with the SHA-256 of both files
+(core/analysis/report_file.py): the shipped checkpoints/heads_report.json is written this way. The methods are in
+core/analysis/ (head_stats, head_roles, importance, head_report).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.analysis.head_report import MEASURE_LABELS, head_report
+from core.analysis.head_report import MEASURE_LABELS, HeadReport, head_report
 from core.analysis.head_roles import SHORT, RoleGrid, describe_counts, most_important, roles_switched_off
+from core.analysis.report_file import PAGE_PRUNING_STEP, save_report, sha256_file
 from core.attention import KIND_LABELS, KINDS
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DataError, read_tsv
@@ -69,28 +72,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="TSV file of 'english<TAB>italian' pairs")
     parser.add_argument("--limit", type=int, default=200, help="use the first N pairs (default 200)")
     parser.add_argument("--json", metavar="OUT", help="also write everything to this JSON file")
-    parser.add_argument("--step", type=int, default=8, help="heads switched off per pruning step (default 8)")
+    parser.add_argument("--step", type=int, help="heads switched off per pruning step (default 8)")
+    parser.add_argument(
+        "--save-report",
+        metavar="OUT",
+        help=f"compute the Heads page's report (pruning step {PAGE_PRUNING_STEP}, every pair of --data) and save it for "
+        "the app with the SHA-256 of the checkpoint and data files (checkpoints/heads_report.json)",
+    )
     parser.add_argument("--top", type=int, default=5, help="print this many most and least important heads")
     parser.add_argument(
         "--top-roles", type=int, default=10, help="count the roles of this many most important heads per kind"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args(argv)
-    if min(args.limit, args.step, args.threads, args.top_roles) < 1:
+    if args.save_report and args.step is not None:
+        print(
+            f"error: --save-report uses the Heads page's pruning step ({PAGE_PRUNING_STEP}): drop --step",
+            file=sys.stderr,
+        )
+        return 2
+    step = PAGE_PRUNING_STEP if args.save_report else 8 if args.step is None else args.step
+    if min(args.limit, step, args.threads, args.top_roles) < 1:
         print("error: --limit, --step, --top-roles and --threads must be at least 1", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     try:
         bundle = load_checkpoint(args.checkpoint)
-        pairs = read_tsv(args.data)[: args.limit]
+        every_pair = read_tsv(args.data)
     except (CheckpointError, DataError, OSError, UnicodeDecodeError) as exc:
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
+    pairs = every_pair[: args.limit]
+    if args.save_report and (len(pairs) < len(every_pair) or not Path(args.checkpoint).is_file()):
+        print(
+            f"error: --save-report analyses every pair of --data (it has {len(every_pair)}: raise --limit) "
+            "of a checkpoint file (not a Hugging Face model)",
+            file=sys.stderr,
+        )
+        return 2
     bars = Bars()
     try:
-        report = head_report(
-            bundle, pairs, pruning_step=args.step, encoder_pruning_step=max(1, args.step // 2), progress=bars
-        )
+        encoder_step = None if args.save_report else max(1, step // 2)
+        report = head_report(bundle, pairs, pruning_step=step, encoder_pruning_step=encoder_step, progress=bars)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -127,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         ("all heads", report.pruning_curve, report.order),
         ("encoder heads only", report.pruning_curve_encoder, encoder_order),
     ):
+        if not curve:
+            continue
         print(f"pruning curve ({name}, least important first): heads off -> chrF / BLEU   (roles switched off)")
         steps = roles_switched_off(order, report.roles, [point["heads_off"] for point in curve])
         for point, step in zip(curve, steps):
@@ -134,12 +159,21 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {point['heads_off']:3d} -> {point['chrf']:6.2f} / {point['bleu']:6.2f}"
                 + (f"   ({step})" if step else "")
             )
-    if args.json:
-        try:
+    return write_outputs(args, report)
+
+
+def write_outputs(args: argparse.Namespace, report: HeadReport) -> int:
+    """--json and --save-report; 2 after a message when a file cannot be written."""
+    try:
+        if args.json:
             Path(args.json).write_text(json.dumps(report.to_json(), indent=1), encoding="utf-8")
-        except OSError as exc:
-            print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
+        if args.save_report:
+            command = f"python -m core heads --checkpoint {args.checkpoint} --data {args.data} --save-report {args.save_report}"
+            save_report(args.save_report, report, sha256_file(args.checkpoint), sha256_file(args.data), command)
+            print(f"saved the Heads page's report to {args.save_report}")
+    except OSError as exc:
+        print(f"error: cannot write {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -7,11 +7,13 @@ end-of-sentence is an output, never an input). Attention tensors are (L, H, T_qu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 from core.decoding.options import TOP_K
-from core.seam import HeadMask, LayerStack, causal_mask, model_device, pad_rows, padding_mask
+from core.seam import Caches, HeadMask, LayerStack, causal_mask, model_device, pad_rows, padding_mask
 
 Maps = tuple[Tensor, Tensor, Tensor]  # (encoder, decoder, cross), each (L, H, Tq, Tk)
 
@@ -92,38 +94,70 @@ def sequence_log_prob(model: LayerStack, src_ids: list[int], tgt_ids: list[int])
     return float(logits[0].float().log_softmax(-1).gather(-1, labels[:, None]).sum())
 
 
+def _keep_rows(caches: Caches, index: Tensor) -> None:
+    """Keep only rows `index` of every self- and cross-attention cache (rows that finished are dropped)."""
+    for pair in caches:
+        for cache in pair:
+            cache.k, cache.v = cache.k.index_select(0, index), cache.v.index_select(0, index)
+
+
+def _mask_rows(head_mask: HeadMask | None, index: Tensor) -> HeadMask | None:
+    """The HeadMask of rows `index`: per-row (B, L, H) gates are cut, shared (L, H) or (1, L, H) ones kept."""
+    if head_mask is None:
+        return None
+    return {kind: g.index_select(0, index) if g.dim() == 3 and g.size(0) > 1 else g for kind, g in head_mask.items()}
+
+
 @torch.inference_mode()
 def greedy_batch(
-    model: LayerStack, sources: list[list[int]], max_len: int, need_cross: bool = False, *, head_mask=None
+    model: LayerStack,
+    sources: list[list[int]],
+    max_len: int | Sequence[int],
+    need_cross: bool = False,
+    *,
+    head_mask=None,
 ):
     """Greedy-decode several encoder inputs at once over a key/value cache; for validation and evaluation.
 
     Returns each sentence's generated ids (up to, not including, the end of sentence); with need_cross, also
-    each sentence's (T, S) cross-attention averaged over layers and heads (for copy_sources). head_mask:
-    HeadMask, (L, H) gates for all sentences or (B, L, H) one set per sentence.
+    each sentence's (T, S) cross-attention averaged over layers and heads (for copy_sources). max_len is one
+    limit for all or one per sentence (each counting the start token, as translate's). head_mask: HeadMask,
+    (L, H) gates for all sentences or (B, L, H) one set per sentence. A sentence leaves the batch when it ends
+    or reaches its limit, so a long one does not keep the finished ones running.
     """
     specials, device = model.specials, model_device(model)
+    n = len(sources)
+    limits = torch.tensor([max_len] * n if isinstance(max_len, int) else list(max_len), device=device)
     src = pad_rows(sources, specials.pad, device)
     src_mask = padding_mask(src, specials.pad)  # (B, 1, 1, S): source padding never equals a source token
     memory, _ = model.encode(src, src_mask, head_mask=head_mask)
     caches = model.new_cache()
-    tokens = torch.full((len(sources), 1), specials.start, dtype=torch.long, device=device)
-    done = torch.zeros(len(sources), dtype=torch.bool, device=device)
-    generated, cross_rows = [], []
-    for step in range(max_len - 1):
+    live = torch.arange(n, device=device)  # the sentence of each row still decoding
+    tokens = torch.full((n, 1), specials.start, dtype=torch.long, device=device)
+    generated = torch.full((n, int(limits.max()) - 1), specials.eos, dtype=torch.long, device=device)
+    ran = torch.zeros(n, dtype=torch.long, device=device)  # decoder steps each sentence ran
+    cross_rows = (
+        torch.zeros(n, generated.size(1), src.size(1), dtype=memory.dtype, device=device) if need_cross else None
+    )
+    for step in range(generated.size(1)):
         hidden, _, cross = model.decode(
             tokens, memory, src_mask, None, need_cross, caches, start=step, head_mask=head_mask
         )
         if need_cross:
-            cross_rows.append(torch.stack(cross)[:, :, :, -1].mean((0, 2)))  # (B, S)
+            cross_rows[live, step] = torch.stack(cross)[:, :, :, -1].mean((0, 2))  # (B, S)
         tokens = specials.choosable(model.project(hidden[:, -1])).argmax(-1, keepdim=True)  # (B, 1)
-        generated.append(tokens[:, 0])
-        done |= tokens[:, 0] == specials.eos
-        if done.all():
-            break
-    eos = specials.eos
-    out = [row[: row.index(eos)] if eos in row else row for row in torch.stack(generated, dim=1).tolist()]
+        generated[live, step] = tokens[:, 0]
+        ran[live] = step + 1
+        going = (tokens[:, 0] != specials.eos) & (limits[live] > step + 2)  # limit - 1 tokens at most
+        if not going.all():
+            if not going.any():
+                break
+            index = going.nonzero()[:, 0]
+            live, tokens, memory, src_mask = live[index], tokens[index], memory[index], src_mask[index]
+            _keep_rows(caches, index)
+            head_mask = _mask_rows(head_mask, index)
+    out = [row[: row.index(specials.eos)] if specials.eos in row else row for row in generated.tolist()]
     if not need_cross:
         return out
-    cross = torch.stack(cross_rows, dim=1).cpu()  # (B, T, S)
-    return out, [cross[b, : len(ids) + 1] for b, ids in enumerate(out)]
+    cross = cross_rows.cpu()  # (B, T, S): each sentence's rows up to its last step
+    return out, [cross[b, :steps] for b, steps in enumerate(ran.tolist())]

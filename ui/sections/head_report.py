@@ -1,14 +1,18 @@
 """The Heads page's report: the analysis of every head over a set of sentence pairs (core/analysis/
 head_report.py), computed once per model and data set with a progress bar, and the sentence pairs it reads; the
 roles it names, for the Translate page (which never waits for the analysis: it shows a role once the Heads
-page has computed the report)."""
+page has computed the report). The shipped model's report of the shipped sample ships too
+(checkpoints/heads_report.json, core/analysis/report_file.py): with that model file and sample nothing runs, and
+the Translate page has its roles at once."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -16,6 +20,7 @@ import streamlit as st
 from core import charts
 from core.analysis.head_report import HeadReport, head_report
 from core.analysis.head_roles import RoleGrid, describe_counts, most_important, roles_switched_off
+from core.analysis.report_file import PAGE_PRUNING_STEP, OtherFiles, ReportFileError, load_report, sha256_file
 from core.attention import KIND
 from core.data import DataError, parse_tsv, read_tsv
 from core.heads_off import HeadsOff
@@ -30,7 +35,8 @@ SAMPLE_NOTE = (
     "200 held-out Tatoeba pairs (https://tatoeba.org, CC BY 2.0 FR; compiled in the Tatoeba Translation Challenge "
     "test set v2021-08-07, J. Tiedemann 2020, CC BY-NC-SA 4.0): see checkpoints/heads_sample.md"
 )
-PRUNING_STEP = 16  # heads switched off per point of the app's pruning curve (each point re-translates the set)
+REPORT_FILE = REPO / "checkpoints" / "heads_report.json"  # the shipped model's report of SAMPLE
+PRUNING_STEP = PAGE_PRUNING_STEP  # heads switched off per point of the app's pruning curve
 TOP_ROLES = 10  # the Heads page's summary counts the roles of this many most important heads of a kind
 KNOWN_ROLES_KEPT = 32  # (model, data set) pairs whose roles the Translate page can show
 
@@ -57,6 +63,7 @@ class KnownRoles:
 
 
 KNOWN_ROLES = KnownRoles()
+log = logging.getLogger(__name__)
 
 
 def data_key(pairs: list[tuple[str, str]]) -> str:
@@ -87,15 +94,60 @@ def cached_report(model_key: str, pairs_key: str, _bundle, _pairs) -> HeadReport
 
 
 def run_report(model: ActiveModel, pairs: list[tuple[str, str]]) -> HeadReport | None:
-    """The (cached) report, or None after saying why not."""
+    """The shipped report when it is this model's of these pairs, else the (cached) computed one, or None after
+    saying why not."""
     key = data_key(pairs)
-    try:
-        report = cached_report(model.key, key, model.bundle, pairs)
-    except ValueError as exc:
-        st.warning(f"Cannot analyse these pairs: {exc}")
-        return None
+    report = shipped_report(model, key)
+    if report is not None:
+        st.caption(f"Analysed ahead of time for this model and sample (`checkpoints/{REPORT_FILE.name}`).")
+    else:
+        try:
+            report = cached_report(model.key, key, model.bundle, pairs)
+        except ValueError as exc:
+            st.warning(f"Cannot analyse these pairs: {exc}")
+            return None
     KNOWN_ROLES.put((model.key, key), report.roles)
     return report
+
+
+def version(path: str | Path) -> str:
+    """A file's version: modification time and size."""
+    stat = Path(path).stat()
+    return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+
+@functools.lru_cache(maxsize=16)
+def file_sha256(path: str, stamp: str) -> str:
+    """The SHA-256 of one version of a file (stamp: version()), once per process (a model file takes ~0.1 s)."""
+    return sha256_file(path)
+
+
+def shipped_report(model: ActiveModel, pairs_key: str | None) -> HeadReport | None:
+    """REPORT_FILE's report when the model's file and the pairs are those it was computed from, else None."""
+    if model.file is None or pairs_key is None or pairs_key != sample_key():
+        return None
+    try:
+        model_sha, data_sha = file_sha256(model.file, version(model.file)), file_sha256(str(SAMPLE), version(SAMPLE))
+        stamp = version(REPORT_FILE)
+    except OSError:
+        return None
+    cfg = model.bundle.config
+    return saved_report(str(REPORT_FILE), stamp, model_sha, data_sha, cfg.n_layers, cfg.n_heads)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def saved_report(
+    path: str, stamp: str, model_sha: str, data_sha: str, n_layers: int, n_heads: int
+) -> HeadReport | None:
+    """The report file read and checked once per file version, model and sample (stamp: version()); None when it
+    is another model's or sample's, or unusable (then the server log says why, once)."""
+    try:
+        return load_report(path, model_sha, data_sha, n_layers, n_heads)
+    except OtherFiles:
+        return None
+    except ReportFileError as exc:
+        log.warning("not using %s, the Heads page computes the report instead: %s", path, exc)
+        return None
 
 
 @functools.cache
@@ -109,10 +161,13 @@ def sample_key() -> str | None:
 
 def role_line(model: ActiveModel, ref: widgets.HeadRef) -> None:
     """The Translate page's line above the focused head's map: its role over the shipped sample with the evidence,
-    once the Heads page has analysed the sample for this model; until then a link to that page."""
+    from the shipped report (the shipped model) or once the Heads page has analysed the sample for this model;
+    until then a link to that page."""
     if ref.head is None:
         return
     roles = KNOWN_ROLES.get((model.key, sample_key()))
+    if roles is None and (shipped := shipped_report(model, sample_key())) is not None:
+        roles = shipped.roles
     if roles is None:
         st.page_link(
             state.PAGES / "heads.py",
