@@ -96,12 +96,14 @@ def test_translate_move_head_and_see_tokens(server, chromium_browser, tmp_path):
     chart = focused_chart(page)
     for label in ("2·cat", "5·the", "1·the"):  # key axis: every source token with its position
         sync_api.expect(chart.locator("svg text", has_text=label)).to_have_count(1)
-    sync_api.expect(chart.get_by_text("head 1", exact=False)).to_have_count(1)
     head = slider(page, "Head")
+    opened = int(head.get_attribute("aria-valuetext"))  # the page opens on its most telling head
+    sync_api.expect(chart.get_by_text(f"head {opened}", exact=False)).to_have_count(1)
     head.focus()
-    act(page, lambda: head.press("ArrowRight"))
-    sync_api.expect(focused_chart(page).get_by_text("head 2", exact=False)).to_have_count(1)
-    assert "head=2" in page.url  # the view is in the link
+    moved = opened + 1 if opened < int(head.get_attribute("max")) else opened - 1
+    act(page, lambda: head.press("ArrowRight" if moved > opened else "ArrowLeft"))
+    sync_api.expect(focused_chart(page).get_by_text(f"head {moved}", exact=False)).to_have_count(1)
+    assert f"head={moved}" in page.url  # the view is in the link
     assert page.evaluate("() => history.length") == entries + 2
     assert_no_errors(page)
     page.screenshot(path=str(tmp_path / "translate.png"))
@@ -324,3 +326,41 @@ def test_a_slow_run_dims_the_page_at_once_without_animating_a_fade(chromium_brow
         assert dimmed_after == 0
         assert_no_errors(page)
         page.context.close()
+
+
+FIRST_CHART = '[data-testid="stMain"] [data-testid="stVegaLiteChart"] :is(svg.marks, canvas)'
+
+
+@pytest.fixture(scope="module")
+def shipped_server(tmp_path_factory):
+    """The app as the README's first command starts it: no settings, the shipped checkpoints folder."""
+    log = tmp_path_factory.mktemp("shipped") / "streamlit.log"
+    with streamlit_server(ROOT, free_port(), checkpoint_dir=None, log=log) as url:
+        yield url
+
+
+@pytest.mark.parametrize("path", ["/", "/steps", "/heads", "/compare", "/timeline", "/models"])
+def test_a_fresh_server_shows_something_worth_seeing_on_every_page(shipped_server, chromium_browser, path):
+    """Each page, opened with no link, settings or choices at 1280x800, draws its first chart (the Models page:
+    its model card) with no exception: Heads its grid from the shipped results (no minutes of analysis), the
+    Timeline the shipped run of at least five checkpoints, Compare two different models with a divergence."""
+    import re
+
+    page = new_page(chromium_browser, {"width": 1280, "height": 800})
+    page.goto(shipped_server + path)
+    wait_idle(page)
+    if path == "/models":
+        sync_api.expect(page.get_by_text("Layers × heads").first).to_be_visible()
+    else:
+        sync_api.expect(page.locator(FIRST_CHART).first).to_be_visible(timeout=RUN_MS)
+    text = page.get_by_test_id("stMain").inner_text()
+    if path == "/timeline":  # the run picker names the run and its checkpoints
+        shown = re.search(r"\((\d+) checkpoints\)", page.get_by_role("combobox", name="Run").input_value())
+        assert shown and int(shown.group(1)) >= 5
+    if path == "/compare":
+        divergence = re.search(r"divergence (\d+\.\d+) bits", text)
+        assert divergence and float(divergence.group(1)) > 0 and "same model" not in text
+    if path == "/heads":
+        assert "Analysing" not in text  # from the shipped results, not computed
+    assert_no_errors(page)
+    page.context.close()
