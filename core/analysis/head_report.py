@@ -39,7 +39,6 @@ MEASURE_LABELS = {
     "mean_distance": "Mean distance |key - query|",
     "diagonality": "Diagonality (within 1 of the diagonal)",
 }
-JSON_MEASURES = ("entropy", "confidence", "sink_share", "ablation_delta_logprob", "gradient_importance")
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,7 @@ def role_line(model: ActiveModel, ref: widgets.HeadRef) -> None:
     if roles is None:
         st.page_link(
             state.PAGES / "heads.py",
-            label="What does this head do? The Heads page names every head's role (a minute or two, once per model)",
+            label="What does this head do? (the Heads page names each head's role)",
             icon=":material/psychology:",
         )
         return
