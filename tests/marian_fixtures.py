@@ -51,9 +51,23 @@ def _sentencepiece(folder: Path, name: str, lines: list[str], vocab_size: int) -
 
 
 def make_marian(
-    folder: Path, layers: int = 2, heads: int = 4, d_model: int = 32, seed: int = 0, positions: int = 128
+    folder: Path,
+    layers: int = 2,
+    heads: int = 4,
+    d_model: int = 32,
+    seed: int = 0,
+    positions: int = 128,
+    *,
+    ffn: int | None = None,
+    vocab_size: int | None = None,
+    never_ends: bool = False,
 ) -> Path:
-    """Write a random tiny Marian model and its tokenizer to folder (save_pretrained); returns the folder."""
+    """Write a random Marian model and its tokenizer to folder (save_pretrained); returns the folder.
+
+    Tiny by default. ffn is the feed-forward width (default 2 * d_model); vocab_size pads the shared vocabulary
+    with pieces the tokenizers never write, up to that many entries (opus-mt-en-it has about 80,000), so the
+    embeddings and the output projection have a real model's size; never_ends pushes the end-of-sentence logit
+    down so that greedy decoding runs to its length limit (benches that time a fixed number of steps)."""
     from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,6 +75,8 @@ def make_marian(
     vocab = {"</s>": 0, "<unk>": 1}
     for piece in pieces:
         vocab.setdefault(piece, len(vocab))
+    while vocab_size is not None and len(vocab) < vocab_size - 1:  # the pad token takes the last id
+        vocab[f"▁unused{len(vocab)}"] = len(vocab)
     vocab["<pad>"] = len(vocab)
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     config = MarianConfig(
@@ -71,8 +87,8 @@ def make_marian(
         decoder_layers=layers,
         encoder_attention_heads=heads,
         decoder_attention_heads=heads,
-        encoder_ffn_dim=2 * d_model,
-        decoder_ffn_dim=2 * d_model,
+        encoder_ffn_dim=ffn or 2 * d_model,
+        decoder_ffn_dim=ffn or 2 * d_model,
         max_position_embeddings=positions,
         activation_function="swish",
         scale_embedding=True,
@@ -91,6 +107,8 @@ def make_marian(
                 if param.dim() > 1:
                     param.normal_(0, 0.3 if "embed" in name or "shared" in name else 0.15)
             model.final_logits_bias.normal_(0, 0.2)
+            if never_ends:
+                model.final_logits_bias[0, 0] = -1e4  # </s> is id 0
         model.save_pretrained(folder)
         pad = vocab["<pad>"]
         GenerationConfig(  # as opus-mt's: the pad token (the decoder's start) is never written, 4 beams

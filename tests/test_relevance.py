@@ -11,6 +11,7 @@ import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parent)]
 from heads_fixtures import tiny_bundle  # noqa: E402
+from marian_fixtures import make_marian  # noqa: E402
 
 from core import translate  # noqa: E402
 from core.analysis.relevance import (  # noqa: E402
@@ -20,8 +21,10 @@ from core.analysis.relevance import (  # noqa: E402
     deletion_drops,
     deletion_test,
     encoder_rollout,
+    row_outputs,
     source_relevance,
 )
+from core.seam import causal_mask  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -87,6 +90,37 @@ def test_gradient_relevance_does_not_leave_gradients_on_the_shared_model(bundle)
     result = translate(bundle, "i like green tea")
     source_relevance(bundle.model, result, "gradient")
     assert all(p.grad is None for p in bundle.model.parameters())
+
+
+@pytest.fixture(scope="module")
+def marian(tmp_path_factory):
+    from core import load_checkpoint
+
+    return load_checkpoint(make_marian(tmp_path_factory.mktemp("marian") / "opus-mt-en-it"))
+
+
+@pytest.mark.parametrize("which", ["bundle", "marian"])
+def test_gradient_relevance_equals_one_backward_pass_per_output_token(which, request):
+    """The batched backward pass against the plain way: for each output token its own forward and backward pass of
+    the sentence, its maps weighted by their gradients and put through Chefer et al.'s rules."""
+    model = request.getfixturevalue(which).model
+    result = translate(request.getfixturevalue(which), "the cat sleeps on the chair .", max_len=8)
+    src, tgt = torch.tensor([result.source_ids]), torch.tensor([result.target_ids])
+    expected = []
+    for row, token in enumerate(row_outputs(result)):
+        with torch.enable_grad():
+            memory, enc = model.encode(src, None, True)
+            hidden, self_maps, cross = model.decode(tgt, memory, None, causal_mask(tgt.size(1)), True)
+            maps = [*enc, *self_maps, *cross]
+            grads = torch.autograd.grad(model.project(hidden[0, row : row + 1])[0, token], maps)
+        weighted = [(g * m).clamp_min(0).mean(1).detach() for g, m in zip(grads, maps)]
+        n = len(enc)
+        relevance = decoder_relevance(*(torch.stack(weighted[i * n : (i + 1) * n], dim=1) for i in range(3)))[0, row]
+        expected.append(
+            relevance / relevance.sum() if relevance.sum() > 0 else torch.full_like(relevance, 1 / len(relevance))
+        )
+    got = source_relevance(model, result, "gradient")
+    torch.testing.assert_close(got, torch.stack(expected), atol=1e-6, rtol=1e-5)
 
 
 def test_deletion_drops_match_a_plain_translation_without_that_word(bundle):

@@ -12,8 +12,8 @@ distribution over the encoder input tokens (summing to 1):
   (Rbar_tt)^T for bidirectional queries; in a causal decoder row t may only draw on rows <= t, so the
   transpose is left out here.
 - "gradient": the same rules with every attention map A replaced by mean over heads of (dy_t/dA * A)^+,
-  y_t the logit of output token t, so each output token has its own maps (one backward pass for all rows:
-  the sentence is repeated once per output token along the batch).
+  y_t the logit of output token t, so each output token has its own maps (one forward pass, and one batched
+  backward pass for all rows).
 Rows that end with no positive relevance (possible with gradients) are uniform.
 """
 
@@ -82,25 +82,26 @@ def attention_relevance(encoder: Tensor, decoder: Tensor, cross: Tensor) -> Tens
 
 
 def gradient_relevance(model: LayerStack, src_ids: list[int], decoder_ids: list[int], output_ids: list[int]) -> Tensor:
-    """(T, S) gradient-weighted relevance of each output token (output_ids[t] predicted at decoder row t)."""
+    """(T, S) gradient-weighted relevance of each output token (output_ids[t] predicted at decoder row t): one
+    forward pass of the sentence, then every row's gradients of every map in one batched backward pass (a one-hot
+    upstream gradient per row, autograd's is_grads_batched)."""
     device = model_device(model)
     t = len(decoder_ids)
     if len(output_ids) < t:
         raise ValueError(f"{len(output_ids)} output tokens for {t} decoder rows")
-    src = torch.tensor([src_ids], device=device).expand(t, -1)  # row b explains output token b
-    tgt = torch.tensor([decoder_ids], device=device).expand(t, -1)
+    src, tgt = torch.tensor([src_ids], device=device), torch.tensor([decoder_ids], device=device)
     rows = torch.arange(t, device=device)
     with torch.enable_grad():
         memory, enc_maps = model.encode(src, None, True)
         hidden, self_maps, cross_maps = model.decode(tgt, memory, None, causal_mask(t, device), True)
-        logits = model.project(hidden[rows, rows])  # (B, V): row b at decoder position b
-        picked = logits[rows, torch.tensor(output_ids[:t], device=device)].sum()
-        maps = [*enc_maps, *self_maps, *cross_maps]  # per layer, (B, H, Tq, Tk) each
-        grads = torch.autograd.grad(picked, maps)
-    # mean over heads of the positive part of grad * attention, stacked to (B, L, Tq, Tk) per kind
-    weighted = [(g * m).clamp_min(0).mean(1).detach() for g, m in zip(grads, maps)]
+        picked = model.project(hidden[0])[rows, torch.tensor(output_ids[:t], device=device)]  # (T,) each row's logit
+        maps = [*enc_maps, *self_maps, *cross_maps]  # per layer, (1, H, Tq, Tk) each
+        one_hot = torch.eye(t, dtype=picked.dtype, device=device)  # row b: the gradients of output token b
+        grads = torch.autograd.grad(picked, maps, grad_outputs=one_hot, is_grads_batched=True)  # (T, 1, H, Tq, Tk)
+    # mean over heads of the positive part of grad * attention, stacked to (T, L, Tq, Tk) per kind
+    weighted = [(g[:, 0] * m).clamp_min(0).mean(1).detach() for g, m in zip(grads, maps)]
     n = len(enc_maps)
-    relevance = decoder_relevance(*(torch.stack(weighted[i * n : (i + 1) * n], dim=1) for i in range(3)))  # (B, T, S)
+    relevance = decoder_relevance(*(torch.stack(weighted[i * n : (i + 1) * n], dim=1) for i in range(3)))  # (T, T, S)
     return _rows_to_one(relevance[rows, rows])
 
 
