@@ -3,6 +3,7 @@ carries the whole task (shared by test_importance.py and test_heads_cli.py)."""
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 from pathlib import Path
@@ -47,9 +48,11 @@ def word_map_pairs(n: int, seed: int) -> list[tuple[str, str]]:
     return pairs
 
 
+@functools.cache
 def carrier_bundle(steps: int = 300) -> ModelBundle:
     """A 2-layer 2-head model trained on word_map_pairs with every head but CARRIER switched off, whose
-    other heads' output projections are then zeroed: by construction no other head can change anything."""
+    other heads' output projections are then zeroed: by construction no other head can change anything.
+    Trained once per test session (about 5 s); callers only read it."""
     torch.manual_seed(0)
     src = build_tokenizer(SOURCE_WORDS, min_frequency=1)
     tgt = build_tokenizer(TARGET_WORDS, min_frequency=1)

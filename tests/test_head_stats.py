@@ -82,10 +82,26 @@ def test_head_statistics_per_kind_and_mean_over_sentences():
     assert stats["entropy"].shape == (1, 2)
     assert stats["entropy"][0].tolist() == pytest.approx([math.log(4), 0.0])
     assert head_statistics(att, "cross")["diagonality"][0].tolist() == pytest.approx([1.0, 1.0])
-    twice = mean_statistics([att, att], "encoder")
-    assert np.allclose(twice["confidence"], stats["confidence"])
     with pytest.raises(ValueError):
         mean_statistics([], "encoder")
+
+
+def test_mean_statistics_weighs_each_sentence_the_same():
+    # Two sentences of different lengths whose statistics are known: a 4-token sentence whose one encoder head is
+    # uniform (entropy log 4, confidence 1/4) and a 3-token one whose head looks at each token itself (0 and 1).
+    # The mean is their plain average: not the first sentence's, not the rows pooled (4 rows against 3).
+    def sentence(weights, src):
+        tgt = ("[SOS]", "x")
+        return Attention(weights, torch.eye(2)[None, None], torch.full((1, 1, 2, len(src)), 1 / len(src)), src, tgt)
+
+    long = sentence(uniform(4, 4), ("[SOS]", "a", "b", "[EOS]"))
+    short = sentence(one_hot([0, 1, 2], 3), ("[SOS]", "c", "[EOS]"))
+    mean = mean_statistics([long, short], "encoder")
+    assert mean["entropy"][0, 0] == pytest.approx(math.log(4) / 2)
+    assert mean["confidence"][0, 0] == pytest.approx((0.25 + 1.0) / 2)
+    assert mean["mean_distance"][0, 0] == pytest.approx((1.25 + 0.0) / 2)  # uniform over 4 keys: rows 3/2, 1, 1, 3/2
+    assert mean["sink_share"][0, 0] == pytest.approx((0.5 + 2 / 3) / 2)  # [SOS] and [EOS]: 2 of 4 keys; 2 of 3 rows
+    assert mean_statistics([short, long], "encoder")["entropy"][0, 0] == pytest.approx(math.log(4) / 2)
 
 
 def test_pharaoh_links_round_trip_and_errors():

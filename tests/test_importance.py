@@ -86,6 +86,32 @@ def test_spearman_on_known_cases():
     assert spearman([1, 2, 3], [1, 1e9, 5]) == pytest.approx(0.5)  # ranks 1 2 3 vs 1 3 2
     assert ranks([5, 1, 5, 2]).tolist() == [3.5, 1.0, 3.5, 2.0]  # ties share their mean rank
     assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    # with ties: x ranks 1, 2.5, 2.5, 4 against 1, 3, 2, 4: rho = 4.5 / sqrt(4.5 * 5) = 3 / sqrt(10)
+    assert spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(3 / np.sqrt(10))
+    # no ties, by the textbook formula 1 - 6 sum d^2 / (n (n^2 - 1)): d^2 sums to 4 over 5 values: 0.8
+    assert spearman([10, 20, 30, 40, 50], [2, 1, 4, 3, 5]) == pytest.approx(0.8)
+
+
+def test_importance_order_on_hand_made_scores():
+    scores = {
+        "encoder": np.array([[0.3, -1.0]]),
+        "decoder": np.array([[2.0, 0.0]]),
+        "cross": np.array([[0.1, 0.1]]),
+    }
+    assert importance_order(scores) == [  # least important (lowest score) first; ties keep kind, layer, head order
+        ("encoder", 1, 2),
+        ("decoder", 1, 2),
+        ("cross", 1, 1),
+        ("cross", 1, 2),
+        ("encoder", 1, 1),
+        ("decoder", 1, 1),
+    ]
+    assert importance_order(scores, ("cross", "encoder")) == [
+        ("encoder", 1, 2),
+        ("cross", 1, 1),
+        ("cross", 1, 2),
+        ("encoder", 1, 1),
+    ]
 
 
 def test_the_head_that_carries_the_task_ranks_first_in_both_measures():
