@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import random
@@ -95,8 +96,11 @@ def _padded(rows: list[list[int]]) -> torch.Tensor:
     return torch.tensor([row + [PAD_ID] * (width - len(row)) for row in rows])
 
 
+@functools.cache
 def train_reverser(steps: int = 600, batch_size: int = 64, seed: int = 0) -> tuple[Transformer, object]:
-    """Train a small model to reverse digit strings ('1 2 3' -> '3 2 1'): about 10 s on one CPU thread."""
+    """Train a small model to reverse digit strings ('1 2 3' -> '3 2 1'): about 10 s on one CPU thread. Cached in
+    the process (callers save it, never change it), so the test runs bench/mutation.py forks from this process reuse
+    it."""
     tokenizer = build_tokenizer([" ".join("0123456789")], min_frequency=1)
     vocab = tokenizer.get_vocab_size()
     torch.manual_seed(seed)
