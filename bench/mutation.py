@@ -12,8 +12,12 @@ through. Before mutmut sees the copy, each function decorated with @torch.infere
 the ablation sweep and the deletion drops are such functions). Then it prints how many mutants were killed, how
 many survived (each with its diff) and how long the run took, and writes the same to --workdir/report.txt.
 
-mutmut (pip install mutmut; 3.x) runs each mutant's tests in a process forked from the one that ran the whole
-selection first, so fixtures cached in that process (the digit reverser, the carrier model) are trained once.
+mutmut (pip install mutmut; 3.x) times each test's call, not its fixtures, and stops a mutant's run past 15 times
+that (plus a constant): the models the tests train (the digit reverser, the carrier model) are kept in
+--workdir/test_cache ($ATTN_TEST_CACHE, tests/app_fixtures.py) so they are trained once, not in every run.
+After adding tests, `--resume` copies this tree's tests/ into --workdir again and runs mutmut there once more
+(mutmut runs again what the changed tests reach; a mutant's name, as the report shows it, can be given to
+`--mutant` to run that one alone).
 """
 
 from __future__ import annotations
@@ -97,20 +101,21 @@ def unwrap_inference_mode(path: Path) -> int:
 
 
 def configure(workdir: Path, mutate: list[str], tests: list[str]) -> None:
-    """mutmut's settings, in the copy's pyproject.toml."""
+    """mutmut's settings: this tree's pyproject.toml with a [tool.mutmut] table, in the copy."""
     config = {
         "source_paths": ["core"],
         "only_mutate": mutate,
         "pytest_add_cli_args_test_selection": tests,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
+        "timeout_constant": 10.0,  # CPU seconds on top of 15 x the tests' own: fixtures, loading a cached model
     }
     lines = ["", "[tool.mutmut]", *(f"{key} = {json.dumps(value)}" for key, value in config.items())]
-    with (workdir / "pyproject.toml").open("a", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    (workdir / "pyproject.toml").write_text(text + "\n".join(lines) + "\n", encoding="utf-8")
 
 
 def mutmut(workdir: Path, *args: str, capture: bool = False) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ATTN_TEST_CACHE": str(workdir / "test_cache")}
     env.pop("PYTHONPATH", None)  # mutmut puts its mutated copy first on the path and must not find the original
     run = subprocess.run(
         [sys.executable, "-m", "mutmut", *args], cwd=workdir, env=env, text=True, capture_output=capture, check=False
@@ -142,20 +147,28 @@ def main() -> None:
     parser.add_argument("--mutate", nargs="+", default=MUTATE, help="files to mutate (globs under the root)")
     parser.add_argument("--tests", nargs="+", default=TESTS, help="test files mutmut may run")
     parser.add_argument("--report", action="store_true", help="only print the report of the run in --workdir")
+    parser.add_argument("--resume", action="store_true", help="copy tests/ into --workdir again and go on there")
+    parser.add_argument("--mutant", nargs="+", default=[], help="with --resume: run only these mutants")
     args = parser.parse_args()
     workdir = args.workdir.resolve()
     if args.report:
         print(report(workdir, None), end="")
         return
-    if workdir.exists() and any(workdir.iterdir()):
-        raise SystemExit(f"{workdir} is not empty: give a new --workdir (or --report to read its results)")
-    workdir.mkdir(parents=True, exist_ok=True)
-    copy_tree(workdir)
-    unwrapped = sum(unwrap_inference_mode(p) for pattern in args.mutate for p in sorted(workdir.glob(pattern)))
-    print(f"copied to {workdir}; {unwrapped} @torch.inference_mode() functions unwrapped for mutmut", flush=True)
+    if args.resume:
+        if not (workdir / "mutants").is_dir():
+            raise SystemExit(f"no mutmut run in {workdir}")
+        shutil.rmtree(workdir / "tests")
+        shutil.copytree(ROOT / "tests", workdir / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        if workdir.exists() and any(workdir.iterdir()):
+            raise SystemExit(f"{workdir} is not empty: give a new --workdir, --resume, or --report")
+        workdir.mkdir(parents=True, exist_ok=True)
+        copy_tree(workdir)
+        unwrapped = sum(unwrap_inference_mode(p) for pattern in args.mutate for p in sorted(workdir.glob(pattern)))
+        print(f"copied to {workdir}; {unwrapped} @torch.inference_mode() functions unwrapped for mutmut", flush=True)
     configure(workdir, args.mutate, args.tests)
     start = time.monotonic()
-    mutmut(workdir, "run", "--max-children", str(args.max_children))
+    mutmut(workdir, "run", "--max-children", str(args.max_children), *args.mutant)
     text = report(workdir, time.monotonic() - start)
     (workdir / "report.txt").write_text(text, encoding="utf-8")
     print(text, end="")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from app_fixtures import EN, IT, tiny_bundle_parts  # noqa: E402
+from app_fixtures import EN, IT, cache_file, tiny_bundle_parts  # noqa: E402
 
 from core import ModelConfig, Transformer  # noqa: E402
 from core.checkpoint import ModelBundle  # noqa: E402
@@ -67,6 +67,10 @@ def carrier_bundle(steps: int = 300) -> ModelBundle:
         seq_len=12,
     )
     model = Transformer(cfg)
+    cached = cache_file(f"carrier_{steps}.pt")
+    if cached is not None and cached.is_file():
+        model.load_state_dict(torch.load(cached, weights_only=True))
+        return bundle_of(model, src, tgt)
     kind, layer, head = CARRIER
     gates = {k: torch.zeros(2, 2) for k in ("encoder", "decoder", "cross")}
     gates[kind][layer - 1, head - 1] = 1.0
@@ -88,6 +92,8 @@ def carrier_bundle(steps: int = 300) -> ModelBundle:
                 for h in range(cfg.n_heads):
                     if (k, li + 1, h + 1) != CARRIER:
                         attn.w_o.weight[:, h * dh : (h + 1) * dh] = 0.0
+    if cached is not None:
+        torch.save(model.state_dict(), cached)
     return bundle_of(model, src, tgt)
 
 
