@@ -210,9 +210,14 @@ def exhaustive(model, src_ids: list[int], max_len: int, alpha: float) -> list[tu
     words = [t for t in range(vocab) if t != EOS_ID]
     outputs = [(*body, EOS_ID) for n in range(max_len - 1) for body in itertools.product(words, repeat=n)]
     outputs += list(itertools.product(words, repeat=max_len - 1))
+    after = {}  # prefix -> log-probabilities of the next token (31 prefixes for 156 outputs)
     scored = []
     for tokens in outputs:
-        log_prob = sum(next_log_probs(model, src_ids, tokens[:i])[t] for i, t in enumerate(tokens))
+        log_prob = 0.0
+        for i, t in enumerate(tokens):
+            if tokens[:i] not in after:
+                after[tokens[:i]] = next_log_probs(model, src_ids, tokens[:i])
+            log_prob += after[tokens[:i]][t]
         scored.append((tokens, gnmt_score(log_prob, len(tokens), alpha)))
     return sorted(scored, key=lambda s: -s[1])
 
