@@ -12,8 +12,8 @@ through. Before mutmut sees the copy, each function decorated with @torch.infere
 the ablation sweep and the deletion drops are such functions). Then it prints how many mutants were killed, how
 many survived (each with its diff) and how long the run took, and writes the same to --workdir/report.txt.
 
-mutmut (pip install mutmut; 3.x) times each test's call, not its fixtures, and stops a mutant's run past 15 times
-that (plus a constant): the models the tests train (the digit reverser, the carrier model) are kept in
+mutmut (pip install mutmut; 3.x) times each test's call, not its fixtures, and stops a mutant's run past a few
+times that (plus a constant; see configure): the models the tests train (the digit reverser, the carrier model) are kept in
 --workdir/test_cache ($ATTN_TEST_CACHE, tests/app_fixtures.py) so they are trained once, not in every run.
 After adding tests, `--resume` copies this tree's tests/ into --workdir again and runs mutmut there once more
 (mutmut runs again what the changed tests reach; a mutant's name, as the report shows it, can be given to
@@ -107,7 +107,11 @@ def configure(workdir: Path, mutate: list[str], tests: list[str]) -> None:
         "only_mutate": mutate,
         "pytest_add_cli_args_test_selection": tests,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
-        "timeout_constant": 10.0,  # CPU seconds on top of 15 x the tests' own: fixtures, loading a cached model
+        "also_copy": ["checkpoints"],  # the shipped model, for the head-count tests
+        # a mutant's run stops after (tests' own CPU seconds + 5) x 2 x 2: fixtures and loading a cached model fit
+        # in the 5, and a mutant that loops forever (a beam search that never ends) costs minutes, not half an hour
+        "timeout_constant": 5.0,
+        "timeout_multiplier": 2.0,
     }
     lines = ["", "[tool.mutmut]", *(f"{key} = {json.dumps(value)}" for key, value in config.items())]
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")

@@ -144,33 +144,38 @@ def beam_by_hand(model, src_ids: list[int], k: int, max_len: int, alpha: float):
     """The search the module docstring describes, written again: at each step every live beam's extensions are
     scored by one full pass each and the 2k best looked at, best first: an [EOS] among the best k finishes a
     hypothesis, the first k others go on; the search stops once k are finished or after max_len - 1 tokens.
-    Returns (the beams kept after each step, as sets of token tuples; every hypothesis, best score first, as
-    (tokens, log-probability))."""
-    live, finished, kept = [((), 0.0)], [], []
+    Returns (each step's 2k candidates, {token tuple: "kept", "finished" or "pruned"}: chosen ones are "pruned"
+    too at the step the search ends on; every hypothesis, best score first, as (tokens, log-probability))."""
+    live, finished, steps = [((), 0.0)], [], []
     for _ in range(max_len - 1):
         candidates = []
         for tokens, log_prob in live:
             for token, lp in enumerate(next_log_probs(model, src_ids, tokens)):
                 candidates.append((log_prob + lp, tokens + (token,)))
         candidates.sort(key=lambda c: -c[0])
-        chosen = []
+        chosen, status = [], {}
         for rank, (log_prob, tokens) in enumerate(candidates[: 2 * k]):
             if tokens[-1] == EOS_ID:
+                status[tokens] = "finished" if rank < k else "pruned"
                 if rank < k:
                     finished.append((tokens, log_prob))
             elif len(chosen) < k:
                 chosen.append((tokens, log_prob))
+                status[tokens] = "kept"
+            else:
+                status[tokens] = "pruned"
+        steps.append(status)
         if len(finished) >= k or not chosen:
+            status.update({tokens: "pruned" for tokens, _ in chosen})  # chosen, but never fed
             live = []
             break
-        kept.append({tokens for tokens, _ in chosen})
         live = chosen
     ends = sorted(finished + live, key=lambda end: -gnmt_score(end[1], len(end[0]), alpha))
-    return kept, ends
+    return steps, ends
 
 
-def kept_per_step(tree) -> list[set[tuple[int, ...]]]:
-    """The beam search tree's kept nodes, step by step, as the token tuples of their paths."""
+def statuses_per_step(tree) -> list[dict[tuple[int, ...], str]]:
+    """The beam search tree's nodes, step by step: {token tuple of the node's path: its status}."""
 
     def tokens(i):
         path = []
@@ -180,10 +185,7 @@ def kept_per_step(tree) -> list[set[tuple[int, ...]]]:
         return tuple(reversed(path))
 
     steps = max(n.step for n in tree)
-    kept = [
-        {tokens(i) for i, n in enumerate(tree) if n.step == step and n.status == "kept"} for step in range(1, steps + 1)
-    ]
-    return [step for step in kept if step]
+    return [{tokens(i): n.status for i, n in enumerate(tree) if n.step == step} for step in range(1, steps + 1)]
 
 
 @pytest.mark.parametrize(
@@ -193,9 +195,10 @@ def kept_per_step(tree) -> list[set[tuple[int, ...]]]:
 def test_beam_keeps_the_k_best_at_every_step_as_a_search_written_again(seed, eos_bias, k, max_len, alpha):
     model = tiny_vocabulary_model(seed, eos_bias)
     for src_ids in ([SOS_ID, 5, 6, 7, EOS_ID], [SOS_ID, 9, 4, EOS_ID]):
-        kept, ends = beam_by_hand(model, src_ids, k, max_len, alpha)
+        steps, ends = beam_by_hand(model, src_ids, k, max_len, alpha)
         paths, tree = beam_search(model, src_ids, k, max_len, alpha, nbest=k)
-        assert kept_per_step(tree) == kept
+        assert statuses_per_step(tree) == steps
+        assert tree[0].status == "kept" and not tree[0].forced  # the root: the start token, fed, not forced
         assert [tuple(p.output_ids) for p in paths] == [tokens for tokens, _ in ends[:k]]
         for path, (tokens, log_prob) in zip(paths, ends):
             assert path.log_prob == pytest.approx(log_prob, abs=1e-4)
@@ -324,6 +327,35 @@ def test_forced_eos_ends_the_translation(reverser_bundle):
     result = translate(reverser_bundle, "1 2 3", prefix=["3", "[EOS]"])
     assert result.output_ids == [reverser_bundle.tgt_tokenizer.token_to_id("3"), EOS_ID]
     assert result.translation == "3" and result.hypotheses[0].finished
+    tree = result.beam_tree
+    assert [(n.token_id, n.status, n.forced) for n in tree] == [
+        (SOS_ID, "kept", False),
+        (result.output_ids[0], "kept", True),
+        (EOS_ID, "finished", True),
+    ]
+
+
+def test_beam_batch_passes_its_options_to_the_search(tiny_bundle):
+    model, srcs = tiny_bundle.model, sources(tiny_bundle, EN_SENTENCES)
+    plain = beam_batch(model, srcs, 3, 12)  # the defaults: no length penalty, no cross-attention, every head on
+    assert isinstance(plain, list) and all(isinstance(ids, list) for ids in plain)
+    assert plain == [[i for i in beam_search(model, s, 3, 12)[0][0].output_ids if i != EOS_ID] for s in srcs]
+    mask = {"cross": torch.tensor([[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]])}
+    for options in ({"length_penalty": 2.0}, {"head_mask": mask}):
+        got = beam_batch(model, srcs, 3, 12, **options)
+        alpha, head_mask = options.get("length_penalty", 0.0), options.get("head_mask")
+        want = [beam_search(model, s, 3, 12, alpha, head_mask=head_mask)[0][0].output_ids for s in srcs]
+        assert got == [[i for i in ids if i != EOS_ID] for ids in want]
+        assert got != plain, options  # the option changes some sentence's best hypothesis
+
+
+def test_beam_batch_keeps_every_token_of_a_hypothesis_cut_at_max_len(tiny_bundle):
+    with torch.no_grad():
+        tiny_bundle.model.projection_layer.proj.bias[EOS_ID] = -1e4  # no hypothesis ever finishes
+    srcs = sources(tiny_bundle, EN_SENTENCES[:3])
+    outputs = beam_batch(tiny_bundle.model, srcs, 2, 5)
+    assert [len(ids) for ids in outputs] == [4, 4, 4]  # max_len 5 counts [SOS]
+    assert outputs == [beam_search(tiny_bundle.model, s, 2, 5)[0][0].output_ids for s in srcs]
 
 
 @pytest.mark.parametrize(

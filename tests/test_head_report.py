@@ -80,14 +80,15 @@ def gates_off(heads, n_layers: int, n_heads: int) -> dict[str, torch.Tensor]:
 def test_report_of_an_untrained_model_agrees_with_its_own_ablation_and_gradient_numbers():
     bundle = tiny_bundle(layers=2, heads=2, seed=3)
     pairs = toy_pairs(6)
-    report = head_report(bundle, pairs, pruning_step=5)
+    stages = []
+    report = head_report(bundle, pairs, progress=lambda *args: stages.append(args))  # the default step: 8
     assert_report_agrees_with_its_numbers(report)
     values = [v for v in report.spearman.values() if not math.isnan(v)]
     assert len(set(np.round(values, 6))) > 1  # generic numbers: not one constant for every kind
     costs = [-report.measures[k]["ablation_delta_logprob"][li - 1, h - 1] for k, li, h in report.order]
     assert costs[0] < costs[-1]  # the heads differ, so the order says something
     # the curve switches off the first k heads of that order: re-translate with them off, gates built here
-    assert [p["heads_off"] for p in report.pruning_curve] == [0, 5, 10, 12]
+    assert [p["heads_off"] for p in report.pruning_curve] == [0, 8, 12]
     for point in report.pruning_curve:
         metrics, _, _ = evaluate(
             bundle, pairs, progress=False, head_mask=gates_off(report.order[: point["heads_off"]], 2, 2)
@@ -98,6 +99,32 @@ def test_report_of_an_untrained_model_agrees_with_its_own_ablation_and_gradient_
     entropies = [-(w * np.log(np.where(w > 0, w, 1.0))).sum(-1).mean(-1) for w in maps]
     np.testing.assert_allclose(report.measures["cross"]["entropy"], np.mean(entropies, axis=0), atol=1e-5)
     assert report.sentences == len(pairs)
+    # share on the framing keys ([SOS] and [EOS]: these sentences have no punctuation), per sentence, then the mean
+    encoder = [translate(bundle, en, reference=it).attention.encoder.double().numpy() for en, it in pairs]
+    sinks = [w[..., [0, -1]].sum(-1).mean(-1) for w in encoder]
+    np.testing.assert_allclose(report.measures["encoder"]["sink_share"], np.mean(sinks, axis=0), atol=1e-5)
+    assert report.tokens == sum(len(bundle.tgt_tokenizer.encode(it).ids) + 1 for _, it in pairs)  # with [EOS]
+    # progress: each stage counts up to its total, in this order
+    names = list(dict.fromkeys(stage for stage, _, _ in stages))
+    assert names == ["statistics", "ablation", "gradient", "pruning (all)"]
+    for name in names:
+        counts = [(done, total) for stage, done, total in stages if stage == name]
+        assert [d for d, _ in counts] == sorted(d for d, _ in counts) and counts[-1][0] == counts[-1][1] > 0
+    assert counts[-1] == (3, 3)  # the pruning curve: 0, 8 and 12 heads off
+    # the JSON of `python -m core heads`: its keys, the numbers rounded to 6 places
+    record = report.to_json()
+    assert set(record) == {
+        "sentences", "tokens", "base_logprob", "kinds", "spearman", "pruning_curve", "pruning_curve_encoder",
+        "pruning_order",
+    }  # fmt: skip
+    assert (record["sentences"], record["tokens"]) == (report.sentences, report.tokens)
+    assert record["base_logprob"] == pytest.approx(report.base_logprob, abs=5e-7) == round(record["base_logprob"], 6)
+    for name, value in report.spearman.items():
+        assert record["spearman"][name] == pytest.approx(value, abs=5e-7) == round(record["spearman"][name], 6)
+    entropy = np.array(record["kinds"]["cross"]["entropy"])
+    np.testing.assert_allclose(entropy, report.measures["cross"]["entropy"], atol=5e-7)
+    assert (np.round(entropy, 6) == entropy).all()
+    assert record["pruning_order"] == [list(h) for h in report.order] and record["pruning_curve_encoder"] == []
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +152,4 @@ def test_report_puts_the_head_that_carries_the_task_last_and_prunes_it_last(carr
     assert curve[3]["chrf"] < 50  # the carrier off, at last
     encoder = report.pruning_curve_encoder
     assert [p["heads_off"] for p in encoder] == [0, 2, 4] and all(p["chrf"] == curve[0]["chrf"] for p in encoder)
+    assert report.to_json()["pruning_curve_encoder"] == encoder

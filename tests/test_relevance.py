@@ -22,6 +22,7 @@ from core.analysis import relevance as relevance_module  # noqa: E402
 from core.analysis.relevance import (  # noqa: E402
     METHODS,
     attention_relevance,
+    cross_last,
     decoder_relevance,
     deletion_drops,
     deletion_test,
@@ -276,3 +277,45 @@ def test_deletion_test_runs_on_real_sentences_and_beats_chance():
     assert result["rows"] > 20 and result["sentences"] >= 10
     assert result["best"] >= max(result[m] for m in METHODS)  # nothing beats the most damaging word
     assert result["gradient"] > result["random"]
+
+
+# ---- cases mutation testing found unchecked (bench/mutation.py) --------------------------------------------------
+
+
+def test_cross_last_is_the_last_layers_mean_over_heads():
+    cross = random_rows(3, 2, 4, 5)  # three layers: the last is not also the second
+    torch.testing.assert_close(cross_last(cross), (cross[2, 0] + cross[2, 1]) / 2)
+
+
+def test_bad_calls_say_what_is_wrong(bundle):
+    with pytest.raises(ValueError, match="2 output tokens for 3 decoder rows"):
+        gradient_relevance(bundle.model, [2, 5, 3], [2, 6, 7], [6, 7])
+    result = translate(bundle, "the cat")
+    with pytest.raises(
+        ValueError, match="unknown relevance method 'saliency': use one of rollout, gradient, cross_last"
+    ):
+        source_relevance(bundle.model, result, "saliency")
+
+
+def test_deletion_test_means_over_rows_written_out(reverser_bundle):
+    model = reverser_bundle.model
+    sentences = ["5", "3 1", "2 7 4 8", "9 0 6"]  # the one-word sentence is left out (nothing to rank)
+    calls = []
+    scores = deletion_test(reverser_bundle, sentences, progress=calls.append)
+    assert calls == [1] * len(sentences)
+    totals, rows = dict.fromkeys([*METHODS, "random", "best"], 0.0), 0
+    for sentence in sentences[1:]:
+        result = translate(reverser_bundle, sentence)
+        drops = deletion_drops(model, result)  # (words, rows)
+        relevance = {m: source_relevance(model, result, m)[:, 1:-1] for m in METHODS}  # word columns
+        for t, output in enumerate(row_outputs(result)):
+            if output == reverser_bundle.specials.eos:
+                continue
+            for method in METHODS:
+                totals[method] += float(drops[int(relevance[method][t].argmax()), t])
+            totals["random"] += float(drops[:, t].mean())
+            totals["best"] += float(drops[:, t].max())
+            rows += 1
+    assert scores["rows"] == rows == 2 + 4 + 3 and scores["sentences"] == 3
+    for name, total in totals.items():
+        assert scores[name] == pytest.approx(total / rows, abs=1e-6), name
