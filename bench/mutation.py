@@ -15,9 +15,9 @@ many survived (each with its diff) and how long the run took, and writes the sam
 mutmut (pip install mutmut; 3.x) times each test's call, not its fixtures, and stops a mutant's run past a few
 times that (plus a constant; see configure): the models the tests train (the digit reverser, the carrier model) are kept in
 --workdir/test_cache ($ATTN_TEST_CACHE, tests/app_fixtures.py) so they are trained once, not in every run.
-After adding tests, `--resume` copies this tree's tests/ into --workdir again and runs mutmut there once more
-(mutmut runs again what the changed tests reach; a mutant's name, as the report shows it, can be given to
-`--mutant` to run that one alone).
+After adding tests, `--resume` copies this tree's tests/ into --workdir again and runs there every mutant not
+yet killed (survived, timed out, without tests or not yet run); `--mutant NAME...` runs only those (names as the
+report shows them; shell-style wildcards work).
 """
 
 from __future__ import annotations
@@ -127,6 +127,15 @@ def mutmut(workdir: Path, *args: str, capture: bool = False) -> str:
     return run.stdout if capture else ""
 
 
+def not_killed(workdir: Path) -> list[str]:
+    """Every mutant of the run in workdir whose last result is not a kill (mutmut's exit codes 1 and 3)."""
+    names = []
+    for meta in sorted((workdir / "mutants").rglob("*.py.meta")):
+        codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        names += [name for name, code in codes.items() if code not in (1, 3)]
+    return names
+
+
 def report(workdir: Path, seconds: float | None) -> str:
     """Counts by status and every surviving mutant's diff."""
     statuses: dict[str, list[str]] = {}
@@ -151,7 +160,7 @@ def main() -> None:
     parser.add_argument("--mutate", nargs="+", default=MUTATE, help="files to mutate (globs under the root)")
     parser.add_argument("--tests", nargs="+", default=TESTS, help="test files mutmut may run")
     parser.add_argument("--report", action="store_true", help="only print the report of the run in --workdir")
-    parser.add_argument("--resume", action="store_true", help="copy tests/ into --workdir again and go on there")
+    parser.add_argument("--resume", action="store_true", help="copy tests/ into --workdir again, rerun what survived")
     parser.add_argument("--mutant", nargs="+", default=[], help="with --resume: run only these mutants")
     args = parser.parse_args()
     workdir = args.workdir.resolve()
@@ -171,8 +180,11 @@ def main() -> None:
         unwrapped = sum(unwrap_inference_mode(p) for pattern in args.mutate for p in sorted(workdir.glob(pattern)))
         print(f"copied to {workdir}; {unwrapped} @torch.inference_mode() functions unwrapped for mutmut", flush=True)
     configure(workdir, args.mutate, args.tests)
+    names = args.mutant or (not_killed(workdir) if args.resume else [])
+    if args.resume and not names:
+        raise SystemExit("every mutant is killed already")
     start = time.monotonic()
-    mutmut(workdir, "run", "--max-children", str(args.max_children), *args.mutant)
+    mutmut(workdir, "run", "--max-children", str(args.max_children), *names)
     text = report(workdir, time.monotonic() - start)
     (workdir / "report.txt").write_text(text, encoding="utf-8")
     print(text, end="")

@@ -340,13 +340,28 @@ def test_beam_batch_passes_its_options_to_the_search(tiny_bundle):
     plain = beam_batch(model, srcs, 3, 12)  # the defaults: no length penalty, no cross-attention, every head on
     assert isinstance(plain, list) and all(isinstance(ids, list) for ids in plain)
     assert plain == [[i for i in beam_search(model, s, 3, 12)[0][0].output_ids if i != EOS_ID] for s in srcs]
-    mask = {"cross": torch.tensor([[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]])}
-    for options in ({"length_penalty": 2.0}, {"head_mask": mask}):
+    for s in srcs:  # beam_search's default is no length penalty too
+        assert beam_search(model, s, 3, 12)[0][0].score == beam_search(model, s, 3, 12, 0.0)[0][0].score
+    encoder_off = {"encoder": torch.tensor([[0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]])}
+    cross_off = {"cross": torch.tensor([[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]])}
+    for options in ({"length_penalty": 2.0}, {"head_mask": encoder_off}, {"head_mask": cross_off}):
         got = beam_batch(model, srcs, 3, 12, **options)
         alpha, head_mask = options.get("length_penalty", 0.0), options.get("head_mask")
         want = [beam_search(model, s, 3, 12, alpha, head_mask=head_mask)[0][0].output_ids for s in srcs]
         assert got == [[i for i in ids if i != EOS_ID] for ids in want]
         assert got != plain, options  # the option changes some sentence's best hypothesis
+
+
+def test_beam_batch_cross_attention_is_each_best_paths_own(tiny_bundle):
+    # Each sentence's best hypothesis, fed to the decoder alone: its rows' cross-attention, averaged over layers
+    # and heads. Hypotheses whose beams moved between slots, several sentences per batch.
+    srcs = [[SOS_ID, 5, 6, 7, EOS_ID], [SOS_ID, 9, 4, EOS_ID], [SOS_ID, 8, 8, 5, 4, EOS_ID], [SOS_ID, 7, EOS_ID]]
+    for seed in range(4):
+        model = tiny_vocabulary_model(seed, 0.5)
+        outputs, crosses = beam_batch(model, srcs, 3, 6, need_cross=True)
+        for src, ids, cross in zip(srcs, outputs, crosses):
+            maps = teacher_forced(model, src, ids)[4]
+            torch.testing.assert_close(cross, maps[2].mean((0, 1)), atol=1e-5, rtol=0)
 
 
 def test_beam_batch_keeps_every_token_of_a_hypothesis_cut_at_max_len(tiny_bundle):
