@@ -198,7 +198,8 @@ def test_beam_keeps_the_k_best_at_every_step_as_a_search_written_again(seed, eos
         steps, ends = beam_by_hand(model, src_ids, k, max_len, alpha)
         paths, tree = beam_search(model, src_ids, k, max_len, alpha, nbest=k)
         assert statuses_per_step(tree) == steps
-        assert tree[0].status == "kept" and not tree[0].forced  # the root: the start token, fed, not forced
+        root = tree[0]  # the start token: fed, not forced, the empty path's log-probability 0
+        assert (root.token_id, root.status, root.forced, root.log_prob) == (SOS_ID, "kept", False, 0.0)
         assert [tuple(p.output_ids) for p in paths] == [tokens for tokens, _ in ends[:k]]
         for path, (tokens, log_prob) in zip(paths, ends):
             assert path.log_prob == pytest.approx(log_prob, abs=1e-4)
@@ -350,6 +351,15 @@ def test_beam_batch_passes_its_options_to_the_search(tiny_bundle):
         want = [beam_search(model, s, 3, 12, alpha, head_mask=head_mask)[0][0].output_ids for s in srcs]
         assert got == [[i for i in ids if i != EOS_ID] for ids in want]
         assert got != plain, options  # the option changes some sentence's best hypothesis
+
+
+def test_beam_batch_has_no_length_penalty_by_default():
+    # a case where GNMT's alpha 1 picks another hypothesis than plain log-probability (alpha 0)
+    model, srcs = tiny_vocabulary_model(3, 0.0), [[SOS_ID, 5, 6, 7, EOS_ID], [SOS_ID, 7, EOS_ID]]
+    default = beam_batch(model, srcs, 3, 7)
+    for alpha in (0.0, 1.0):
+        best = [[t for t in beam_by_hand(model, s, 3, 7, alpha)[1][0][0] if t != EOS_ID] for s in srcs]
+        assert (default == best) == (alpha == 0.0), alpha
 
 
 def test_beam_batch_cross_attention_is_each_best_paths_own(tiny_bundle):
