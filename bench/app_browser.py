@@ -2,8 +2,12 @@
 
     python bench/app_browser.py [--repeats 5] [--baseline-rev c9d4e62] [--width 1280 --height 800]
 
-Two headless Streamlit servers run the shipped model (checkpoints/default.pt): this working tree, and the
-baseline commit (exported with `git archive` to a temporary folder). Debian's chromium (Playwright) opens
+Two headless Streamlit servers, this working tree and the baseline commit (exported with `git archive` to a
+temporary folder), run the same model: both are given this tree's checkpoints/ folder (ATTN_CHECKPOINT_DIR), so
+both open this tree's checkpoints/default.pt (the baseline commit shipped another default model, the word-level
+one, and with its own folder the two servers would translate different tokens with different models). Before
+the servers start, each tree's own code translates every sentence the run will type, in a fresh interpreter,
+and the run stops unless both give the same tokens. Debian's chromium (Playwright) opens
 both; each repeat types a new sentence (so no cached translation) into both, in turn, so both see the same
 moments of a noisy machine. The clock starts at the user's input event in the page (pointerdown on Translate,
 keydown on the slider); until Dec 2026 it started before Playwright had even found the button, and the
@@ -24,8 +28,11 @@ while after a longer sentence it builds a new chart (its cells are thinner), whi
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +43,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from browser import chromium, export_rev, open_page, streamlit_server  # noqa: E402
 
 PORTS = (8620, 8621)
+CHECKPOINTS = ROOT / "checkpoints"  # both servers' ATTN_CHECKPOINT_DIR: both open its default.pt
 BASELINE_REV = "c9d4e62"  # the commit issue 10 started from
 # ms from the input event to the focused heatmap drawn: issue 10's four targets, and one more case
 ISSUE_CASES = {"10 words": 500, "slider, 10 words": 300, "60 words": 1500, "slider, 60 words": 300}
@@ -95,6 +103,38 @@ def sentence(words: int, repeat: int, which: int) -> str:
     return " ".join(WORDS[(start + i) % len(WORDS)] for i in range(words)) + "."
 
 
+def typed_sentences(repeats: int) -> list[str]:
+    """Every sentence the run types, into either server."""
+    typed = [sentence(12, 99, 0), sentence(12, 99, 1)]  # warm-up
+    for repeat in range(repeats):
+        for which in range(2):
+            typed += [sentence(10, repeat, which), sentence(60, repeat, which), sentence(10, repeat + 50, which)]
+    return typed
+
+
+TOKENS_PY = """import json, sys
+import torch
+torch.set_num_threads(1)
+from core import load_checkpoint, translate
+bundle = load_checkpoint(sys.argv[1])
+print(json.dumps([translate(bundle, s).target_tokens for s in json.loads(sys.stdin.read())]))
+"""
+
+
+def decoded_tokens(tree: Path, sentences: list[str]) -> list[list[str]]:
+    """The tokens the tree's own code decodes for each sentence with CHECKPOINTS' default.pt (a fresh interpreter)."""
+    run = subprocess.run(
+        [sys.executable, "-c", TOKENS_PY, str(CHECKPOINTS / "default.pt")],
+        input=json.dumps(sentences),
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(run.stdout)
+
+
 def measured(page, action) -> tuple[float, float]:
     """(ms to the last change of the focused chart, ms to the last change anywhere), from the input event."""
     page.bring_to_front()  # the page a user looks at: a page in the background may have its frames throttled
@@ -129,9 +169,15 @@ def main() -> None:
     figures = {name: {case: [] for case in cases} for name in ("baseline", "new")}
     with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
         base_dir = export_rev(args.baseline_rev, Path(tmp) / "baseline")
+        typed = typed_sentences(args.repeats)
+        if decoded_tokens(base_dir, typed) != decoded_tokens(ROOT, typed):
+            raise SystemExit(
+                f"{args.baseline_rev} and this tree decode different tokens with {CHECKPOINTS}: not the same work"
+            )
+        print(f"same model: both trees decode the {len(typed)} sentences to the same tokens", file=sys.stderr)
         with (
-            streamlit_server(base_dir, PORTS[0], log=Path(tmp) / "base.log") as base_url,
-            streamlit_server(ROOT, PORTS[1], log=Path(tmp) / "new.log") as new_url,
+            streamlit_server(base_dir, PORTS[0], checkpoint_dir=CHECKPOINTS, log=Path(tmp) / "base.log") as base_url,
+            streamlit_server(ROOT, PORTS[1], checkpoint_dir=CHECKPOINTS, log=Path(tmp) / "new.log") as new_url,
         ):
             pages = {
                 name: open_page(browser, url, args.width, args.height)
@@ -148,7 +194,7 @@ def main() -> None:
                     figures[name]["10 words after 60"].append(after)
                 print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
     print(
-        f"viewport {args.width}x{args.height}, shipped model, medians of {args.repeats} "
+        f"viewport {args.width}x{args.height}, {CHECKPOINTS / 'default.pt'} on both, medians of {args.repeats} "
         f"(ms to the focused heatmap drawn / to the whole page settled)"
     )
     header = f"{'case':<16} {'baseline ' + args.baseline_rev:>24} {'this tree':>20} {'target':>8}"

@@ -1,18 +1,23 @@
 """Head analyses on the default model: statistics, the full ablation sweep, the gradient score, relevance.
 
     python bench/heads.py [--checkpoint checkpoints/default.pt] [--data checkpoints/heads_sample.en-it.tsv]
-                          [--limit 200] [--naive-sentences 10] [--threads 1]
+                          [--limit 200] [--naive-sentences 20] [--seed 0] [--threads 1]
 
 Times each piece on `--limit` pairs (all 3 x L x H heads), then the faithful baseline of the sweep: one
-unbatched teacher-forced pass per head per sentence (the whole model rerun, no reuse), on the first
---naive-sentences pairs, extrapolated linearly to all of them; it also checks that both give the same
-numbers on that subset. Prints wall-clock and CPU seconds (the CPU time says more on a busy machine),
-ending with `speedup: <ratio>x` (naive sweep / batched sweep, wall clock, same run).
+unbatched teacher-forced pass per head per sentence (the whole model rerun, no reuse), on --naive-sentences
+pairs drawn at random (--seed), so their lengths are those of the whole set (printed next to it), extrapolated
+by the number of sentences; it also checks that both give the same numbers on that sample. The batched sweep
+does two things the naive one does not, and the run times them apart: the per-head work (every head of a layer
+switched off in one pass, starting at that layer, what comes before computed once), timed with one sentence per
+pass on all the pairs; and batching sentences (16 per pass) on top of that. Prints wall-clock and CPU seconds
+(the CPU time says more on a busy machine), each share, and ends with `speedup: <ratio>x` (naive sweep / batched
+sweep, wall clock, same run: both shares together).
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import time
@@ -79,7 +84,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "default.pt"))
     parser.add_argument("--data", default=str(ROOT / "checkpoints" / "heads_sample.en-it.tsv"))
     parser.add_argument("--limit", type=int, default=200)
-    parser.add_argument("--naive-sentences", type=int, default=10)
+    parser.add_argument("--naive-sentences", type=int, default=20, help="pairs drawn at random for the naive sweep")
+    parser.add_argument("--seed", type=int, default=0, help="which pairs are drawn")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -117,22 +123,39 @@ def main() -> None:
             "median of 7 (target < 100 ms)"
         )
 
-    subset = pairs[: args.naive_sentences]
+    subset = random.Random(args.seed).sample(pairs, min(args.naive_sentences, len(pairs)))
     with Timer() as naive_time:
         naive, naive_tokens = naive_sweep(bundle, subset)
     batched_subset, _, _ = ablation(bundle, subset)
     gap = max(float(np.abs(naive[k] - batched_subset[k]).max()) for k in KINDS)
-    scale = len(encoded(bundle, pairs)) / len(encoded(bundle, subset))
+    all_examples, sample_examples = encoded(bundle, pairs), encoded(bundle, subset)
+    scale = len(all_examples) / len(sample_examples)
     naive_wall, naive_cpu = naive_time.wall * scale, naive_time.cpu * scale
     print(
-        f"naive sweep (one unbatched pass per head per sentence) on {len(subset)} sentences: {naive_time}; "
+        f"naive sweep (one unbatched pass per head per sentence) on {len(subset)} random pairs: {naive_time}; "
         f"same numbers as the batched sweep (max difference {gap:.1e})"
+    )
+    print(
+        f"  their mean length {mean_tokens(sample_examples):.1f} tokens (source + target), "
+        f"all {len(pairs)} pairs' {mean_tokens(all_examples):.1f}"
     )
     print(
         f"naive sweep extrapolated to {len(pairs)} sentences (x{scale:.1f}): {naive_wall:.2f} s wall, {naive_cpu:.2f} s CPU"
     )
+    with Timer() as single_time:
+        ablation(bundle, pairs, batch_sentences=1)
+    print(f"ablation sweep, one sentence per pass (the per-head work alone), {len(pairs)} sentences: {single_time}")
+    print(
+        f"shares, wall (CPU): per-head work {naive_wall / single_time.wall:.1f}x ({naive_cpu / single_time.cpu:.1f}x) "
+        f"(naive / one sentence per pass), batching 16 sentences per pass {single_time.wall / sweep_time.wall:.1f}x "
+        f"({single_time.cpu / sweep_time.cpu:.1f}x) (one per pass / batched)"
+    )
     print(f"CPU-time ratio: {naive_cpu / sweep_time.cpu:.1f}x")
-    print(f"speedup: {naive_wall / sweep_time.wall:.1f}x")
+    print(f"speedup: {naive_wall / sweep_time.wall:.1f}x (naive / batched: the per-head work and batching together)")
+
+
+def mean_tokens(examples) -> float:
+    return sum(len(e.src) + len(e.tgt) for e in examples) / len(examples)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -11,6 +12,17 @@ from core.tokenizer import build_tokenizer
 
 EN = ["the cat sat on the mat", "a dog runs in the park", "i like green tea", "the house is big"]
 IT = ["il gatto era sul tappeto", "un cane corre nel parco", "mi piace il tè verde", "la casa è grande"]
+
+
+def cache_file(name: str) -> Path | None:
+    """Where a model trained by the tests is kept across test sessions: $ATTN_TEST_CACHE/name, or None (the
+    default: trained once per session). bench/mutation.py sets it, so its thousands of short test runs train each
+    model once."""
+    folder = os.environ.get("ATTN_TEST_CACHE")
+    if not folder:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder) / name
 
 
 def tiny_bundle_parts(layers: int = 2, heads: int = 2, seed: int = 0):

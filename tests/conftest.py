@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from app_fixtures import cache_file
 
 from core import ModelConfig, Transformer, load_checkpoint, save_checkpoint
 from core.model import causal_mask, padding_mask
@@ -120,10 +121,12 @@ def train_reverser(steps: int = 600, batch_size: int = 64, seed: int = 0) -> tup
 
 @pytest.fixture(scope="session")
 def reverser_checkpoint(tmp_path_factory):
-    """Path of a checkpoint holding the digit-reversing model, trained once per test session."""
-    model, tokenizer = train_reverser()
-    path = tmp_path_factory.mktemp("reverser") / "reverser.pt"
-    save_checkpoint(path, model, tokenizer, tokenizer, metadata={"task": "reverse digit strings"})
+    """Path of a checkpoint holding the digit-reversing model, trained once per test session (or once for all
+    sessions, with $ATTN_TEST_CACHE: see app_fixtures.cache_file)."""
+    path = cache_file("reverser.pt") or tmp_path_factory.mktemp("reverser") / "reverser.pt"
+    if not path.is_file():
+        model, tokenizer = train_reverser()
+        save_checkpoint(path, model, tokenizer, tokenizer, metadata={"task": "reverse digit strings"})
     return path
 
 

@@ -4,6 +4,7 @@ test_heads_cli.py and test_head_roles.py)."""
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from app_fixtures import EN, IT, tiny_bundle_parts  # noqa: E402
+from app_fixtures import EN, IT, cache_file, tiny_bundle_parts  # noqa: E402
 
 from core import ModelConfig, Transformer  # noqa: E402
 from core.checkpoint import ModelBundle  # noqa: E402
@@ -89,11 +90,17 @@ def copy_bundle(steps: int = 200, seed: int = 0) -> ModelBundle:
     return bundle_of(model, src, tgt)
 
 
+@functools.cache
 def carrier_bundle(steps: int = 300) -> ModelBundle:
     """A 2-layer 2-head model trained on word_map_pairs with every head but CARRIER switched off, whose
-    other heads' output projections are then zeroed: by construction no other head can change anything."""
+    other heads' output projections are then zeroed: by construction no other head can change anything.
+    Trained once per test session (about 5 s), or read from $ATTN_TEST_CACHE; callers only read it."""
     model, src, tgt = word_map_model(0)
     cfg = model.config
+    cached = cache_file(f"carrier_{steps}.pt")
+    if cached is not None and cached.is_file():
+        model.load_state_dict(torch.load(cached, weights_only=True))
+        return bundle_of(model, src, tgt)
     kind, layer, head = CARRIER
     gates = {k: torch.zeros(2, 2) for k in ("encoder", "decoder", "cross")}
     gates[kind][layer - 1, head - 1] = 1.0
@@ -105,6 +112,8 @@ def carrier_bundle(steps: int = 300) -> ModelBundle:
                 for h in range(cfg.n_heads):
                     if (k, li + 1, h + 1) != CARRIER:
                         attn.w_o.weight[:, h * dh : (h + 1) * dh] = 0.0
+    if cached is not None:
+        torch.save(model.state_dict(), cached)
     return bundle_of(model, src, tgt)
 
 

@@ -9,7 +9,7 @@ import torch
 from conftest import cli_subprocess
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from core import ModelConfig, Transformer, load_checkpoint, save_checkpoint, translate
+from core import Attention, ModelConfig, Transformer, load_checkpoint, save_checkpoint, translate
 from core.analysis.alignment import (
     Method,
     Score,
@@ -40,7 +40,6 @@ from core.analysis.alignment import (
     word_matrix,
     word_of_token,
 )
-from core.attention import Attention
 from core.cli.alignment import main
 from core.tokenizer import SPECIAL_TOKENS, build_tokenizer
 
@@ -391,3 +390,160 @@ def test_opening_head_is_the_cards_alignment_head(tiny_bundle):
     attention.cross[1, 3, :, 2] = 1
     opened = opening_head(dataclasses.replace(tiny_bundle, metadata={"model_card": mean_only}), attention)
     assert (opened.layer, opened.head) == (2, 4)
+
+
+# ---- cases mutation testing found unchecked (bench/mutation.py) --------------------------------------------------
+
+
+def pooled_aer_by_hand(readings: list[np.ndarray], golds: list[np.ndarray], tau: float, index: tuple) -> float:
+    """AER of one method (index into rows, L, H + 1) pooled over pairs, every link counted in a loop."""
+    hits = predicted = gold = 0
+    for reading, g in zip(readings, golds):
+        matrix = reading[index]
+        for j in range(matrix.shape[0]):
+            for i in range(matrix.shape[1]):
+                linked = matrix[j, i] >= tau  # "at least a share T"
+                predicted += linked
+                hits += linked and g[j, i]
+                gold += g[j, i]
+    return 1.0 - 2.0 * hits / max(1, predicted + gold)
+
+
+def test_tune_thresholds_pools_every_pair_as_a_loop_over_links_does():
+    rng = np.random.default_rng(3)
+    grid = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
+    readings, golds = [], []
+    for n_tgt, n_src in ((3, 4), (5, 2), (2, 6), (4, 4)):
+        raw = rng.integers(0, 5, (2, 2, 3, n_tgt, n_src)).astype(float)  # shares on a 1/20 grid: ties with T
+        raw[..., 0] += 1  # no empty row
+        readings.append(np.round(raw / raw.sum(-1, keepdims=True) * 20) / 20)
+        golds.append(readings[-1][0, 0, 0] >= 0.3)  # the gold follows one method's shares, so the methods differ
+    tau = tune_thresholds(list(zip(readings, golds)), grid=grid)
+    assert tau.shape == (2, 2, 3)
+    for index in np.ndindex(2, 2, 3):
+        rates = [pooled_aer_by_hand(readings, golds, t, index) for t in grid]
+        assert tau[index] == grid[int(np.argmin(rates))], index
+    assert len(set(tau.ravel().tolist())) > 1  # the methods differ: the answer is not one grid value everywhere
+    # a share exactly at the threshold links: 0.5 and 0.5 against gold on word 0 only
+    assert tune_thresholds([(np.array([[[[[0.5, 0.5]]]]]), np.array([[True, False]]))], grid=(0.5, 0.6))[0, 0, 0] == 0.5
+    with pytest.raises(ValueError, match="no sentence pairs"):
+        tune_thresholds([], grid=grid)
+
+
+def test_a_share_equal_to_the_threshold_links():
+    matrix = np.array([[0.25, 0.75], [0.5, 0.5]])
+    assert link_matrix(matrix, "threshold", 0.25).tolist() == [[True, True], [True, True]]
+    assert link_matrix(matrix, "threshold", 0.5).tolist() == [[False, True], [True, True]]
+    assert links_of(matrix, "threshold") == {(1, 0), (0, 1), (1, 1)}  # the default threshold is 0.5
+    with pytest.raises(ValueError, match="unknown decision 'vote': use one of argmax, threshold"):
+        link_matrix(matrix, "vote")
+
+
+def test_tally_head_aer_counts_pairs_and_every_heads_score():
+    rng = np.random.default_rng(4)
+    tally = Tally(2, 3)
+    thresholds = np.full((2, 2, 4), 0.3)
+    for n_tgt, n_src in ((3, 3), (2, 4), (4, 2)):
+        raw = rng.random((2, 2, 4, n_tgt, n_src))
+        tally.add(raw / raw.sum(-1, keepdims=True), rng.random((n_tgt, n_src)) < 0.4, thresholds)
+    assert tally.pairs == 3
+    for rows in ("predict", "input"):
+        for decision in ("argmax", "threshold"):
+            expected = [
+                [tally.score(Method(layer, head, rows, decision)).aer for head in (1, 2, 3)] for layer in (1, 2)
+            ]
+            np.testing.assert_allclose(tally.head_aer(rows, decision), expected)
+
+
+def test_links_on_the_last_word_are_outside_and_line_numbers_are_right(tmp_path):
+    from core.analysis.alignment import check_links
+
+    check_links({(2, 3)}, 3, 4)  # the last words, counted from 0
+    for link in ((3, 0), (0, 4)):
+        with pytest.raises(ValueError, match=f"link {link[0]}-{link[1]} is outside"):
+            check_links({link}, 3, 4)
+    gold = tmp_path / "gold.tsv"
+    gold.write_text("a b\tc d\t0-0\na b\tc d\t0-2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"gold.tsv:2: link 0-2 is outside"):
+        read_gold(gold)
+    plain = tmp_path / "plain.tsv"
+    plain.write_text("a b\tc d\na b\tc d\t0-0\na\t\n", encoding="utf-8")  # a third column is allowed
+    with pytest.raises(ValueError, match=r"plain.tsv:3: a sentence is empty"):
+        read_pairs(plain)
+    plain.write_text("a b\tc d\na b\tc d\t0-0\n", encoding="utf-8")
+    assert read_pairs(plain) == [(["a", "b"], ["c", "d"])] * 2
+    plain.write_text("a b\tc d\n\tc d\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"plain.tsv:2: a sentence is empty"):
+        read_pairs(plain)
+    plain.write_text("a b\tc d\na\tb\tc\td\n", encoding="utf-8")
+    with pytest.raises(
+        ValueError, match=r"plain.tsv:2: expected 2 tab-separated columns \(English, Italian\), found 4"
+    ):
+        read_pairs(plain)
+    for read, empty in ((read_pairs, "empty.tsv"), (read_gold, "empty_gold.tsv")):
+        (tmp_path / empty).write_text("", encoding="utf-8")
+        with pytest.raises(ValueError, match="no sentence pairs"):
+            read(tmp_path / empty)
+
+
+def test_pairs_as_long_as_seq_len_fit_and_one_token_more_does_not(reverser_bundle):
+    seq_len = reverser_bundle.config.seq_len  # 10: a source of 8 digits and its [SOS] [EOS]; 9 target tokens + [SOS]
+    assert encode_pair(reverser_bundle, ["1"] * (seq_len - 2), ["1"] * (seq_len - 1)) is not None
+    assert encode_pair(reverser_bundle, ["1"] * (seq_len - 1), ["1"]) is None
+    assert encode_pair(reverser_bundle, ["1"], ["1"] * seq_len) is None
+    assert encode_pair(reverser_bundle, ["1"], ["1"]).first == 1  # [SOS] before the source words
+
+
+def test_cross_attention_in_batches_gives_every_pair_once_in_order(reverser_bundle):
+    pairs = [(list(s), list(reversed(s))) for s in ("123", "45678", "9", "2468", "13", "777")]
+    encoded = [encode_pair(reverser_bundle, s, t) for s, t in pairs]
+    maps = list(cross_attention(reverser_bundle, encoded, batch_size=4))  # two batches, the second not full
+    assert len(maps) == len(pairs)
+    for (src, tgt), cross in zip(pairs, maps):
+        alone = translate(reverser_bundle, " ".join(src), reference=" ".join(tgt)).attention.cross
+        torch.testing.assert_close(torch.from_numpy(cross), alone, atol=1e-5, rtol=1e-4)
+
+
+def test_aligning_generated_tokens_and_a_source_without_a_start_token():
+    # Without a reference each generated token is a target word: the matrix is the head's predicting rows over
+    # the word columns, renormalised. Marian's source has no start token (frame (0, 1)): the words start at 0.
+    tok = build_tokenizer(["a b c x y"], min_frequency=1)
+    cross = torch.tensor(
+        [[[[0.1, 0.6, 0.3, 0.0], [0.2, 0.2, 0.2, 0.4], [0.0, 0.0, 0.5, 0.5]]]]
+    )  # (1, 1, [SOS] x y rows, a b c </s>)
+    eye_s, eye_t = torch.eye(4)[None, None], torch.eye(3)[None, None]
+    att = Attention(eye_s, eye_t, cross, ("a", "b", "c", "</s>"), ("[SOS]", "x", "y"), source_frame=(0, 1))
+    got = align_sentence(att, tok, tok, "a b c", None, Method(1, 1, "predict", "argmax"))
+    assert got.source_words == ["a", "b", "c"] and got.target_words == ["x", "y"]
+    expected = np.array([[0.1, 0.6, 0.3], [0.2, 0.2, 0.2]]) / np.array([[1.0], [0.6]])  # rows [SOS] and x
+    np.testing.assert_allclose(got.matrix, expected, rtol=1e-6)
+    assert got.links == {(1, 0), (0, 1)}  # argmax: b for x; a, b, c tie for y and the first wins
+    threshold = align_sentence(att, tok, tok, "a b c", None, Method(1, 1, "input", "threshold"), threshold=0.5)
+    np.testing.assert_allclose(threshold.matrix, [[1 / 3, 1 / 3, 1 / 3], [0.0, 0.0, 1.0]], rtol=1e-6)
+    assert threshold.links == {(2, 1)}
+    with pytest.raises(ValueError, match="do not tokenize to the tokens"):
+        align_sentence(att, tok, tok, "a b", None, Method(1, 1, "input", "threshold"))
+
+
+def test_the_card_names_the_alignment_method():
+    from heads_fixtures import tiny_bundle
+
+    from core.analysis.alignment import RecordedAlignment, recorded_alignment
+
+    bundle = tiny_bundle(layers=2, heads=2)  # 2 layers x 2 heads
+
+    def card(entry):
+        bundle.metadata.clear()
+        if entry is not ...:
+            bundle.metadata["model_card"] = {"alignment": entry}
+        return recorded_alignment(bundle)
+
+    entry = {"method": "L2H1-predict-threshold", "aer": "0.25", "threshold": 0.3, "data": "XL-WA dev"}
+    assert card(entry) == RecordedAlignment(Method(2, 1, "predict", "threshold"), 0.25, 0.3, "XL-WA dev")
+    assert card({"method": "L1mean-input-argmax"}) == RecordedAlignment(
+        Method(1, None, "input", "argmax"), None, None, ""
+    )
+    for bad in (..., None, "L1H1-input-argmax", {"aer": 0.2}, {"method": 3}, {"method": "L3H1-input-argmax"}):
+        assert card(bad) is None, bad  # no card, no entry, not a dict, no method, not a name, not this model's
+    assert card({"method": "L1H2-input-argmax", "aer": "high"}) is None
+    assert card({"method": "L1H2-input-argmax", "threshold": [0.3]}) is None

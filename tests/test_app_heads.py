@@ -20,7 +20,6 @@ from core import load_checkpoint, translate  # noqa: E402
 from core.analysis.attribution import METHODS  # noqa: E402
 from core.analysis.head_report import reference_attentions  # noqa: E402
 from core.analysis.head_roles import describe_counts, head_roles, role_names  # noqa: E402
-from core.analysis.head_stats import mean_statistics  # noqa: E402
 from core.analysis.importance import ablation, importance_order  # noqa: E402
 from core.data import read_tsv  # noqa: E402
 from core.heads_off import HeadsOff  # noqa: E402
@@ -82,8 +81,11 @@ def test_heads_page_grid_shows_each_measure_of_each_kind(app, bundle):
     app.radio(key="heads_kind").set_value("encoder").run()
     app.selectbox(key="heads_measure").set_value("entropy").run()
     assert not app.exception
-    attentions = [translate(bundle, en, reference=it).attention for en, it in PAIRS]
-    np.testing.assert_allclose(grid_values(app), mean_statistics(attentions, "encoder")["entropy"], atol=1e-5)
+    # Each sentence's mean row entropy of each encoder head, -sum w log w in nats, then the mean over sentences
+    maps = [translate(bundle, en, reference=it).attention.encoder.double().numpy() for en, it in PAIRS]
+    entropies = [-(w * np.log(np.where(w > 0, w, 1.0))).sum(-1).mean(-1) for w in maps]  # (L, H) each
+    assert len({m.shape[-1] for m in maps}) > 1  # sentences of different lengths, each weighing the same
+    np.testing.assert_allclose(grid_values(app), np.mean(entropies, axis=0), atol=1e-5)
     table = app.dataframe[0].value
     assert len(table) == 4 and {"layer", "head", "entropy", "gradient_importance", "open"} <= set(table.columns)
     link = table["open"].iloc[0]

@@ -1,15 +1,19 @@
-"""Beam search and what-if (prefix) decoding, checked against greedy decoding and teacher-forced passes."""
+"""Beam search and what-if (prefix) decoding, checked against greedy decoding, teacher-forced passes, a beam search
+written again here over full teacher-forced passes (the k best kept at every step), and an exhaustive search over a
+tiny vocabulary."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import random
 
 import pytest
 import torch
 from conftest import EN_SENTENCES, digit_string
 
-from core import translate
+from core import ModelConfig, Transformer, translate
 from core.decoding import beam_batch, beam_search, greedy_decode, length_penalty_factor, teacher_forced
 from core.evaluation import evaluate
 from core.model import causal_mask
@@ -84,8 +88,8 @@ def test_every_hypothesis_equals_a_teacher_forced_pass(eos_prone, reverser_bundl
             assert len(result.hypotheses) == 4
             for hyp in result.hypotheses:
                 assert_matches_teacher_forcing(bundle.model, result.source_ids, hyp)
-                lp = length_penalty_factor(len(hyp.output_ids), length_penalty)
-                assert hyp.score == pytest.approx(hyp.log_prob / lp, rel=1e-9)
+                gnmt = ((5 + len(hyp.output_ids)) / 6) ** length_penalty  # Wu et al. (2016), written out
+                assert hyp.score == pytest.approx(hyp.log_prob / gnmt, rel=1e-9)
                 assert hyp.tokens == tuple(bundle.tgt_tokenizer.id_to_token(i) for i in hyp.output_ids)
                 assert hyp.finished == (hyp.output_ids[-1] == EOS_ID)
             scores = [h.score for h in result.hypotheses]
@@ -97,6 +101,144 @@ def test_every_hypothesis_equals_a_teacher_forced_pass(eos_prone, reverser_bundl
                 best.translation,
                 best.attention,
             )
+
+
+def test_gnmt_length_penalty_by_hand():
+    # lp(Y) = ((5 + |Y|) / 6) ** alpha
+    assert length_penalty_factor(1, 0.6) == pytest.approx(1.0)  # (6 / 6) ** alpha
+    assert length_penalty_factor(7, 1.0) == pytest.approx(2.0)  # 12 / 6
+    assert length_penalty_factor(13, 0.5) == pytest.approx(math.sqrt(3))  # (18 / 6) ** 0.5
+    assert length_penalty_factor(4, 2.0) == pytest.approx(2.25)  # (9 / 6) ** 2
+    assert length_penalty_factor(25, 1.0) == pytest.approx(5.0)  # 30 / 6
+    assert length_penalty_factor(10, 0.6) == pytest.approx(1.732862, abs=1e-6)  # 2.5 ** 0.6
+    assert length_penalty_factor(30, 0.0) == 1.0  # alpha 0: plain log-probability
+
+
+# ---- the k best kept at every step: a beam search written again over full teacher-forced passes -----------------
+
+
+def tiny_vocabulary_model(seed: int, eos_bias: float = 0.0) -> Transformer:
+    """A random 2-layer model writing 6 tokens ([UNK] [PAD] [SOS] [EOS] a b; nothing is banned), its logits scaled
+    up so its choices are far from uniform (no near-ties), [EOS] raised by eos_bias."""
+    torch.manual_seed(seed)
+    model = Transformer(ModelConfig(10, 6, d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0, seq_len=8)).eval()
+    with torch.no_grad():
+        model.projection_layer.proj.weight *= 4.0
+        model.projection_layer.proj.bias[EOS_ID] += eos_bias
+    return model
+
+
+def next_log_probs(model, src_ids: list[int], outputs: tuple[int, ...]) -> list[float]:
+    """log P(each token | source, outputs so far): one full teacher-forced pass, no cache, float64 from there on."""
+    tgt = torch.tensor([[SOS_ID, *outputs]])
+    with torch.no_grad():
+        logits = model(torch.tensor([src_ids]), tgt, None, causal_mask(tgt.size(1)))[0, -1]
+    return model.specials.choosable(logits).double().log_softmax(-1).tolist()
+
+
+def gnmt_score(log_prob: float, length: int, alpha: float) -> float:
+    return log_prob / ((5 + length) / 6) ** alpha
+
+
+def beam_by_hand(model, src_ids: list[int], k: int, max_len: int, alpha: float):
+    """The search the module docstring describes, written again: at each step every live beam's extensions are
+    scored by one full pass each and the 2k best looked at, best first: an [EOS] among the best k finishes a
+    hypothesis, the first k others go on; the search stops once k are finished or after max_len - 1 tokens.
+    Returns (each step's 2k candidates, {token tuple: "kept", "finished" or "pruned"}: chosen ones are "pruned"
+    too at the step the search ends on; every hypothesis, best score first, as (tokens, log-probability))."""
+    live, finished, steps = [((), 0.0)], [], []
+    for _ in range(max_len - 1):
+        candidates = []
+        for tokens, log_prob in live:
+            for token, lp in enumerate(next_log_probs(model, src_ids, tokens)):
+                candidates.append((log_prob + lp, tokens + (token,)))
+        candidates.sort(key=lambda c: -c[0])
+        chosen, status = [], {}
+        for rank, (log_prob, tokens) in enumerate(candidates[: 2 * k]):
+            if tokens[-1] == EOS_ID:
+                status[tokens] = "finished" if rank < k else "pruned"
+                if rank < k:
+                    finished.append((tokens, log_prob))
+            elif len(chosen) < k:
+                chosen.append((tokens, log_prob))
+                status[tokens] = "kept"
+            else:
+                status[tokens] = "pruned"
+        steps.append(status)
+        if len(finished) >= k or not chosen:
+            status.update({tokens: "pruned" for tokens, _ in chosen})  # chosen, but never fed
+            live = []
+            break
+        live = chosen
+    ends = sorted(finished + live, key=lambda end: -gnmt_score(end[1], len(end[0]), alpha))
+    return steps, ends
+
+
+def statuses_per_step(tree) -> list[dict[tuple[int, ...], str]]:
+    """The beam search tree's nodes, step by step: {token tuple of the node's path: its status}."""
+
+    def tokens(i):
+        path = []
+        while tree[i].parent >= 0:
+            path.append(tree[i].token_id)
+            i = tree[i].parent
+        return tuple(reversed(path))
+
+    steps = max(n.step for n in tree)
+    return [{tokens(i): n.status for i, n in enumerate(tree) if n.step == step} for step in range(1, steps + 1)]
+
+
+@pytest.mark.parametrize(
+    ("seed", "eos_bias", "k", "max_len", "alpha"),
+    [(0, 0.0, 2, 6, 0.0), (1, 1.5, 3, 7, 0.6), (2, 2.5, 2, 7, 1.0), (3, -1.0, 4, 5, 0.6), (4, 1.0, 3, 8, 2.0)],
+)
+def test_beam_keeps_the_k_best_at_every_step_as_a_search_written_again(seed, eos_bias, k, max_len, alpha):
+    model = tiny_vocabulary_model(seed, eos_bias)
+    for src_ids in ([SOS_ID, 5, 6, 7, EOS_ID], [SOS_ID, 9, 4, EOS_ID]):
+        steps, ends = beam_by_hand(model, src_ids, k, max_len, alpha)
+        paths, tree = beam_search(model, src_ids, k, max_len, alpha, nbest=k)
+        assert statuses_per_step(tree) == steps
+        root = tree[0]  # the start token: fed, not forced, the empty path's log-probability 0
+        assert (root.token_id, root.status, root.forced, root.log_prob) == (SOS_ID, "kept", False, 0.0)
+        assert [tuple(p.output_ids) for p in paths] == [tokens for tokens, _ in ends[:k]]
+        for path, (tokens, log_prob) in zip(paths, ends):
+            assert path.log_prob == pytest.approx(log_prob, abs=1e-4)
+            assert path.score == pytest.approx(gnmt_score(log_prob, len(tokens), alpha), abs=1e-4)
+            assert path.finished == (tokens[-1] == EOS_ID)
+
+
+def exhaustive(model, src_ids: list[int], max_len: int, alpha: float) -> list[tuple[tuple[int, ...], float]]:
+    """Every output a search with max_len can return (ending with [EOS], or cut after max_len - 1 tokens), with
+    its GNMT score from one full pass over it, best first."""
+    vocab = model.config.tgt_vocab_size
+    words = [t for t in range(vocab) if t != EOS_ID]
+    outputs = [(*body, EOS_ID) for n in range(max_len - 1) for body in itertools.product(words, repeat=n)]
+    outputs += list(itertools.product(words, repeat=max_len - 1))
+    after = {}  # prefix -> log-probabilities of the next token (31 prefixes for 156 outputs)
+    scored = []
+    for tokens in outputs:
+        log_prob = 0.0
+        for i, t in enumerate(tokens):
+            if tokens[:i] not in after:
+                after[tokens[:i]] = next_log_probs(model, src_ids, tokens[:i])
+            log_prob += after[tokens[:i]][t]
+        scored.append((tokens, gnmt_score(log_prob, len(tokens), alpha)))
+    return sorted(scored, key=lambda s: -s[1])
+
+
+@pytest.mark.parametrize(("seed", "eos_bias", "alpha"), [(0, 0.0, 0.0), (1, 1.5, 0.6), (2, 3.0, 1.0)])
+def test_a_beam_as_wide_as_every_path_finds_the_exhaustive_best(seed, eos_bias, alpha):
+    model, max_len, src_ids = tiny_vocabulary_model(seed, eos_bias), 4, [SOS_ID, 5, 6, 7, EOS_ID]
+    every = exhaustive(model, src_ids, max_len, alpha)
+    assert len(every) == 1 + 5 + 25 + 125  # [EOS] after 0, 1 or 2 of the 5 other tokens; or 3 tokens, cut
+    wide = 6**3  # at least every path's extensions at every step: nothing is ever pruned
+    paths, _ = beam_search(model, src_ids, wide, max_len, alpha, nbest=len(every))
+    assert [tuple(p.output_ids) for p in paths] == [tokens for tokens, _ in every]
+    assert [p.score for p in paths] == pytest.approx([score for _, score in every], abs=1e-4)
+    (best,), _ = beam_search(model, src_ids, wide, max_len, alpha)
+    assert tuple(best.output_ids) == every[0][0]
+    # a narrow beam never beats the exhaustive best (with seed 1 it misses it: -1.74 against -1.13)
+    assert beam_search(model, src_ids, 2, max_len, alpha)[0][0].score <= every[0][1] + 1e-5
 
 
 def test_finished_hypotheses_of_different_lengths(eos_prone):
@@ -186,6 +328,59 @@ def test_forced_eos_ends_the_translation(reverser_bundle):
     result = translate(reverser_bundle, "1 2 3", prefix=["3", "[EOS]"])
     assert result.output_ids == [reverser_bundle.tgt_tokenizer.token_to_id("3"), EOS_ID]
     assert result.translation == "3" and result.hypotheses[0].finished
+    tree = result.beam_tree
+    assert [(n.token_id, n.status, n.forced) for n in tree] == [
+        (SOS_ID, "kept", False),
+        (result.output_ids[0], "kept", True),
+        (EOS_ID, "finished", True),
+    ]
+
+
+def test_beam_batch_passes_its_options_to_the_search(tiny_bundle):
+    model, srcs = tiny_bundle.model, sources(tiny_bundle, EN_SENTENCES)
+    plain = beam_batch(model, srcs, 3, 12)  # the defaults: no length penalty, no cross-attention, every head on
+    assert isinstance(plain, list) and all(isinstance(ids, list) for ids in plain)
+    assert plain == [[i for i in beam_search(model, s, 3, 12)[0][0].output_ids if i != EOS_ID] for s in srcs]
+    for s in srcs:  # beam_search's default is no length penalty too
+        assert beam_search(model, s, 3, 12)[0][0].score == beam_search(model, s, 3, 12, 0.0)[0][0].score
+    encoder_off = {"encoder": torch.tensor([[0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]])}
+    cross_off = {"cross": torch.tensor([[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0]])}
+    for options in ({"length_penalty": 2.0}, {"head_mask": encoder_off}, {"head_mask": cross_off}):
+        got = beam_batch(model, srcs, 3, 12, **options)
+        alpha, head_mask = options.get("length_penalty", 0.0), options.get("head_mask")
+        want = [beam_search(model, s, 3, 12, alpha, head_mask=head_mask)[0][0].output_ids for s in srcs]
+        assert got == [[i for i in ids if i != EOS_ID] for ids in want]
+        assert got != plain, options  # the option changes some sentence's best hypothesis
+
+
+def test_beam_batch_has_no_length_penalty_by_default():
+    # a case where GNMT's alpha 1 picks another hypothesis than plain log-probability (alpha 0)
+    model, srcs = tiny_vocabulary_model(3, 0.0), [[SOS_ID, 5, 6, 7, EOS_ID], [SOS_ID, 7, EOS_ID]]
+    default = beam_batch(model, srcs, 3, 7)
+    for alpha in (0.0, 1.0):
+        best = [[t for t in beam_by_hand(model, s, 3, 7, alpha)[1][0][0] if t != EOS_ID] for s in srcs]
+        assert (default == best) == (alpha == 0.0), alpha
+
+
+def test_beam_batch_cross_attention_is_each_best_paths_own(tiny_bundle):
+    # Each sentence's best hypothesis, fed to the decoder alone: its rows' cross-attention, averaged over layers
+    # and heads. Hypotheses whose beams moved between slots, several sentences per batch.
+    srcs = [[SOS_ID, 5, 6, 7, EOS_ID], [SOS_ID, 9, 4, EOS_ID], [SOS_ID, 8, 8, 5, 4, EOS_ID], [SOS_ID, 7, EOS_ID]]
+    for seed in range(4):
+        model = tiny_vocabulary_model(seed, 0.5)
+        outputs, crosses = beam_batch(model, srcs, 3, 6, need_cross=True)
+        for src, ids, cross in zip(srcs, outputs, crosses):
+            maps = teacher_forced(model, src, ids)[4]
+            torch.testing.assert_close(cross, maps[2].mean((0, 1)), atol=1e-5, rtol=0)
+
+
+def test_beam_batch_keeps_every_token_of_a_hypothesis_cut_at_max_len(tiny_bundle):
+    with torch.no_grad():
+        tiny_bundle.model.projection_layer.proj.bias[EOS_ID] = -1e4  # no hypothesis ever finishes
+    srcs = sources(tiny_bundle, EN_SENTENCES[:3])
+    outputs = beam_batch(tiny_bundle.model, srcs, 2, 5)
+    assert [len(ids) for ids in outputs] == [4, 4, 4]  # max_len 5 counts [SOS]
+    assert outputs == [beam_search(tiny_bundle.model, s, 2, 5)[0][0].output_ids for s in srcs]
 
 
 @pytest.mark.parametrize(

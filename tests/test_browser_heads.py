@@ -1,5 +1,6 @@
 """Real-browser check of the Heads page: a click on a cell of its layers x heads grid opens that head on the
-Translate page. Uses test_browser.py's server and browser (skipped the same way without chromium)."""
+Translate page. Uses test_browser.py's server and browser, and its rule without chromium (skipped; under CI=true,
+failed)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from test_browser import (  # noqa: E402, F401 - the fixtures are used by name
     assert_no_errors,
     chromium_browser,
     open_app,
+    pytestmark,
     server,
     slider,
     sync_api,

@@ -80,3 +80,11 @@ def test_shapes_and_tokens_must_match():
 def test_most_changed_lists_the_largest_first():
     grids = {"encoder": np.array([[0.1, 0.5]]), "cross": np.array([[0.7, 0.0]])}
     assert most_changed(grids, top=2) == [("cross", 1, 1, 0.7), ("encoder", 1, 2, 0.5)]
+
+
+def test_most_changed_lists_ten_heads_by_default_and_bad_shapes_are_named():
+    grid = np.arange(12, dtype=float).reshape(3, 4) / 12  # 12 heads of one kind
+    top = most_changed({"decoder": grid})
+    assert len(top) == 10 and top[0] == ("decoder", 3, 4, 11 / 12) and top[-1] == ("decoder", 1, 3, 2 / 12)
+    with pytest.raises(ValueError, match=r"expected \(layers, heads, queries, keys\) weights, got shape \(2, 2\)"):
+        head_divergence(np.eye(2), np.eye(2))

@@ -86,6 +86,35 @@ def test_spearman_on_known_cases():
     assert spearman([1, 2, 3], [1, 1e9, 5]) == pytest.approx(0.5)  # ranks 1 2 3 vs 1 3 2
     assert ranks([5, 1, 5, 2]).tolist() == [3.5, 1.0, 3.5, 2.0]  # ties share their mean rank
     assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    # with ties: x ranks 1, 2.5, 2.5, 4 against 1, 3, 2, 4: rho = 4.5 / sqrt(4.5 * 5) = 3 / sqrt(10)
+    assert spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(3 / np.sqrt(10))
+    # no ties, by the textbook formula 1 - 6 sum d^2 / (n (n^2 - 1)): d^2 sums to 4 over 5 values: 0.8
+    assert spearman([10, 20, 30, 40, 50], [2, 1, 4, 3, 5]) == pytest.approx(0.8)
+    assert spearman([1, 2], [5, 7]) == pytest.approx(1.0)  # two values: the smallest case that has a ranking
+    with pytest.raises(ValueError, match="3 values against 2"):
+        spearman([1, 2, 3], [1, 2])
+
+
+def test_importance_order_on_hand_made_scores():
+    scores = {
+        "encoder": np.array([[0.3, -1.0]]),
+        "decoder": np.array([[2.0, 0.0]]),
+        "cross": np.array([[0.1, 0.1]]),
+    }
+    assert importance_order(scores) == [  # least important (lowest score) first; ties keep kind, layer, head order
+        ("encoder", 1, 2),
+        ("decoder", 1, 2),
+        ("cross", 1, 1),
+        ("cross", 1, 2),
+        ("encoder", 1, 1),
+        ("decoder", 1, 1),
+    ]
+    assert importance_order(scores, ("cross", "encoder")) == [
+        ("encoder", 1, 2),
+        ("cross", 1, 1),
+        ("cross", 1, 2),
+        ("encoder", 1, 1),
+    ]
 
 
 def test_the_head_that_carries_the_task_ranks_first_in_both_measures():
@@ -107,11 +136,14 @@ def test_the_head_that_carries_the_task_ranks_first_in_both_measures():
     assert curve[-1]["chrf"] < 50  # the carrier off at last
 
 
-def test_pruning_curve_starts_at_the_unmasked_score(bundle):
+def test_pruning_curve_starts_at_the_unmasked_score(bundle, capsys):
     pairs = toy_pairs(4)
     deltas, _, _ = ablation(bundle, pairs)
     order = importance_order({k: -v for k, v in deltas.items()})
     assert len(order) == 12 and len(set(order)) == 12
-    curve = pruning_curve(bundle, pairs, order, step=5)
-    assert [p["heads_off"] for p in curve] == [0, 5, 10, 12]
+    calls = []
+    curve = pruning_curve(bundle, pairs, order, step=5, progress=calls.append)
+    assert [p["heads_off"] for p in curve] == [0, 5, 10, 12] and sum(calls) == 4 * 4  # translations: 4 points x 4 pairs
     assert curve[0]["chrf"] == pytest.approx(evaluate(bundle, pairs, progress=False)[0]["chrf"])
+    assert [p["heads_off"] for p in pruning_curve(bundle, pairs, order)] == [0, 8, 12]  # 8 at a time by default
+    assert capsys.readouterr().err == ""  # no progress bar of its own: callers show progress

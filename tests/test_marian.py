@@ -333,3 +333,38 @@ def test_the_ablation_sweep_matches_transformers_with_a_head_zeroed(bundle, fold
         ("cross", 0, 0, layers[1][0].encoder_attn),
     ):
         assert deltas[kind][layer, head] == pytest.approx(mean_logprob(module, head) - plain, abs=1e-4)
+
+
+def test_the_gradient_score_matches_transformers_with_a_gate_on_a_head(bundle, folder):
+    """core.analysis.importance.gradient_importance feeds Marian's decoder start and end tokens (its own specials):
+    each score must equal the mean over sentences of |d loss / d gate| with transformers' own loss (the mean token
+    NLL of the reference) and a gate of 1 multiplying that head's slice of the attention output."""
+    from core.analysis.importance import gradient_importance
+
+    model, tokenizer = hf_model(folder), hf_tokenizer(folder)
+    pairs = list(zip(ENGLISH[:3], ITALIAN[:3]))
+    scores = gradient_importance(bundle, pairs)
+    head_dim = bundle.config.d_model // bundle.config.n_heads
+    layers = model.model.encoder.layers, model.model.decoder.layers
+    for kind, layer, head, module in (
+        ("encoder", 1, 2, layers[0][1].self_attn),
+        ("decoder", 0, 0, layers[1][0].self_attn),
+        ("cross", 1, 3, layers[1][1].encoder_attn),
+    ):
+        total = 0.0
+        for en, it in pairs:
+            gate = torch.ones((), requires_grad=True)
+
+            def gated(_, inputs, gate=gate, head=head):
+                scale = torch.ones(bundle.config.d_model)
+                scale = torch.cat([scale[: head * head_dim], gate.expand(head_dim), scale[(head + 1) * head_dim :]])
+                return (inputs[0] * scale,)
+
+            hook = module.out_proj.register_forward_pre_hook(gated)
+            try:
+                labels = tokenizer(text_target=it, return_tensors="pt").input_ids
+                loss = model(input_ids=hf_ids(tokenizer, en), labels=labels).loss  # mean NLL over the labels
+                total += abs(float(torch.autograd.grad(loss, gate)[0]))
+            finally:
+                hook.remove()
+        assert scores[kind][layer, head] == pytest.approx(total / len(pairs), rel=1e-3, abs=1e-6), kind

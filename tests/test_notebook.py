@@ -47,6 +47,7 @@ def test_the_notebook_runs_and_draws_each_kind_of_the_models_attention(monkeypat
     result = translate(load_checkpoint(CHECKPOINT), SENTENCE)
     assert result.translation in text
     head_charts = html[: len(KIND_LABELS)]  # the first charts: one head of each kind, in KIND_LABELS order
+    assert len(head_charts) == len(KIND_LABELS) == 3, len(html)
     for kind, chart in zip(KIND_LABELS, head_charts):
         # The query axis is labelled with this kind's own tokens ("3·gatto"), as the app labels it: the axis
         # is the data's label column, so every label is among the chart's data.
