@@ -114,8 +114,15 @@ BOXES_JS = """() => {
       const o = getComputedStyle(node).overflowX;
       if ((o === 'auto' || o === 'scroll') && node.scrollWidth > node.clientWidth + 1) { scroller = node; break; }
     }
+    // Each axis: how many labels it has and how many Vega hid so that they would not overlap (opacity 0).
+    const axes = [...el.querySelectorAll('svg.marks g.role-axis')].map((axis) => {
+      const labels = [...axis.querySelectorAll('g.role-axis-label text')];
+      const hidden = labels.filter((t) => t.getAttribute('opacity') === '0' || getComputedStyle(t).opacity === '0');
+      return {title: (axis.getAttribute('aria-label') || '').split(' for ')[0], labels: labels.length,
+              hidden: hidden.length};
+    }).filter((axis) => axis.labels);
     return {name: 'chart ' + i, el: box(el), surface: surface ? box(surface) : box(el),
-            scroll: scroller !== null, clip: box(scroller || el)};
+            scroll: scroller !== null, clip: box(scroller || el), axes};
   });
   const others = [...document.querySelectorAll(
       '[data-testid="stMain"] [data-testid="stHeading"], [data-testid="stMain"] [data-testid="stCaptionContainer"],'
@@ -123,11 +130,27 @@ BOXES_JS = """() => {
     + '[data-testid="stMain"] [data-testid="stSlider"], [data-testid="stMain"] [data-testid="stButton"]')]
     .filter((el) => !el.closest('[data-testid="stVegaLiteChart"]') && el.getBoundingClientRect().width > 0)
     .map((el) => ({name: el.getAttribute('data-testid') + ': ' + (el.innerText || '').slice(0, 40), el: box(el)}));
-  // A widget label cut off with an ellipsis: some element of it is narrower than its own text.
+  // A widget label cut off: some element of it is narrower than its own text.
+  const narrow = (e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1;
   const cut = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stWidgetLabel"]')]
-    .filter((el) => [el, ...el.querySelectorAll('*')].some((e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1))
+    .filter((el) => [el, ...el.querySelectorAll('*')].some(narrow))
     .map((el) => el.innerText);
-  return {charts, others, cut, viewport: {w: window.innerWidth, h: window.innerHeight}};
+  // Any other text that ends in an ellipsis because its box is too narrow (a button, a page link, a caption):
+  // what Streamlit cuts with text-overflow: ellipsis. Charts draw their own text and are left to the boxes.
+  const ellipsis = [...document.querySelectorAll('[data-testid="stMain"] *')]
+    .filter((e) => !e.closest('[data-testid="stWidgetLabel"], [data-testid="stVegaLiteChart"]'))
+    .filter((e) => narrow(e) && getComputedStyle(e).textOverflow === 'ellipsis')
+    .map((e) => (e.innerText || '').trim())
+    .filter((text) => text);
+  // The main column's content box (inside its padding): what a chart must stay in.
+  const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+  let column = null;
+  if (main) {
+    const r = main.getBoundingClientRect(), s = getComputedStyle(main);
+    const left = r.left + parseFloat(s.paddingLeft), right = r.right - parseFloat(s.paddingRight);
+    column = {x: left, w: right - left};
+  }
+  return {charts, others, cut, ellipsis, column, viewport: {w: window.innerWidth, h: window.innerHeight}};
 }"""
 
 
@@ -271,6 +294,9 @@ def full_height(page) -> None:
     settle(page)
 
 
+FEW_LABELS = 12  # an axis with this many labels or fewer shows them all (a long sentence's may be thinned)
+
+
 def _overlap(a: dict, b: dict, tolerance: float = 1.0) -> bool:
     return (
         min(a["x"] + a["w"], b["x"] + b["w"]) - max(a["x"], b["x"]) > tolerance
@@ -280,11 +306,16 @@ def _overlap(a: dict, b: dict, tolerance: float = 1.0) -> bool:
 
 def layout_problems(page) -> list[str]:
     """What breaks the layout on the current page: a chart's element or drawn surface overlapping another
-    chart or a heading/caption/widget, or leaving the viewport horizontally, and a widget label cut off. A
-    surface wider than its element is allowed only where the element scrolls it inside its own box."""
+    chart or a heading/caption/widget, leaving the viewport horizontally or running out of the page's column
+    into its margin, an axis of a few labels (FEW_LABELS) hiding some of them, a widget label cut off, and any
+    text cut off with an ellipsis (a button, a page link). A surface wider than its element is allowed only
+    where the element scrolls it inside its own box; a long sentence's token axis may thin its labels (every
+    cell keeps its tooltip)."""
     found = page.evaluate(BOXES_JS)
     width = found["viewport"]["w"]
     problems = [f"widget label cut off: {label!r}" for label in found["cut"]]
+    problems += [f"text cut off with an ellipsis: {text[:60]!r}" for text in dict.fromkeys(found["ellipsis"])]
+    column = found["column"] or {"x": 0, "w": width}
     charts = found["charts"]
     for chart in charts:
         visible = chart["clip"] if chart["scroll"] else chart["surface"]
@@ -293,10 +324,20 @@ def layout_problems(page) -> list[str]:
                 problems.append(
                     f"{chart['name']} {name} leaves the viewport: x {box['x']:.0f}..{box['x'] + box['w']:.0f}"
                 )
+            elif box["x"] < column["x"] - 2 or box["x"] + box["w"] > column["x"] + column["w"] + 2:
+                problems.append(
+                    f"{chart['name']} {name} runs out of the page's column: x {box['x']:.0f}..{box['x'] + box['w']:.0f}"
+                    f" in {column['x']:.0f}..{column['x'] + column['w']:.0f}"
+                )
         if not chart["scroll"] and chart["surface"]["w"] > chart["el"]["w"] + 2:
             problems.append(
                 f"{chart['name']} is drawn {chart['surface']['w']:.0f} px wide in a {chart['el']['w']:.0f} px box"
             )
+        for axis in chart["axes"]:
+            if axis["hidden"] and axis["labels"] <= FEW_LABELS:
+                problems.append(
+                    f"{chart['name']} hides {axis['hidden']} of the {axis['labels']} labels of its {axis['title']}"
+                )
     for i, a in enumerate(charts):
         for b in charts[i + 1 :]:
             if _overlap(a["el"], b["el"]) or _overlap(a["surface"], b["surface"]):

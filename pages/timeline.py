@@ -93,8 +93,10 @@ def show(timeline, linked: dict) -> None:
         + " ".join(md_code(t) for t in charts.labels(att.target_tokens))
     )
     telling = opening_head(load_option(timeline.epochs[-1].checkpoint.path).bundle, att)
-    if "head" not in state.view_state():  # a first visit, no head in its link: where training visibly changed
-        state.view_state().update(kind="cross", layer=telling.layer, head=telling.head)
+    view = state.view_state()
+    # a first visit with no head in its link (nor another kind): where training visibly changed
+    if "head" not in view and view.get("kind", "cross") == "cross":
+        view.update(kind="cross", layer=telling.layer, head=telling.head)
     ref = widgets.head_picker(att.n_layers, att.n_heads)
     if (ref.kind, ref.layer, ref.head) == ("cross", telling.layer, telling.head):
         st.caption(f"{telling.hint} Move the checkpoint slider to watch it form.")

@@ -85,7 +85,8 @@ def explore(model: ActiveModel, result, context: tuple[str, str], linked: dict, 
     only this part; the inputs and the translation above stay as they are (bench/app_browser.py times it)."""
     cfg, view = model.bundle.config, state.view_state()
     telling = opening_head(model.bundle, result.attention)
-    if "head" not in view:  # a first visit, no head in its link: open where words visibly line up
+    # a first visit with no head in its link (nor another kind): open where words visibly line up
+    if "head" not in view and view.get("kind", "cross") == "cross":
         view.update(kind="cross", layer=telling.layer, head=telling.head)
     ref = widgets.head_picker(cfg.n_layers, cfg.n_heads, average=True)
     if (ref.kind, ref.layer, ref.head) == ("cross", telling.layer, telling.head):

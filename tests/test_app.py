@@ -164,6 +164,19 @@ def test_all_layers_grid_is_built_only_while_its_expander_is_open(app, bundle):
     assert not linked.exception and len(linked.get("vega_lite_chart")) == 3
 
 
+@pytest.mark.parametrize("kind", ["encoder", "decoder"])
+def test_a_link_naming_another_kind_and_no_head_opens_that_kind(ckpt_dir, monkeypatch, bundle, kind):
+    """The page opens on its telling cross-attention head only when the link names no kind (or cross)."""
+    monkeypatch.setenv("ATTN_CHECKPOINT_DIR", str(ckpt_dir))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(sentence=SENTENCE, kind=kind)
+    at.run()
+    assert not at.exception and at.radio(key="kind").value == kind
+    assert_focus_matches(
+        at, translate(bundle, SENTENCE), kind, at.slider(key="layer").value, at.slider(key="head").value
+    )
+
+
 @pytest.mark.parametrize("kind", ["cross", "encoder", "decoder"])
 def test_kinds_and_sliders_show_the_models_attention(app, bundle, kind):
     app.session_state["view"]["grid"] = True  # the all-layers grid open, to check its tiles too

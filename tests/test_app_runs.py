@@ -113,6 +113,12 @@ def test_timeline_opens_on_the_last_checkpoints_sharpest_cross_head(tmp_path, mo
     assert any("Move the checkpoint slider to watch it form" in c.value for c in at.caption)
 
 
+def test_timeline_from_a_link_naming_another_kind_and_no_head_opens_that_kind(open_page):
+    at = open_page("pages/timeline.py", run="run/tmodel_", sentence=SENTENCE, kind="decoder")
+    assert at.radio(key="kind").value == "decoder"
+    assert at.query_params["kind"] in ("decoder", ["decoder"])  # the link keeps it
+
+
 def test_timeline_reference_is_fed_to_every_epoch(open_page):
     at = open_page("pages/timeline.py", sentence=SENTENCE, reference="il gatto era sul tappeto")
     captions = " ".join(c.value for c in at.caption)

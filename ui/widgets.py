@@ -97,9 +97,10 @@ def head_picker(n_layers: int, n_heads: int, prefix: str = "", average: bool = F
 
 
 def draw(chart, key: str | None = None, on_select=None, selection_mode: str | None = None, stretch: bool = False):
-    """Every chart of the app is drawn here. A Vega-Lite dict of core.charts goes in a box as wide as it would like
-    (charts.natural_width), or its column if that is narrower, and fits the box; an Altair chart keeps its own
-    width (stretch: its column's)."""
+    """Every chart of the app is drawn here. A chart of core.charts that says how wide it would like to be
+    (charts.natural_width: a Vega-Lite dict, or an Altair chart with that usermeta) goes in a box that wide, or
+    its column if that is narrower, and fits the box, axes and legend included (charts.FIT_X); another Altair
+    chart keeps its own width, or with stretch fits its column's."""
     options = {"key": key, "on_select": on_select, "selection_mode": selection_mode}
     options = {name: value for name, value in options.items() if value is not None}
     if isinstance(chart, dict):
@@ -108,7 +109,12 @@ def draw(chart, key: str | None = None, on_select=None, selection_mode: str | No
             # same view with new data, redrawn in place (core.charts puts nothing else in usermeta)
             spec = {k: v for k, v in chart.items() if k != "usermeta"}
             return st.vega_lite_chart(spec, width="stretch", **options)
-    return st.altair_chart(chart, width="stretch" if stretch else "content", **options)
+    natural = chart.usermeta.get("natural_width") if isinstance(chart.usermeta, dict) else None
+    if natural is None and not stretch:
+        return st.altair_chart(chart, width="content", **options)
+    # fitted: with the plot alone as wide as the box, the axes and legend would run out of it
+    with st.container(width=natural or "stretch"):
+        return st.altair_chart(chart.properties(autosize=charts.FIT_X), width="stretch", **options)
 
 
 def weights_map(matrix, queries: list[str], keys: list[str], title: str = "", **options) -> tuple[pd.DataFrame, dict]:

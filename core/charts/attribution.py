@@ -14,9 +14,18 @@ from core.charts.style import PAD, labels
 LOW_COLOR, SHARE_COLOR = "#f58518", "#4c78a8"
 
 
-def source_share_chart(tokens: list[str], shares: np.ndarray, low: list[bool], width: int = 520) -> alt.Chart:
+AXIS_PX = 90  # a bar chart's y axis, its title and padding: what its natural width adds to the bars'
+
+
+def bars_width(count: int, width: int) -> int:
+    """The plot width of count bars of 22 px (160 px at least, width at most)."""
+    return min(width, max(160, 22 * count))
+
+
+def source_share_chart(tokens: list[str], shares: np.ndarray, low: list[bool], width: int = 1100) -> alt.Chart:
     """One bar per output token: the share of its prediction that came from the source (the rest came from the
-    target prefix); the rows marked low in orange."""
+    target prefix); the rows marked low in orange (no legend: the caption under it says which ones and why).
+    Bars of 22 px up to width, the natural width (usermeta) with the axis: the app fits it to its column."""
     df = pd.DataFrame(
         {
             "row": range(len(tokens)),
@@ -40,19 +49,25 @@ def source_share_chart(tokens: list[str], shares: np.ndarray, low: list[bool], w
                 "low:N",
                 title=None,
                 scale=alt.Scale(domain=["source", "low: written from its own prefix"], range=[SHARE_COLOR, LOW_COLOR]),
-                legend=alt.Legend(orient="top"),
+                legend=None,
             ),
             tooltip=[
                 alt.Tooltip("token:N", title="output token"),
                 alt.Tooltip("share:Q", format=".3f", title="from the source"),
             ],
         )
-        .properties(width=min(width, max(160, 22 * len(tokens))), height=140, autosize=PAD)
+        .properties(
+            width=bars_width(len(tokens), width),
+            height=140,
+            autosize=PAD,
+            usermeta={"natural_width": bars_width(len(tokens), width) + AXIS_PX},
+        )
     )
 
 
-def contrastive_chart(tokens: list[str], scores: np.ndarray, title: str, width: int = 520) -> alt.Chart:
-    """Signed scores over the source tokens: blue for the chosen word, red for the other one."""
+def contrastive_chart(tokens: list[str], scores: np.ndarray, title: str, width: int = 1100) -> alt.Chart:
+    """Signed scores over the source tokens: blue for the chosen word, red for the other one (no legend: the
+    caption under it says so). Bars of 22 px up to width, the natural width (usermeta) with the axis."""
     df = pd.DataFrame(
         {"position": range(len(tokens)), "token": labels(tokens), "score": np.asarray(scores, dtype=float)}
     )
@@ -72,14 +87,15 @@ def contrastive_chart(tokens: list[str], scores: np.ndarray, title: str, width: 
                 "favours:N",
                 title=None,
                 scale=alt.Scale(domain=["the chosen word", "the other word"], range=["#2171b5", "#e45756"]),
-                legend=alt.Legend(orient="top"),
+                legend=None,
             ),
             tooltip=[alt.Tooltip("token:N", title="source token"), alt.Tooltip("score:Q", format="+.3f")],
         )
         .properties(
             title=alt.TitleParams(title, anchor="start", limit=800),
-            width=min(width, max(160, 22 * len(tokens))),
+            width=bars_width(len(tokens), width),
             height=160,
             autosize=PAD,
+            usermeta={"natural_width": bars_width(len(tokens), width) + AXIS_PX},
         )
     )

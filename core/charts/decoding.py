@@ -191,8 +191,10 @@ def written_frame(tokens: list[str], probs: list[float], forced: int) -> pd.Data
     )
 
 
-def written_chart(df: pd.DataFrame, width: int = 320) -> alt.Chart:
-    """Bars of the probability the model gave each written token, forced ones in orange."""
+def written_chart(df: pd.DataFrame, width: int = 1100) -> alt.Chart:
+    """Bars of the probability the model gave each written token, forced ones in orange; bars of 24 px up to
+    width, the natural width (usermeta) with the axis: the app fits it to its column. Labels stand upright, so
+    that short sentences keep every one."""
     return (
         alt.Chart(df)
         .mark_bar()
@@ -200,7 +202,7 @@ def written_chart(df: pd.DataFrame, width: int = 320) -> alt.Chart:
             x=alt.X(
                 "position:O",
                 title=None,
-                axis=alt.Axis(labelExpr=f"{json.dumps(list(df['token']))}[datum.value - 1]", labelAngle=-45),
+                axis=alt.Axis(labelExpr=f"{json.dumps(list(df['token']))}[datum.value - 1]", labelAngle=-90),
             ),
             y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1])),
             color=alt.Color(
@@ -210,5 +212,10 @@ def written_chart(df: pd.DataFrame, width: int = 320) -> alt.Chart:
             ),
             tooltip=["position:O", "token:N", alt.Tooltip("probability:Q", format=".3f"), "source:N"],
         )
-        .properties(width=max(160, min(width, 24 * len(df))), height=140, autosize=PAD)
+        .properties(
+            width=max(160, min(width, 24 * len(df))),
+            height=140,
+            autosize=PAD,
+            usermeta={"natural_width": max(160, min(width, 24 * len(df))) + 80},
+        )
     )

@@ -106,7 +106,7 @@ def candidates(result, row: int, chosen_id: int, tgt, result_key: tuple) -> None
         zip(result.top_ids[row].tolist(), top["token"], top["probability"]), 1
     ):
         written = token_id == chosen_id
-        pick, why = st.columns([4, 1.5], vertical_alignment="center")
+        pick, why = st.columns([3, 2], vertical_alignment="center")
         pick.button(
             f"{rank}. {md_text(token)} · {prob:.3f}",
             key=f"force_{rank}",
