@@ -434,6 +434,8 @@ def test_upload_tutorial_checkpoint_with_tokenizers(app, tmp_path):
     assert "tmodel_00.pt" in active_label(app)
     notes = " ".join(i.value for i in app.info)
     assert "Head count: 2, assumed" in notes and "does not record it" in notes  # the card says what was assumed
+    checked = [c.value for c in app.caption if c.value.startswith("Head-count check")] + [w.value for w in app.warning]
+    assert len(checked) == 1 and "heads:" in checked[0]  # the check ran and says what it measured
     assert "Heads (not in the file)" in [n.label for n in app.number_input]
     app.switch_page("pages/translate.py").run()
     open_models(app)  # the Kind choice and head count survive a page switch

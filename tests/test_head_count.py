@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from core import load_checkpoint
-from core.analysis.head_count import candidate_counts, check_head_count, with_heads
+from core.analysis.head_count import CHECK_PAIRS, candidate_counts, check_head_count, reference_fit, with_heads
+from core.model import causal_mask
 
 DEFAULT = Path(__file__).resolve().parents[1] / "checkpoints" / "default.pt"
-SENTENCES = ["I love you.", "The cat is sleeping on the chair.", "Where is the train station?"]
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +29,31 @@ def tutorial_file():
 @pytest.mark.parametrize("heads", [4, 16])
 def test_a_wrong_head_count_is_flagged_and_the_true_one_found(tutorial_file, heads):
     data, src, tgt = tutorial_file
-    check = check_head_count(load_checkpoint(data, src, tgt, heads=heads), SENTENCES)
+    check = check_head_count(load_checkpoint(data, src, tgt, heads=heads))
     assert check.chosen == heads and check.best == 8 and check.doubtful
 
 
 def test_the_true_head_count_passes(tutorial_file):
     data, src, tgt = tutorial_file
-    check = check_head_count(load_checkpoint(data, src, tgt, heads=8), SENTENCES)
-    assert set(check.confidence) == {4, 8, 16} and check.best == 8 and not check.doubtful
+    check = check_head_count(load_checkpoint(data, src, tgt, heads=8))
+    assert set(check.fit) == {4, 8, 16} and check.best == 8 and not check.doubtful
+
+
+def test_reference_fit_is_the_mean_log_probability_of_each_reference_token(tutorial_file):
+    """Against a plain forward pass of each pair: log-softmax of the logits at each reference token, [EOS] too."""
+    data, src, tgt = tutorial_file
+    bundle = load_checkpoint(data, src, tgt, heads=8)
+    pairs = CHECK_PAIRS[:3]
+    total, count = 0.0, 0
+    for en, it in pairs:
+        source = torch.tensor([bundle.specials.frame_source(bundle.src_tokenizer.encode(en).ids)])
+        labels = bundle.tgt_tokenizer.encode(it).ids + [bundle.specials.eos]
+        decoder = torch.tensor([[bundle.specials.start] + labels[:-1]])
+        with torch.no_grad():
+            logits = bundle.model(source, decoder, None, causal_mask(decoder.size(1)))[0]
+        total += float(logits.log_softmax(-1)[torch.arange(len(labels)), labels].sum())
+        count += len(labels)
+    assert reference_fit(bundle, pairs) == pytest.approx(total / count, abs=1e-4)
 
 
 def test_candidates_divide_d_model_and_weights_are_shared(tutorial_file):

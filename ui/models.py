@@ -164,9 +164,10 @@ def session_upload() -> ActiveModel | None:
     """This session's uploaded model, or None when it has none or the store has dropped it."""
     upload = st.session_state.get("upload")
     bundle = upload_store(upload_budget_mb()).get(upload["key"]) if upload else None
-    return (
-        None if bundle is None else ActiveModel(upload["key"], upload["name"], "uploaded (this session only)", bundle)
-    )
+    if bundle is None:
+        return None
+    origin = "uploaded (this session only)"
+    return ActiveModel(upload["key"], upload["name"], origin, bundle, head_check=upload.get("head_check"))
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the Hugging Face model…")

@@ -46,12 +46,12 @@ def head_count_note(bundle, check) -> None:
     )
     if check is None:
         return
-    scores = ", ".join(f"{h} heads: {p:.2f}" for h, p in sorted(check.confidence.items()))
+    scores = ", ".join(f"{h} heads: {p:.2f}" for h, p in sorted(check.fit.items()))
     if check.doubtful:
         st.warning(
-            f"**{heads} heads looks wrong.** Read with {check.best} heads the model is clearly surer of its own "
-            f"translations (mean probability of each chosen token; {scores}). With a wrong count the maps are "
-            f"not the model's real heads: upload again with {check.best} heads."
+            f"**{heads} heads looks wrong.** Read with {check.best} heads the model finds good translations of "
+            f"everyday sentences clearly more likely (mean log-probability per token; {scores}). With a wrong "
+            f"count the maps are not the model's real heads: upload again with {check.best} heads."
         )
     else:
         st.caption(f"Head-count check: {heads} heads is the most consistent of those tried ({scores}).")

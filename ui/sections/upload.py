@@ -11,7 +11,7 @@ import streamlit as st
 from core import CheckpointError
 from core.analysis.head_count import check_head_count
 from core.families.pretrained import HUB_ID, HUB_PREFIX
-from ui import models, widgets
+from ui import models
 from ui.text import md_code, md_text
 
 NATIVE, TUTORIAL = "This project's checkpoint (one file)", "Tutorial tmodel_XX.pt + two tokenizer files"
@@ -61,8 +61,8 @@ def load_uploaded() -> None:
         return
     head_check = None
     if tutorial:
-        with st.spinner("Checking the head count (a few translations with each plausible count)…"):
-            head_check = check_head_count(bundle, widgets.EXAMPLES[:3])
+        with st.spinner("Checking the head count (a few translations scored with each plausible count)…"):
+            head_check = check_head_count(bundle)
     # the model itself is in ui's process-wide store; the session keeps its key
     session["upload"] = {"key": key, "name": ckpt.name, "head_check": head_check}
     session["model_choice"] = "upload"
