@@ -23,11 +23,14 @@ def test_file_is_small_enough_to_ship():
 def test_model_card_names_data_licences_and_scores(bundle):
     card = bundle.metadata["model_card"]
     text = str(card)
-    for needle in ("Tatoeba", "CC BY 2.0 FR", "CC BY-NC-SA 4.0", "Europarl", "python -m core train", "eflomal"):
+    for needle in ("Tatoeba", "CC BY 2.0 FR", "CC BY-NC-SA 4.0", "Europarl v7", "CC BY 3.0", "MPL-2.0", "eflomal"):
         assert needle in text
-    for name in ("tatoeba_test", "ntrex128_news", "tatoeba_test_previous_default", "ntrex128_news_previous_default"):
-        assert card["metrics"][name]["bleu"] > 0 and card["metrics"][name]["chrf"] > 0
-    assert len(card["examples"]) == 5
+    assert "python -m core train" in card["training_command"] and "--seq-len 256" in card["training_command"]
+    for name in ("tatoeba_test", "europarl_test", "ntrex128_news"):
+        new, old = card["metrics"][name], card["metrics"][name + "_previous_default"]
+        assert new["chrf"] > old["chrf"] > 0 and 0.8 <= new["length_ratio"] <= 1.3  # better, and translated whole
+    news = [e for e in card["examples"] if len(e["source"].split()) >= 15]
+    assert len(card["examples"]) >= 5 and news and all(e["translation"] and e["previous_default"] for e in news)
 
 
 def test_card_records_the_guided_alignment_head(bundle):
@@ -65,6 +68,31 @@ def test_translates_everyday_sentences_into_cased_italian(bundle, sentence, expe
 
 def test_i_love_you_is_ti_amo(bundle):
     assert translate(bundle, "I love you.").translation == "Ti amo."  # the previous default wrote "ti amo."
+
+
+# Held-out Europarl v7 sentences (P. Koehn, 2005, Europarl: A Parallel Corpus for Statistical Machine Translation,
+# MT Summit X; European Parliament proceedings, https://www.europarl.europa.eu), from the model's test split.
+LONG = [
+    "Madam President, excuse me, I had already asked to speak before the vote, but since the problem is likely "
+    "to recur, my intervention is not without purpose.",
+    "The rapporteur says that it is too early to make a definite decision on Slovakia's application for membership "
+    "before the end of 1998, but that Parliament should be given another opportunity to express its opinion before "
+    "May at the latest.",
+    "Although I am not against the principle of taxing polluting emissions, I do believe that these measures must "
+    "respect two principles. On the one hand they must try to guarantee tax neutrality and, on the other, they must "
+    "cover the whole of the industrialised world, or at least the OECD, so that ecological dumping or competition "
+    "distortions do not arise.",
+]
+
+
+@pytest.mark.parametrize("sentence", LONG)
+def test_long_sentences_are_read_and_translated_whole(bundle, sentence):
+    """The previous default dropped the end of sentences over ~35 pieces; this one writes about as many pieces
+    as it reads, and stops by itself."""
+    result = translate(bundle, sentence)
+    assert result.output_ids[-1] == 3 and len(result.source_ids) > 30
+    assert 0.6 <= len(result.output_ids) / len(result.source_ids) <= 1.5, result.translation
+    assert bundle.config.seq_len == 256
 
 
 def test_names_keep_their_capitals_and_a_rare_word_is_read_in_pieces_not_as_unk(bundle):
