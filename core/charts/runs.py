@@ -84,7 +84,7 @@ def series_chart(rows: pd.DataFrame, checkpoints: list[str], title: str, current
     x = alt.X(
         "position:O",
         title="checkpoint",
-        axis=alt.Axis(labelExpr=f"{json.dumps(checkpoints)}[datum.value]", labelAngle=-45),
+        axis=alt.Axis(labelExpr=f"{json.dumps(checkpoints)}[datum.value]", labelAngle=-90),
     )
     line = (
         alt.Chart(rows)
