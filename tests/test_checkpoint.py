@@ -289,9 +289,15 @@ def test_shape_mismatch_names_the_key(tmp_path, tiny_checkpoint):
     assert "shape mismatch" in message and key in message
 
 
-def test_nan_weights(tmp_path, tiny_checkpoint):
+@pytest.mark.parametrize(("dtype", "bad"), [(torch.float32, float("nan")), (torch.float16, float("inf"))])
+def test_nan_weights(tmp_path, tiny_checkpoint, dtype, bad):
+    """16-bit files (what export writes) are checked in 32 bits: a value must still be caught."""
+
     def poison(payload):
-        payload["model_state_dict"]["decoder.layers.0.self_attention_block.w_q.weight"][0, 0] = float("nan")
+        weights = payload["model_state_dict"]
+        key = "decoder.layers.0.self_attention_block.w_q.weight"
+        weights[key] = weights[key].to(dtype)
+        weights[key][0, 0] = bad
 
     message = save_modified(tmp_path, tiny_checkpoint, poison)
     assert "NaN" in message and "decoder.layers.0.self_attention_block.w_q.weight" in message
