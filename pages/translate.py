@@ -47,7 +47,7 @@ def input_section() -> tuple[str, str]:
 
 def reference_note() -> None:
     """While a reference is in use (accepted or not), say so, with the button that clears it."""
-    note, clear = st.columns([5, 1], vertical_alignment="center")
+    note, clear = st.columns([3, 1], vertical_alignment="center")
     note.info(
         "The decoder is fed your reference translation, not its own output: the maps show the "
         "attention the model puts on that text."

@@ -10,6 +10,8 @@ import pandas as pd
 
 from core.charts.style import PAD, altair_weight_scale, as_array, fit_cell, labels, token_axis
 
+AXIS_PX, LEGEND_PX = 110, 90  # the Italian word axis with its title; the share and link legends
+
 
 def alignment_frames(matrix: np.ndarray, model_links, gold_links=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(target words, source words) shares and links {(source word, target word)} -> (cells: ti, si, weight;
@@ -34,7 +36,7 @@ def alignment_chart(
     the model's as small circles, gold ones as larger squares, so a gold link the model found shows both. Cells
     are 30 px, or smaller (8 px at least) for the source side to fit plot_width."""
     cell = cell or fit_cell(len(source_words), plot_width, 8, 30)
-    x = alt.X(**token_axis("si", "English word", source_words, -45))
+    x = alt.X(**token_axis("si", "English word", source_words, -90))
     y = alt.Y(**token_axis("ti", "Italian word", target_words))
     words = {
         "source_word": f"{json.dumps(labels(source_words))}[datum.si]",
@@ -70,8 +72,15 @@ def alignment_chart(
         )
     )
     size = {"width": max(160, cell * len(source_words)), "height": max(120, cell * len(target_words))}
+    # the natural width (plot, the Italian axis, the two legends): the app fits the chart to its column if narrower
+    natural = size["width"] + AXIS_PX + LEGEND_PX
     return (
         alt.layer(heat, marks)
         .resolve_scale(color="independent", shape="independent")
-        .properties(title=alt.TitleParams(title, anchor="start", limit=800), autosize=PAD, **size)
+        .properties(
+            title=alt.TitleParams(title, anchor="start", limit=800),
+            autosize=PAD,
+            usermeta={"natural_width": natural},
+            **size,
+        )
     )

@@ -76,13 +76,13 @@ def heads_off_section(model, result: Translation, context: tuple[str, str], ref:
 
 
 def show_comparison(original: Translation, masked: Translation, off: HeadsOff, ref: HeadRef) -> None:
-    left, right = st.columns(2)
-    left.markdown("**All heads on**")
-    left.text(original.translation)
-    right.markdown(f"**{len(off)} head{'s' * (len(off) != 1)} off**")
-    right.text(masked.translation)
     if masked.translation == original.translation:
         st.caption("Same text; the probabilities and maps still change.")
-    for column, result, name in ((left, original, "original"), (right, masked, "masked")):
-        with column:
+    # side by side where both fit at their own width, else one under the other (two columns squeezed the maps)
+    sides = st.container(horizontal=True, gap="medium")
+    headings = ("**All heads on**", f"**{len(off)} head{'s' * (len(off) != 1)} off**")
+    for result, name, heading in ((original, "original", headings[0]), (masked, "masked", headings[1])):
+        with sides, st.container(width="content"):
+            st.markdown(heading)
+            st.text(result.translation)
             draw(head_heatmap(result.attention, ref, plot_width=260)[1], key=f"off_{name}")

@@ -159,10 +159,10 @@ def compare(model: ActiveModel, original, forced) -> None:
     tgt = model.bundle.tgt_tokenizer
     st.subheader("Model's own vs. forced")
     forced_token = tgt.id_to_token(forced.output_ids[forced.prefix_length - 1])
-    for column, title, result in zip(
-        st.columns(2), ("The model's own decoding", f"With {md_code(forced_token)} forced"), (original, forced)
-    ):
-        with column:
+    # side by side where both fit at their own width, else one under the other (two columns squeezed the maps)
+    sides = st.container(horizontal=True, gap="medium")
+    for title, result in zip(("The model's own decoding", f"With {md_code(forced_token)} forced"), (original, forced)):
+        with sides, st.container(width="content"):
             st.markdown(f"**{title}**")
             st.text(result.translation)
             st.caption(f"log-probability of the whole output: {result.hypotheses[0].log_prob:.3f}")
