@@ -118,9 +118,11 @@ BOXES_JS = """() => {
     const axes = [...el.querySelectorAll('svg.marks g.role-axis')].map((axis) => {
       const labels = [...axis.querySelectorAll('g.role-axis-label text')];
       const hidden = labels.filter((t) => t.getAttribute('opacity') === '0' || getComputedStyle(t).opacity === '0');
-      return {title: (axis.getAttribute('aria-label') || '').split(' for ')[0], labels: labels.length,
-              hidden: hidden.length};
-    }).filter((axis) => axis.labels);
+      // only token (discrete) axes: a numeric axis thinning its tick labels still reads
+      const aria = axis.getAttribute('aria-label') || '';
+      return {title: aria.split(' for ')[0], labels: labels.length, hidden: hidden.length,
+              discrete: aria.includes('discrete')};
+    }).filter((axis) => axis.labels && axis.discrete);
     return {name: 'chart ' + i, el: box(el), surface: surface ? box(surface) : box(el),
             scroll: scroller !== null, clip: box(scroller || el), axes};
   });

@@ -103,7 +103,7 @@ def show(timeline, linked: dict) -> None:
     position = widgets.index_slider("Checkpoint", len(labels), "timeline_epoch") - 1
     state.set_link("timeline", linked | {"kind": ref.kind, "layer": ref.layer, "head": ref.head, "epoch": position + 1})
     shown = timeline.epochs[position]
-    left, right = st.columns([1, 1])
+    left, right = st.columns([3, 2])  # the map needs the room: at 1024 px half the page thinned its labels
     with left:
         title = f"Layer {ref.layer} · head {ref.head} · {labels[position]}"
         widgets.draw(widgets.head_heatmap(shown.attention, ref, title, plot_width=420)[1], key="timeline_focus")

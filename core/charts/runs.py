@@ -55,9 +55,10 @@ def epochs_frame(matrices: list[np.ndarray]) -> pd.DataFrame:
 
 
 def epochs_grid(
-    df: pd.DataFrame, checkpoints: list[str], queries: list[str], keys: list[str], columns: int = 5, cell: int = 110
+    df: pd.DataFrame, checkpoints: list[str], queries: list[str], keys: list[str], columns: int = 4, cell: int = 110
 ) -> alt.Chart:
-    """Small multiples: the same head at every checkpoint, panels titled by checkpoint, in training order."""
+    """Small multiples: the same head at every checkpoint, panels titled by checkpoint, in training order (4 a
+    row: 5 of 110 px ran out of the page's column at 1024 px)."""
     query_labels, key_labels = json.dumps(labels(queries)), json.dumps(labels(keys))
     chart = (
         alt.Chart(df)
@@ -99,4 +100,8 @@ def series_chart(rows: pd.DataFrame, checkpoints: list[str], title: str, current
     if current is not None:
         layers.append(alt.Chart(pd.DataFrame({"position": [current]})).mark_rule(color="red").encode(x=x))
     fit = alt.AutoSizeParams(type="fit-x", contains="padding")  # stretched to its column, axes included
-    return alt.layer(*layers).properties(title=title, width=180, height=130, autosize=fit)
+    # a long title on two lines ("Entropy" / "(nats, mean over rows)"): in a narrow column Vega cuts it with "..."
+    lines = title.replace(" (", "\n(", 1).split("\n")
+    return alt.layer(*layers).properties(
+        title=alt.TitleParams(lines, anchor="start"), width=180, height=130, autosize=fit
+    )
