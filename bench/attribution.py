@@ -37,7 +37,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # run as a script from anywhere
+
+from timing import Timer  # noqa: E402
 
 from core import load_checkpoint, translate  # noqa: E402
 from core.analysis import attribution_eval as board_module  # noqa: E402
@@ -53,15 +55,6 @@ SENTENCE = "Tom is going to be punished for what he did, and he knows that he re
 TARGET_MS = {"integrated-gradients": 2000.0}
 DEFAULT_TARGET_MS = 200.0
 LEADERBOARD_TARGET_S = 180.0
-
-
-class Timer:
-    def __enter__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
 # ---------------------------------------------------------------- the naive methods

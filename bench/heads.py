@@ -20,13 +20,14 @@ import argparse
 import random
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+from timing import Timer  # noqa: E402
 
 from core import load_checkpoint, translate  # noqa: E402
 from core.analysis.head_report import reference_attentions  # noqa: E402
@@ -39,18 +40,6 @@ from core.model import causal_mask  # noqa: E402
 from core.tokenizer import EOS_ID, SOS_ID  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Timer:
-    def __enter__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
-
-    def __str__(self) -> str:
-        return f"{self.wall:7.2f} s wall, {self.cpu:7.2f} s CPU"
 
 
 def sentence_logprob(model, example, head_mask=None) -> float:

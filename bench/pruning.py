@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+from timing import Timer  # noqa: E402
 
 from core import load_checkpoint  # noqa: E402
 from core.analysis.importance import (  # noqa: E402
@@ -114,15 +115,6 @@ def per_step(bundle, pairs, order, step):
 def batched(bundle, pairs, order, step):
     curve = pruning_curve(bundle, pairs, order, step)
     return [(p["heads_off"], p["chrf"], p["bleu"]) for p in curve], None
-
-
-class Timer:
-    def __enter__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
 def main() -> None:
