@@ -22,6 +22,18 @@ def bars_width(count: int, width: int) -> int:
     return min(width, max(160, 22 * count))
 
 
+def token_bars_x(field: str, title: str, tokens: list[str]) -> alt.X:
+    """One upright-labelled bar per token along x ('position·token')."""
+    axis = alt.Axis(labelExpr=f"{json.dumps(labels(tokens))}[datum.value]", labelAngle=-90)
+    return alt.X(f"{field}:O", title=title, axis=axis)
+
+
+def bars_size(count: int, width: int) -> dict:
+    """Plot width and the natural width (usermeta, with the axis) of count bars: the app fits it to its column."""
+    plot = bars_width(count, width)
+    return {"width": plot, "autosize": PAD, "usermeta": {"natural_width": plot + AXIS_PX}}
+
+
 def source_share_chart(tokens: list[str], shares: np.ndarray, low: list[bool], width: int = 1100) -> alt.Chart:
     """One bar per output token: the share of its prediction that came from the source (the rest came from the
     target prefix); the rows marked low in orange (no legend: the caption under it says which ones and why).
@@ -34,11 +46,7 @@ def source_share_chart(tokens: list[str], shares: np.ndarray, low: list[bool], w
             "low": ["low: written from its own prefix" if flag else "source" for flag in low],
         }
     )
-    x = alt.X(
-        "row:O",
-        title="output token",
-        axis=alt.Axis(labelExpr=f"{json.dumps(labels(tokens))}[datum.value]", labelAngle=-90),
-    )
+    x = token_bars_x("row", "output token", tokens)
     return (
         alt.Chart(df)
         .mark_bar()
@@ -56,12 +64,7 @@ def source_share_chart(tokens: list[str], shares: np.ndarray, low: list[bool], w
                 alt.Tooltip("share:Q", format=".3f", title="from the source"),
             ],
         )
-        .properties(
-            width=bars_width(len(tokens), width),
-            height=140,
-            autosize=PAD,
-            usermeta={"natural_width": bars_width(len(tokens), width) + AXIS_PX},
-        )
+        .properties(height=140, **bars_size(len(tokens), width))
     )
 
 
@@ -72,11 +75,7 @@ def contrastive_chart(tokens: list[str], scores: np.ndarray, title: str, width: 
         {"position": range(len(tokens)), "token": labels(tokens), "score": np.asarray(scores, dtype=float)}
     )
     df["favours"] = np.where(df["score"] >= 0, "the chosen word", "the other word")
-    x = alt.X(
-        "position:O",
-        title="source token",
-        axis=alt.Axis(labelExpr=f"{json.dumps(labels(tokens))}[datum.value]", labelAngle=-90),
-    )
+    x = token_bars_x("position", "source token", tokens)
     return (
         alt.Chart(df)
         .mark_bar()
@@ -92,10 +91,6 @@ def contrastive_chart(tokens: list[str], scores: np.ndarray, title: str, width: 
             tooltip=[alt.Tooltip("token:N", title="source token"), alt.Tooltip("score:Q", format="+.3f")],
         )
         .properties(
-            title=alt.TitleParams(title, anchor="start", limit=800),
-            width=bars_width(len(tokens), width),
-            height=160,
-            autosize=PAD,
-            usermeta={"natural_width": bars_width(len(tokens), width) + AXIS_PX},
+            title=alt.TitleParams(title, anchor="start", limit=800), height=160, **bars_size(len(tokens), width)
         )
     )
