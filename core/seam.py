@@ -401,10 +401,12 @@ def trace(model: LayerStack, src: Tensor, tgt: Tensor) -> tuple[Tensor, Probe]:
     return model.project(model.finish_decoder(y)), probe
 
 
-def reorder_cache(caches: Caches, index: Tensor) -> None:
-    """Beam search: row j of every self-attention cache becomes the row index[j] held (cross caches never move)."""
-    for self_cache, _ in caches:
-        self_cache.k, self_cache.v = self_cache.k.index_select(0, index), self_cache.v.index_select(0, index)
+def reorder_cache(caches: Caches, index: Tensor, cross: bool = False) -> None:
+    """Row j of every self-attention cache becomes the row index[j] held: beam search, whose cross caches never
+    move; with cross=True the cross-attention caches too (batched greedy decoding dropping finished rows)."""
+    for self_cache, cross_cache in caches:
+        for cache in (self_cache, cross_cache) if cross else (self_cache,):
+            cache.k, cache.v = cache.k.index_select(0, index), cache.v.index_select(0, index)
 
 
 def model_device(model: nn.Module) -> torch.device:

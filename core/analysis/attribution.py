@@ -148,12 +148,9 @@ def _contrast_row(bundle: ModelBundle, translation, row: int, chosen: int, foil:
     model, device = bundle.model, model_device(bundle.model)
     src = torch.tensor([translation.source_ids], device=device)
     tgt = torch.tensor([translation.target_ids[: row + 1]], device=device)
-    mask = causal_mask(tgt.size(1), device)
 
     def forward(vectors: Tensor) -> Tensor:
-        memory = model.encode_vectors(vectors, None)
-        hidden, _, _ = model.decode(tgt.expand(len(vectors), -1), memory, None, mask)
-        logp = model.project(hidden[:, -1]).float().log_softmax(-1)  # (B, V)
+        logp = model.project(_decoded(model, vectors, tgt)[:, -1]).float().log_softmax(-1)  # (B, V)
         return logp[:, chosen] - logp[:, foil]
 
     with torch.no_grad():

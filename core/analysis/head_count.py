@@ -15,7 +15,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from core.checkpoint import ModelBundle
-from core.decoding import translate
+from core.decoding.greedy import sequence_log_prob
+from core.decoding.inputs import encode_checked
 from core.model import Transformer
 
 MARGIN = 0.05  # a count whose references score at least this much higher (nats per token) than the chosen one's wins
@@ -61,8 +62,17 @@ def with_heads(bundle: ModelBundle, heads: int) -> ModelBundle:
 
 def reference_fit(bundle: ModelBundle, pairs) -> float:
     """Mean log-probability per token (nats, [EOS] included) of each pair's translation fed to the decoder."""
-    passes = [translate(bundle, en, reference=it).reference_pass for en, it in pairs]
-    return sum(p.log_prob for p in passes) / sum(len(p.output_ids) for p in passes)
+    total, count = 0.0, 0
+    for en, it in pairs:
+        src = bundle.specials.frame_source(
+            encode_checked(
+                bundle.src_tokenizer, en, bundle.config.seq_len - bundle.specials.source_specials, "sentence"
+            ).ids
+        )
+        ref = encode_checked(bundle.tgt_tokenizer, it, bundle.config.seq_len - 1, "reference translation").ids
+        total += sequence_log_prob(bundle.model, src, ref)
+        count += len(ref) + 1  # the end-of-sentence token too
+    return total / count
 
 
 def check_head_count(bundle: ModelBundle, pairs=CHECK_PAIRS, counts: list[int] | None = None) -> HeadCountCheck:

@@ -80,7 +80,6 @@ class Role:
     threshold: float
     lift: bool  # True: the threshold is on the lift over uniform rows; False: on the statistic itself
     where: str  # what the share is on, in words
-    meaning: str  # one sentence, for legends and docs
 
     def score(self, value: float, uniform: float) -> float:
         """The lift over uniform rows (NaN when uniform rows already put everything there), or the value."""
@@ -106,7 +105,6 @@ ROLES = {
             POSITION_LIFT,
             True,
             "on the token before",
-            "looks at the token before its own",
         ),
         Role(
             "next token",
@@ -115,9 +113,8 @@ ROLES = {
             POSITION_LIFT,
             True,
             "on the token after",
-            "looks at the token after its own",
         ),
-        Role("same token", "self", "same_token_share", POSITION_LIFT, True, "on its own token", "looks at itself"),
+        Role("same token", "self", "same_token_share", POSITION_LIFT, True, "on its own token"),
         Role(
             "rare words",
             "rare",
@@ -125,7 +122,6 @@ ROLES = {
             RARE_WORD_LIFT,
             True,
             "on the rarest word it can see",
-            "looks at the least frequent word of the sentence (Voita et al. 2019)",
         ),
         Role(
             "alignment",
@@ -134,7 +130,6 @@ ROLES = {
             ALIGNMENT_LIFT,
             True,
             "within one token of the diagonal",
-            "lines each output word up with the source word at the same place in the sentence",
         ),
         Role(
             "sink",
@@ -143,7 +138,6 @@ ROLES = {
             SINK_LIFT,
             True,
             "on the start/end tokens and punctuation",
-            "parks its attention on the start/end tokens and punctuation (Clark et al. 2019)",
         ),
         Role(
             "broad",
@@ -152,7 +146,6 @@ ROLES = {
             BROAD_ENTROPY,
             False,
             "",
-            "spreads its attention over most of the sentence",
         ),
     )
 }

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from core.decoding.options import TOP_K
-from core.seam import Caches, HeadMask, LayerStack, causal_mask, model_device, pad_rows, padding_mask
+from core.seam import HeadMask, LayerStack, causal_mask, model_device, pad_rows, padding_mask, reorder_cache
 
 Maps = tuple[Tensor, Tensor, Tensor]  # (encoder, decoder, cross), each (L, H, Tq, Tk)
 
@@ -94,13 +94,6 @@ def sequence_log_prob(model: LayerStack, src_ids: list[int], tgt_ids: list[int])
     return float(logits[0].float().log_softmax(-1).gather(-1, labels[:, None]).sum())
 
 
-def _keep_rows(caches: Caches, index: Tensor) -> None:
-    """Keep only rows `index` of every self- and cross-attention cache (rows that finished are dropped)."""
-    for pair in caches:
-        for cache in pair:
-            cache.k, cache.v = cache.k.index_select(0, index), cache.v.index_select(0, index)
-
-
 def _mask_rows(head_mask: HeadMask | None, index: Tensor) -> HeadMask | None:
     """The HeadMask of rows `index`: per-row (B, L, H) gates are cut, shared (L, H) or (1, L, H) ones kept."""
     if head_mask is None:
@@ -154,7 +147,7 @@ def greedy_batch(
                 break
             index = going.nonzero()[:, 0]
             live, tokens, memory, src_mask = live[index], tokens[index], memory[index], src_mask[index]
-            _keep_rows(caches, index)
+            reorder_cache(caches, index, cross=True)  # rows that finished are dropped
             head_mask = _mask_rows(head_mask, index)
     out = [row[: row.index(specials.eos)] if specials.eos in row else row for row in generated.tolist()]
     if not need_cross:
