@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.analysis.alignment import RecordedAlignment, recorded_alignment
 from core.analysis.head_stats import head_statistics
 from core.attention import KIND, KINDS, Attention
 from core.checkpoint import load_checkpoint
@@ -100,6 +101,7 @@ class EpochView:
     statistics: dict[str, dict[str, np.ndarray]]  # kind -> head_stats statistic -> (L, H)
     log_probability: float  # log p(decoder input then [EOS] | sentence), nats
     notes: tuple[str, ...] = ()
+    alignment: RecordedAlignment | None = None  # the alignment head its card records, if any
 
 
 def epoch_view(
@@ -131,6 +133,7 @@ def epoch_view(
         statistics={kind: head_statistics(attention, kind) for kind in KINDS},
         log_probability=log_probability(bundle, own.source_ids, decoder_ids),
         notes=bundle.notes,
+        alignment=recorded_alignment(bundle),
     )
 
 

@@ -4,11 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from core import CheckpointError, charts
-from core.analysis.alignment import opening_head
+from core.analysis.alignment import opening_head_of
 from core.attention import KIND
 from core.runs import follow_sentence, statistic_series
 from ui import results, state, widgets
-from ui.models import checkpoint_dir, find_runs, load_option, run_id
+from ui.models import checkpoint_dir, find_runs, run_id
 from ui.text import md_code, md_text
 
 STATISTIC_TITLES = {
@@ -92,14 +92,9 @@ def show(timeline, linked: dict) -> None:
         f"The maps below: every checkpoint's decoder is fed {timeline.decoder_input}, so they share their rows: "
         + " ".join(md_code(t) for t in charts.labels(att.target_tokens))
     )
-    telling = opening_head(load_option(timeline.epochs[-1].checkpoint.path).bundle, att)
-    view = state.view_state()
-    # a first visit with no head in its link (nor another kind): where training visibly changed
-    if "head" not in view and view.get("kind", "cross") == "cross":
-        view.update(kind="cross", layer=telling.layer, head=telling.head)
-    ref = widgets.head_picker(att.n_layers, att.n_heads)
-    if (ref.kind, ref.layer, ref.head) == ("cross", telling.layer, telling.head):
-        st.caption(f"{telling.hint} Move the checkpoint slider to watch it form.")
+    telling = opening_head_of(timeline.epochs[-1].alignment, att)  # the run's model is not held: its card is
+    hint = f"{telling.hint} Move the checkpoint slider to watch it form."  # where training visibly changed
+    ref = widgets.opening_picker(att.n_layers, att.n_heads, telling, hint)
     position = widgets.index_slider("Checkpoint", len(labels), "timeline_epoch") - 1
     state.set_link("timeline", linked | {"kind": ref.kind, "layer": ref.layer, "head": ref.head, "epoch": position + 1})
     shown = timeline.epochs[position]

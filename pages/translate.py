@@ -84,13 +84,8 @@ def explore(model: ActiveModel, result, context: tuple[str, str], linked: dict, 
     """Everything below the translation. A fragment: moving a slider or clicking a tile reruns and redraws
     only this part; the inputs and the translation above stay as they are (bench/app_browser.py times it)."""
     cfg, view = model.bundle.config, state.view_state()
-    telling = opening_head(model.bundle, result.attention)
-    # a first visit with no head in its link (nor another kind): open where words visibly line up
-    if "head" not in view and view.get("kind", "cross") == "cross":
-        view.update(kind="cross", layer=telling.layer, head=telling.head)
-    ref = widgets.head_picker(cfg.n_layers, cfg.n_heads, average=True)
-    if (ref.kind, ref.layer, ref.head) == ("cross", telling.layer, telling.head):
-        st.caption(telling.hint)
+    telling = opening_head(model.bundle, result.attention)  # where words visibly line up
+    ref = widgets.opening_picker(cfg.n_layers, cfg.n_heads, telling, telling.hint, average=True)
     flags = {key: 1 for key in ("avg", "grid") if view.get(key)}
     off = switched_off(cfg.n_layers, cfg.n_heads)
     where = {"kind": ref.kind, "layer": ref.layer, "head": view["head"]}

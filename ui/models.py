@@ -150,7 +150,7 @@ def upload_key(data: bytes, src: bytes | None, tgt: bytes | None, heads: int | N
     return "upload:" + digest.hexdigest()
 
 
-def _stamp(path: Path) -> str:
+def file_stamp(path: Path) -> str:
     """A file's version (modification time and size); a model folder's, of its config and weights."""
     files = (
         [f for f in (path / "config.json", *path.glob("*.safetensors"), *path.glob("*.bin"))]
@@ -212,7 +212,7 @@ def resolve_model() -> tuple[ActiveModel | None, str | None]:
         return None, evicted
     path = chosen[0]
     try:
-        stamp = _stamp(path)
+        stamp = file_stamp(path)
         bundle = load_file(str(path), stamp)
     except (CheckpointError, OSError) as exc:
         return None, f"Cannot load `{md_text(path.name)}`: {md_text(exc)}"
@@ -281,7 +281,7 @@ def model_options() -> dict[str, Path]:
 
 def load_option(path: Path) -> ActiveModel:
     """One checkpoint file as a model (cached like the active model); raises CheckpointError or OSError."""
-    stamp = _stamp(path)
+    stamp = file_stamp(path)
     return folder_model(path, stamp, load_file(str(path), stamp))
 
 

@@ -93,6 +93,18 @@ def head_picker(n_layers: int, n_heads: int, prefix: str = "", average: bool = F
     return HeadRef(kind, layer, None if mean else head)
 
 
+def opening_picker(n_layers: int, n_heads: int, opening, hint: str, average: bool = False) -> HeadRef:
+    """head_picker that opens on `opening` (core.analysis.alignment.OpeningHead, a cross-attention head) on a
+    first visit whose link names no head nor another kind, with `hint` under it while that head is shown."""
+    view = view_state()
+    if "head" not in view and view.get("kind", "cross") == "cross":
+        view.update(kind="cross", layer=opening.layer, head=opening.head)
+    ref = head_picker(n_layers, n_heads, average=average)
+    if (ref.kind, ref.layer, ref.head) == ("cross", opening.layer, opening.head):
+        st.caption(hint)
+    return ref
+
+
 # ---------------------------------------------------------------- charts out
 
 

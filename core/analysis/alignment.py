@@ -505,7 +505,11 @@ def opening_head(bundle: ModelBundle, attention: Attention) -> OpeningHead:
     """The model card's alignment head when it names one; else the cross-attention head that puts the most weight
     on one source word per row of this translation (mean over rows of the largest weight on a word; the framing
     tokens do not count, so a head parked on the end-of-sentence token is not chosen)."""
-    recorded = recorded_alignment(bundle)
+    return opening_head_of(recorded_alignment(bundle), attention)
+
+
+def opening_head_of(recorded: RecordedAlignment | None, attention: Attention) -> OpeningHead:
+    """opening_head from the model's recorded alignment (recorded_alignment), for a model no longer held."""
     if recorded is not None and recorded.method.head is not None:
         layer, head = recorded.method.layer, recorded.method.head
         measured = f" (AER {recorded.aer:.2f} on {recorded.data})" if recorded.aer is not None and recorded.data else ""

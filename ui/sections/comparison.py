@@ -66,7 +66,7 @@ def default_pair(choices: dict) -> tuple[str, str, str]:
             i = paths.index(choices[a])
             neighbour = paths[i - 1] if i else paths[1]
             return a, name_of[neighbour], "A is the active model, B the checkpoint before it in its training run."
-    if runs and runs[0].checkpoints[0].path in name_of:  # A the trained end: both decoders read what it writes
+    if runs:  # A the trained end: both decoders read what it writes
         first, last = runs[0].checkpoints[0], runs[0].checkpoints[-1]
         return (
             name_of[last.path],

@@ -25,7 +25,7 @@ from core.attention import KIND
 from core.data import DataError, parse_tsv, read_tsv
 from core.heads_off import HeadsOff
 from ui import state, widgets
-from ui.models import ActiveModel
+from ui.models import ActiveModel, file_stamp
 from ui.state import REPO
 
 MAX_UPLOAD_PAIRS = 500
@@ -106,19 +106,14 @@ def run_report(model: ActiveModel, pairs: list[tuple[str, str]]) -> HeadReport |
         except ValueError as exc:
             st.warning(f"Cannot analyse these pairs: {exc}")
             return None
-    KNOWN_ROLES.put((model.key, key), report.roles)
+    if key == sample_key():  # the Translate page's role line reads the sample's roles only
+        KNOWN_ROLES.put((model.key, key), report.roles)
     return report
 
 
-def version(path: str | Path) -> str:
-    """A file's version: modification time and size."""
-    stat = Path(path).stat()
-    return f"{stat.st_mtime_ns}:{stat.st_size}"
-
-
 @functools.lru_cache(maxsize=16)
-def file_sha256(path: str, stamp: str) -> str:
-    """The SHA-256 of one version of a file (stamp: version()), once per process (a model file takes ~0.1 s)."""
+def file_sha256(path: str, version: str) -> str:
+    """The SHA-256 of one version of a file (version: ui.models.file_stamp), once per process (a model file takes ~0.1 s)."""
     return sha256_file(path)
 
 
@@ -127,19 +122,25 @@ def shipped_report(model: ActiveModel, pairs_key: str | None) -> HeadReport | No
     if model.file is None or pairs_key is None or pairs_key != sample_key():
         return None
     try:
-        model_sha, data_sha = file_sha256(model.file, version(model.file)), file_sha256(str(SAMPLE), version(SAMPLE))
-        stamp = version(REPORT_FILE)
+        stamps = (
+            file_stamp(Path(model.file)),
+            file_stamp(SAMPLE),
+            file_stamp(REPORT_FILE),
+        )  # "" for a file that is not there
+        if not all(stamps):
+            return None
+        model_sha, data_sha = file_sha256(model.file, stamps[0]), file_sha256(str(SAMPLE), stamps[1])
     except OSError:
         return None
     cfg = model.bundle.config
-    return saved_report(str(REPORT_FILE), stamp, model_sha, data_sha, cfg.n_layers, cfg.n_heads)
+    return saved_report(str(REPORT_FILE), stamps[2], model_sha, data_sha, cfg.n_layers, cfg.n_heads)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def saved_report(
     path: str, stamp: str, model_sha: str, data_sha: str, n_layers: int, n_heads: int
 ) -> HeadReport | None:
-    """The report file read and checked once per file version, model and sample (stamp: version()); None when it
+    """The report file read and checked once per file version, model and sample (stamp: ui.models.file_stamp); None when it
     is another model's or sample's, or unusable (then the server log says why, once)."""
     try:
         return load_report(path, model_sha, data_sha, n_layers, n_heads)
@@ -165,9 +166,11 @@ def role_line(model: ActiveModel, ref: widgets.HeadRef) -> None:
     until then a link to that page."""
     if ref.head is None:
         return
-    roles = KNOWN_ROLES.get((model.key, sample_key()))
-    if roles is None and (shipped := shipped_report(model, sample_key())) is not None:
+    known = (model.key, sample_key())
+    roles = KNOWN_ROLES.get(known)
+    if roles is None and (shipped := shipped_report(model, known[1])) is not None:
         roles = shipped.roles
+        KNOWN_ROLES.put(known, roles)  # later reruns (every slider move) skip the report file's checks
     if roles is None:
         st.page_link(
             state.PAGES / "heads.py",
